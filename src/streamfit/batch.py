@@ -1,0 +1,146 @@
+"""The two shapes data takes between layers.
+
+``Messages`` is what a source returns: raw payloads plus, per row, where each came from
+(topic, partition, offset), its key and its timestamp. ``Batch`` is what the decoder makes of
+them: one column per field (numpy arrays), aligned with the same per-row metadata.
+
+The hot path works on whole batches; nothing downstream iterates events in Python where a
+vectorized form exists.
+
+>>> msgs = Messages.from_values([b'{"x": 1}', b'{"x": 2}'], topic="t")
+>>> len(msgs), msgs.offsets.tolist()
+(2, [0, 1])
+>>> msgs.take(np.array([1])).values
+[b'{"x": 2}']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Batch", "Messages", "Offsets"]
+
+#: Next offset to read, per (topic, partition): Kafka's convention (last processed + 1).
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """Raw events polled from a source, with their coordinates."""
+
+    values: list[bytes | None]
+    keys: list[bytes | None]
+    topics: npt.NDArray[np.object_]
+    partitions: npt.NDArray[np.int32]
+    offsets: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]  # milliseconds since the epoch
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @classmethod
+    def from_values(
+        cls,
+        values: Sequence[bytes | None],
+        topic: str = "events",
+        partition: int = 0,
+        first_offset: int = 0,
+        keys: Sequence[bytes | None] | None = None,
+        timestamp_ms: int = 0,
+    ) -> Messages:
+        """Messages of one partition with consecutive offsets (handy in tests)."""
+        n = len(values)
+        return cls(
+            values=list(values),
+            keys=list(keys) if keys is not None else [None] * n,
+            topics=np.full(n, topic, dtype=object),
+            partitions=np.full(n, partition, dtype=np.int32),
+            offsets=np.arange(first_offset, first_offset + n, dtype=np.int64),
+            timestamps=np.full(n, timestamp_ms, dtype=np.int64),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Messages]) -> Messages:
+        """Join several message lists, keeping their order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            values=[v for p in parts for v in p.values],
+            keys=[k for p in parts for k in p.keys],
+            topics=np.concatenate([p.topics for p in parts]) if parts else _empty_obj(),
+            partitions=np.concatenate([p.partitions for p in parts])
+            if parts
+            else np.empty(0, np.int32),
+            offsets=np.concatenate([p.offsets for p in parts]) if parts else np.empty(0, np.int64),
+            timestamps=np.concatenate([p.timestamps for p in parts])
+            if parts
+            else np.empty(0, np.int64),
+        )
+
+    def take(self, index: npt.NDArray[np.intp]) -> Messages:
+        """Rows at ``index`` (an integer array), in that order."""
+        idx = index.tolist()
+        return Messages(
+            values=[self.values[i] for i in idx],
+            keys=[self.keys[i] for i in idx],
+            topics=self.topics[index],
+            partitions=self.partitions[index],
+            offsets=self.offsets[index],
+            timestamps=self.timestamps[index],
+        )
+
+    def next_offsets(self) -> Offsets:
+        """For each (topic, partition) in these messages, the offset after its last one."""
+        out: Offsets = {}
+        if len(self) == 0:
+            return out
+        keys = np.char.add(self.topics.astype(str), np.char.add("\x00", self.partitions.astype(str)))
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        maxima = np.full(len(uniq), -1, dtype=np.int64)
+        np.maximum.at(maxima, inverse, self.offsets)
+        for key, last in zip(uniq.tolist(), maxima.tolist(), strict=True):
+            topic, _, part = key.rpartition("\x00")
+            out[(topic, int(part))] = last + 1
+        return out
+
+
+def _empty_obj() -> npt.NDArray[np.object_]:
+    return np.empty(0, dtype=object)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Decoded events as columns, aligned row for row with ``meta``.
+
+    ``columns`` maps a field name to a 1-d array: ``float64`` for numbers (NaN = missing),
+    ``bool`` never (booleans are ``float64`` 0/1 with NaN missing, listed in ``booleans``),
+    ``object`` for strings and anything else (``None`` = missing). ``present`` is empty unless
+    a decoder wants to say which fields each row actually carried.
+
+    >>> b = Batch({"x": np.array([1.0, np.nan])}, Messages.from_values([b"", b""]))
+    >>> len(b), b.field_names
+    (2, ['x'])
+    """
+
+    columns: dict[str, np.ndarray]  # type: ignore[type-arg]
+    meta: Messages
+    booleans: frozenset[str] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    @property
+    def field_names(self) -> list[str]:
+        return list(self.columns)
+
+    def take(self, index: npt.NDArray[np.intp]) -> Batch:
+        """Rows at ``index``, every column and the metadata alike."""
+        return Batch(
+            {name: col[index] for name, col in self.columns.items()},
+            self.meta.take(index),
+            self.booleans,
+        )

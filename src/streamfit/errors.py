@@ -1,0 +1,77 @@
+"""One exception tree for streamfit.
+
+::
+
+    StreamfitError
+    ├── SpecError            a pipeline spec or setting is invalid (carries the key path)
+    ├── DecodeError          an event cannot be decoded (becomes a dead letter, never a crash)
+    ├── FeatureError         features cannot be built from a batch
+    ├── ModelError           a model cannot be built, trained, or its state read
+    │   └── StateFormatError a state blob has an unknown version or is corrupt
+    ├── StreamError          a source or sink failed (broker unreachable, delivery failed)
+    ├── StoreError           the database failed
+    └── ServiceUnavailableError  a dependency is down; retry after ``retry_after`` seconds
+
+Every name ends in ``Error``; wrap a library's exception with ``raise X(msg) from exc``.
+
+>>> issubclass(StateFormatError, StreamfitError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DecodeError",
+    "FeatureError",
+    "ModelError",
+    "ServiceUnavailableError",
+    "SpecError",
+    "StateFormatError",
+    "StoreError",
+    "StreamError",
+    "StreamfitError",
+]
+
+
+class StreamfitError(Exception):
+    """Root of every error streamfit raises on purpose."""
+
+
+class SpecError(StreamfitError):
+    """A pipeline spec is invalid. ``path`` names the bad key, e.g. ``models.0.params``."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class DecodeError(StreamfitError):
+    """An event's bytes cannot be turned into a row."""
+
+
+class FeatureError(StreamfitError):
+    """Features cannot be built."""
+
+
+class ModelError(StreamfitError):
+    """A model cannot be built, trained or restored."""
+
+
+class StateFormatError(ModelError):
+    """A model state blob is corrupt or of a version this release cannot read."""
+
+
+class StreamError(StreamfitError):
+    """A source or a sink failed."""
+
+
+class StoreError(StreamfitError):
+    """The database failed."""
+
+
+class ServiceUnavailableError(StreamfitError):
+    """A service (broker, database) is unreachable; try again after ``retry_after`` s."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

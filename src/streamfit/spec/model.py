@@ -1,0 +1,226 @@
+"""The pipeline spec: what a pipeline reads, learns, scores and writes.
+
+A spec is YAML, validated by pydantic with unknown keys rejected; ``load_spec`` turns any
+problem into a ``SpecError`` naming the path of the bad key.
+
+>>> spec = PipelineSpec.model_validate({
+...     "name": "demo",
+...     "source": {"kind": "memory"},
+...     "topics": {"train": "t", "score": "s"},
+...     "target": "y",
+...     "models": [{"name": "lr", "builtin": "logistic_regression"}],
+... })
+>>> spec.models[0].name, spec.outputs.results_table_name(spec.name)
+('lr', 'demo_results')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+__all__ = [
+    "BatchSpec",
+    "BuiltinModelSpec",
+    "EvaluationSpec",
+    "FeaturesSpec",
+    "FileSourceSpec",
+    "KafkaSourceSpec",
+    "MemorySourceSpec",
+    "ModelSpec",
+    "OutputsSpec",
+    "PipelineSpec",
+    "RiverModelSpec",
+    "SklearnModelSpec",
+    "SourceSpec",
+    "TopicsSpec",
+]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSourceSpec(_Frozen):
+    """Read from Apache Kafka as one member of a consumer group."""
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str | None = None  # default: "streamfit-<pipeline name>"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class MemorySourceSpec(_Frozen):
+    """The in-process stream (one process, no broker): for demos and tests."""
+
+    kind: Literal["memory"] = "memory"
+
+
+class FileSourceSpec(_Frozen):
+    """Replay a CSV, JSONL or Parquet file as a stream, at ``rate`` events/s (0 = flat out)."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    rate: float = Field(default=0.0, ge=0.0)
+    topic: str | None = None  # the role topic the rows are replayed as; default: train topic
+
+
+SourceSpec = Annotated[
+    KafkaSourceSpec | MemorySourceSpec | FileSourceSpec, Field(discriminator="kind")
+]
+
+
+class TopicsSpec(_Frozen):
+    """Topics by role. One topic may carry both roles: rows without a target are scored."""
+
+    train: list[str] = Field(default_factory=list)
+    score: list[str] = Field(default_factory=list)
+
+    @field_validator("train", "score", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _some_topic(self) -> TopicsSpec:
+        if not self.train and not self.score:
+            raise ValueError("name at least one topic, as 'train' or 'score'")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return list(dict.fromkeys([*self.train, *self.score]))
+
+
+FieldType = Literal["numeric", "categorical", "boolean", "text"]
+
+
+class FeaturesSpec(_Frozen):
+    """Which fields become features; types are inferred unless given in ``types``."""
+
+    include: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    types: dict[str, FieldType] = Field(default_factory=dict)
+    hash_bits: int = Field(default=18, ge=4, le=26)
+    text_fields_min_tokens: int = Field(default=4, ge=1)
+
+
+class _ModelBase(_Frozen):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a model name is letters, digits and '_', at most 41 characters")
+        return value
+
+
+class BuiltinModelSpec(_ModelBase):
+    """A learner shipped with streamfit."""
+
+    builtin: Literal["logistic_regression", "linear_regression"]
+
+
+class RiverModelSpec(_ModelBase):
+    """Any River estimator, by its path below ``river``: ``tree.HoeffdingTreeClassifier``."""
+
+    river: str
+
+
+class SklearnModelSpec(_ModelBase):
+    """Any scikit-learn estimator with ``partial_fit``: ``linear_model.SGDClassifier``."""
+
+    sklearn: str
+
+
+def _model_kind(value: Any) -> str | None:
+    keys = value if isinstance(value, dict) else vars(value) if hasattr(value, "__dict__") else {}
+    for kind in ("builtin", "river", "sklearn"):
+        if kind in keys:
+            return kind
+    return None
+
+
+ModelSpec = Annotated[
+    Annotated[BuiltinModelSpec, Tag("builtin")]
+    | Annotated[RiverModelSpec, Tag("river")]
+    | Annotated[SklearnModelSpec, Tag("sklearn")],
+    Discriminator(
+        _model_kind,
+        custom_error_type="model_kind",
+        custom_error_message="a model names one of 'builtin', 'river' or 'sklearn'",
+    ),
+]
+
+
+class EvaluationSpec(_Frozen):
+    """Prequential evaluation: every labeled event is predicted before it is learned from."""
+
+    window: int = Field(default=1000, ge=10)
+    interval_events: int = Field(default=1000, ge=1)
+    interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class OutputsSpec(_Frozen):
+    """Where predictions, metrics and rejects go."""
+
+    predictions_topic: str | None = None
+    dead_letter_topic: str | None = None
+    database: str | None = None  # default: settings.database_url (sqlite:///streamfit.db)
+    results_table: str | None = None
+    training_table: str | None = None
+    write_results: bool = True
+
+    def results_table_name(self, pipeline: str) -> str:
+        return self.results_table or f"{pipeline}_results"
+
+    def training_table_name(self, pipeline: str) -> str:
+        return self.training_table or f"{pipeline}_training"
+
+
+class BatchSpec(_Frozen):
+    """How many events the worker takes at a time, and how long it waits for them."""
+
+    max_records: int = Field(default=1000, ge=1, le=1_000_000)
+    timeout: float = Field(default=0.2, gt=0, le=60)
+
+
+class PipelineSpec(_Frozen):
+    """A whole pipeline."""
+
+    name: str
+    source: SourceSpec = Field(default_factory=MemorySourceSpec)
+    topics: TopicsSpec
+    key: str | None = None
+    target: str | None = None
+    task: Literal["classification", "regression"] = "classification"
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    models: list[ModelSpec] = Field(min_length=1)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    outputs: OutputsSpec = Field(default_factory=OutputsSpec)
+    batch: BatchSpec = Field(default_factory=BatchSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("a pipeline name is letters, digits and '_', at most 41 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        if self.topics.train and not self.target:
+            raise ValueError("a 'train' topic needs a 'target' field")
+        return self

@@ -1,0 +1,55 @@
+"""Source and sink contracts every stream implementation meets.
+
+A ``Source`` never blocks past its timeout; it reports where it is as ``Offsets`` (the next
+offset to read per topic-partition) and can be moved with ``seek``. A ``Sink`` buffers
+``write`` calls and makes them durable on ``flush`` (or raises).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from streamfit.batch import Messages, Offsets
+
+__all__ = ["OutRecord", "RecordSink", "Source"]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Where events come from: Kafka, the in-process stream, a file replay."""
+
+    def poll(self, max_records: int, timeout: float) -> Messages | None:
+        """Up to ``max_records`` messages, waiting at most ``timeout`` seconds; None if none."""
+        ...
+
+    def commit(self, offsets: Offsets) -> None:
+        """Record ``offsets`` (next to read) as processed, for this consumer group."""
+        ...
+
+    def seek(self, offsets: Offsets) -> None:
+        """Continue reading each named partition at the given offset."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One message to produce: key and value bytes."""
+
+    key: bytes | None
+    value: bytes
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Where output messages go (a Kafka topic, an in-process topic)."""
+
+    def write(self, records: list[OutRecord]) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Durable on return, or raises ``StreamError``."""
+        ...
+
+    def close(self) -> None: ...
