@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Batch", "Messages", "Offsets"]
+__all__ = ["Batch", "DeadLetter", "Messages", "Offsets"]
 
 #: Next offset to read, per (topic, partition): Kafka's convention (last processed + 1).
 Offsets = dict[tuple[str, int], int]
@@ -143,4 +143,30 @@ class Batch:
             {name: col[index] for name, col in self.columns.items()},
             self.meta.take(index),
             self.booleans,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that could not be used, with why, and its original bytes (nothing is lost)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    reason: str
+
+    @classmethod
+    def from_row(cls, messages: Messages, row: int, reason: str) -> DeadLetter:
+        """The dead letter for row ``row`` of ``messages``."""
+        return cls(
+            topic=str(messages.topics[row]),
+            partition=int(messages.partitions[row]),
+            offset=int(messages.offsets[row]),
+            key=messages.keys[row],
+            value=messages.values[row],
+            timestamp_ms=int(messages.timestamps[row]),
+            reason=reason,
         )
