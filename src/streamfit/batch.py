@@ -98,13 +98,14 @@ class Messages:
         out: Offsets = {}
         if len(self) == 0:
             return out
-        keys = np.char.add(self.topics.astype(str), np.char.add("\x00", self.partitions.astype(str)))
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        maxima = np.full(len(uniq), -1, dtype=np.int64)
-        np.maximum.at(maxima, inverse, self.offsets)
-        for key, last in zip(uniq.tolist(), maxima.tolist(), strict=True):
-            topic, _, part = key.rpartition("\x00")
-            out[(topic, int(part))] = last + 1
+        for topic in set(self.topics.tolist()):
+            in_topic = self.topics == topic
+            parts = self.partitions[in_topic]
+            offs = self.offsets[in_topic]
+            maxima = np.full(int(parts.max()) + 1, -1, dtype=np.int64)
+            np.maximum.at(maxima, parts, offs)
+            for part in np.flatnonzero(maxima >= 0).tolist():
+                out[(topic, part)] = int(maxima[part]) + 1
         return out
 
 

@@ -1,0 +1,83 @@
+"""Build a ``Worker`` and its source, sinks and store from a spec and the settings."""
+
+from __future__ import annotations
+
+from streamfit.spec.model import (
+    FileSourceSpec,
+    KafkaSourceSpec,
+    MemorySourceSpec,
+    PipelineSpec,
+)
+from streamfit.spec.settings import Settings
+from streamfit.store import Store
+from streamfit.streams.base import RecordSink, Source
+from streamfit.streams.memory import MemoryBroker, MemorySink, MemorySource
+from streamfit.streams.replay import FileReplaySource
+from streamfit.runtime.worker import Worker
+
+__all__ = ["build_worker", "database_url", "kafka_bootstrap"]
+
+
+def database_url(spec: PipelineSpec, settings: Settings) -> str:
+    """The spec's database, else the settings' (``STREAMFIT_DATABASE_URL``)."""
+    return spec.outputs.database or settings.database_url
+
+
+def kafka_bootstrap(spec: KafkaSourceSpec, settings: Settings) -> str:
+    """``STREAMFIT_KAFKA_BOOTSTRAP`` when set, else the spec's ``bootstrap_servers``."""
+    return settings.kafka_bootstrap or spec.bootstrap_servers
+
+
+def group_id(spec: PipelineSpec) -> str:
+    source = spec.source
+    if isinstance(source, KafkaSourceSpec) and source.group_id:
+        return source.group_id
+    return f"streamfit-{spec.name}"
+
+
+def build_worker(
+    spec: PipelineSpec,
+    settings: Settings | None = None,
+    broker: MemoryBroker | None = None,
+    store: Store | None = None,
+) -> Worker:
+    """Everything a pipeline needs, connected: source, sinks, store and worker."""
+    settings = settings or Settings()
+    store = store or Store(database_url(spec, settings), spec.name)
+    source: Source
+    predictions: RecordSink | None = None
+    dead_letters: RecordSink | None = None
+    outputs = spec.outputs
+    match spec.source:
+        case KafkaSourceSpec() as kafka:
+            from streamfit.streams.kafka import KafkaSink, KafkaSource
+
+            bootstrap = kafka_bootstrap(kafka, settings)
+            config = dict(kafka.config)
+            source = KafkaSource(
+                bootstrap,
+                spec.topics.all,
+                group_id(spec),
+                auto_offset_reset=kafka.auto_offset_reset,
+                config=config,
+            )
+            if outputs.predictions_topic:
+                predictions = KafkaSink(bootstrap, outputs.predictions_topic, config=config)
+            if outputs.dead_letter_topic:
+                dead_letters = KafkaSink(bootstrap, outputs.dead_letter_topic, config=config)
+        case MemorySourceSpec():
+            broker = broker or MemoryBroker()
+            source = MemorySource(broker, spec.topics.all, group_id(spec))
+            if outputs.predictions_topic:
+                predictions = MemorySink(broker, outputs.predictions_topic)
+            if outputs.dead_letter_topic:
+                dead_letters = MemorySink(broker, outputs.dead_letter_topic)
+        case FileSourceSpec() as replay:
+            topic = replay.topic or (spec.topics.train or spec.topics.score)[0]
+            source = FileReplaySource(replay.path, topic=topic, rate=replay.rate)
+            broker = broker or MemoryBroker()
+            if outputs.predictions_topic:
+                predictions = MemorySink(broker, outputs.predictions_topic)
+            if outputs.dead_letter_topic:
+                dead_letters = MemorySink(broker, outputs.dead_letter_topic)
+    return Worker(spec, source, store, predictions=predictions, dead_letter_sink=dead_letters)

@@ -1,0 +1,101 @@
+"""The pipeline spec: valid specs load, bad ones are rejected with the path of the bad key."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from streamfit.errors import SpecError
+from streamfit.spec import load_spec, load_spec_text
+from streamfit.spec.model import KafkaSourceSpec, RiverModelSpec, SklearnModelSpec
+
+BASE = """
+name: clicks
+topics: {train: clicks, score: clicks}
+target: clicked
+models:
+  - {name: lr, builtin: logistic_regression}
+"""
+
+
+def test_minimal_spec_gets_defaults() -> None:
+    spec = load_spec_text(BASE)
+    assert spec.source.kind == "memory"
+    assert spec.topics.all == ["clicks"]
+    assert spec.outputs.results_table_name("clicks") == "clicks_results"
+    assert spec.batch.max_records == 1000
+
+
+def test_adapter_models_are_named_by_their_library() -> None:
+    spec = load_spec_text(
+        BASE
+        + "  - {name: tree, river: tree.HoeffdingTreeClassifier, params: {grace_period: 50}}\n"
+        + "  - {name: sgd, sklearn: linear_model.SGDClassifier}\n"
+    )
+    assert isinstance(spec.models[1], RiverModelSpec)
+    assert spec.models[1].params == {"grace_period": 50}
+    assert isinstance(spec.models[2], SklearnModelSpec)
+
+
+def test_kafka_source() -> None:
+    spec = load_spec_text(BASE + "source: {kind: kafka, bootstrap_servers: '127.0.0.1:1234'}\n")
+    assert isinstance(spec.source, KafkaSourceSpec)
+    assert spec.source.bootstrap_servers == "127.0.0.1:1234"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ("source: {kind: kafka, bootstrap: x}\n", "source.bootstrap"),
+        ("source: {kind: carrier_pigeon}\n", "source"),
+        ("evaluation: {window: 2}\n", "evaluation.window"),
+        ("batch: {max_records: 0}\n", "batch.max_records"),
+        ("outputs: {predictions: x}\n", "outputs.predictions"),
+        ("features: {types: {age: integer}}\n", "features.types.age"),
+        ("surprise: 1\n", "surprise"),
+    ],
+)
+def test_bad_key_is_rejected_with_its_path(extra: str, path: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(BASE + extra)
+    assert info.value.path == path
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_bad_model_entries_name_the_model() -> None:
+    with pytest.raises(SpecError, match=r"^models\.0\.builtin: .*'nope'"):
+        load_spec_text(BASE.replace("logistic_regression", "nope"))
+    with pytest.raises(SpecError, match=r"^models\.0: a model names one of"):
+        load_spec_text(BASE.replace("builtin: logistic_regression", "magic: yes"))
+    with pytest.raises(SpecError, match=r"^models\.0\.extra: unknown key"):
+        load_spec_text(BASE.replace("builtin: logistic_regression", "builtin: logistic_regression, extra: 1"))
+
+
+def test_train_topic_needs_a_target() -> None:
+    with pytest.raises(SpecError, match="needs a 'target'"):
+        load_spec_text(BASE.replace("target: clicked\n", ""))
+
+
+def test_duplicate_model_names_rejected() -> None:
+    with pytest.raises(SpecError, match="unique"):
+        load_spec_text(BASE + "  - {name: lr, builtin: logistic_regression}\n")
+
+
+def test_not_yaml_and_not_a_mapping() -> None:
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec_text("name: [unclosed")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec_text("- a list")
+
+
+def test_missing_file(tmp_path: object) -> None:
+    with pytest.raises(SpecError, match="cannot read spec file"):
+        load_spec("/nonexistent/spec.yaml")
+
+
+def test_shipped_demo_spec_is_valid() -> None:
+    text = resources.files("streamfit.data.speed_dating").joinpath("pipeline.yaml").read_text()
+    spec = load_spec_text(text)
+    assert spec.target == "match"
+    assert "dec" in spec.features.exclude
