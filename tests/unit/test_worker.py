@@ -1,0 +1,141 @@
+"""The worker on the in-process stream and SQLite: the whole loop, no mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streamfit.runtime.build import build_worker
+from streamfit.runtime.worker import Worker
+from streamfit.spec import validate_spec
+from streamfit.spec.model import PipelineSpec
+from streamfit.streams.memory import MemoryBroker
+
+
+def make_spec(db: str, **overrides: Any) -> PipelineSpec:
+    data: dict[str, Any] = {
+        "name": "t",
+        "topics": {"train": "train", "score": "score"},
+        "target": "y",
+        "models": [
+            {"name": "lr", "builtin": "logistic_regression"},
+            {"name": "tree", "river": "tree.HoeffdingTreeClassifier"},
+        ],
+        "evaluation": {"window": 100, "interval_events": 200},
+        "outputs": {
+            "database": db,
+            "predictions_topic": "predictions",
+            "dead_letter_topic": "dead",
+        },
+        "batch": {"max_records": 64, "timeout": 0.01},
+    }
+    data.update(overrides)
+    return validate_spec(data)
+
+
+def events(n: int, seed: int, labeled: bool) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        x = rng.normal(size=3)
+        color = ["red", "green", "blue"][int(rng.integers(3))]
+        event: dict[str, Any] = {"a": x[0], "b": x[1], "c": x[2], "color": color}
+        if labeled:
+            event["y"] = int(x[0] + 0.5 * x[1] + (color == "red") > 0)
+        out.append(orjson.dumps(event))
+    return out
+
+
+def run_all(worker: Worker, broker: MemoryBroker) -> None:
+    total = sum(sum(broker.end_offsets(t).values()) for t in worker.spec.topics.all)
+    worker.run(until=lambda w: w.stats.events_in >= total)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'streamfit.db'}"
+
+
+def test_trains_and_scores_from_two_topics(db: str) -> None:
+    broker = MemoryBroker()
+    broker.append("train", events(2000, 1, labeled=True))
+    broker.append("score", events(300, 2, labeled=False))
+    worker = build_worker(make_spec(db), broker=broker)
+    run_all(worker, broker)
+
+    assert worker.stats.events_trained == 2000
+    assert worker.stats.events_scored == 300
+    assert worker.store.count("t_results") == 300
+    training = worker.store.read_training("t_training", model="lr")
+    seen = [row["events_seen"] for row in training]
+    assert seen == sorted(seen) and seen[-1] == 2000 and len(seen) >= 5
+    final = worker.slots[0].evaluator.snapshot()
+    assert final["accuracy"] > 0.85
+    assert final["roc_auc"] > 0.9
+    predictions = broker.read("predictions")
+    assert len(predictions) == 300
+    first = orjson.loads(predictions[0][1])
+    assert first["model"] == "lr" and "tree" in first["challengers"]
+
+
+def test_malformed_events_become_dead_letters_and_change_nothing_else(db: str, tmp_path: Path) -> None:
+    good_train, good_score = events(500, 3, True), events(100, 4, False)
+
+    def run(train: list[bytes], database: str) -> Worker:
+        broker = MemoryBroker()
+        broker.append("train", train)
+        broker.append("score", good_score)
+        worker = build_worker(make_spec(database), broker=broker)
+        run_all(worker, broker)
+        return worker
+
+    clean = run(good_train, db)
+    bad = [b"not json", b"[1, 2]", b'{"a": 1, "y": [1]}', b""]
+    dirty_train = good_train[:100] + bad + good_train[100:]
+    dirty = run(dirty_train, f"sqlite:///{tmp_path / 'dirty.db'}")
+
+    letters = dirty.store.read_dead_letters()
+    assert len(letters) == 4
+    reasons = " | ".join(sorted(str(letter["reason"]) for letter in letters))
+    assert "JSON" in reasons and "target" in reasons
+    assert {bytes(letter["payload"]) for letter in letters} == set(bad)
+    assert dirty.stats.events_trained == clean.stats.events_trained
+    assert dirty.store.count("t_results") == clean.store.count("t_results") == 100
+    assert dirty.stats.dead_letters == 4 and clean.stats.dead_letters == 0
+
+
+def test_one_topic_carries_both_roles(db: str) -> None:
+    broker = MemoryBroker()
+    mixed = [e for pair in zip(events(300, 5, True), events(300, 6, False), strict=True) for e in pair]
+    broker.append("clicks", mixed)
+    spec = make_spec(db, topics={"train": "clicks", "score": "clicks"})
+    worker = build_worker(spec, broker=broker)
+    run_all(worker, broker)
+    assert worker.stats.events_trained == 300
+    assert worker.stats.events_scored == 300
+
+
+def test_replaying_the_same_offsets_upserts(db: str) -> None:
+    for _ in range(2):
+        broker = MemoryBroker()
+        broker.append("train", events(300, 7, True))
+        broker.append("score", events(50, 8, False))
+        worker = build_worker(make_spec(db), broker=broker)
+        run_all(worker, broker)
+    assert worker.store.count("t_results") == 50
+
+
+def test_learning_is_deterministic(db: str, tmp_path: Path) -> None:
+    states = []
+    for i in range(2):
+        broker = MemoryBroker()
+        broker.append("train", events(1000, 9, True))
+        spec = make_spec(f"sqlite:///{tmp_path / f'd{i}.db'}")
+        worker = build_worker(spec, broker=broker)
+        run_all(worker, broker)
+        states.append(worker.slots[0].model.state())
+    assert states[0] == states[1]
