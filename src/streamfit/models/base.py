@@ -5,23 +5,26 @@ Features arrive as a ``scipy.sparse.csr_matrix`` of shape ``(n_rows, n_features)
 index space. Labels are a 1-d numpy array: any hashable values for classifiers (str, int,
 bool), ``float64`` for regressors.
 
-Classifiers expose ``classes`` (the labels seen so far, in the column order of
-``predict_proba_many``). Before any label is seen, ``predict_many`` returns ``None`` values and
-``predict_proba_many`` an empty ``(n, 0)`` array.
+Classifiers expose ``classes`` (the labels seen so far, in order of first appearance: the
+column order of ``predict_proba_many``). Before any label is seen, ``predict_many`` returns
+``None`` values and ``predict_proba_many`` an empty ``(n, 0)`` array; with one class seen, that
+class with probability 1. Regressors predict 0.0 before learning. An empty batch is a no-op.
 
-``state()`` returns bytes in a versioned, documented format (not pickle, for the built-in
-learners); ``from_state`` rebuilds an equal model from them.
+``state()`` returns bytes in the versioned ``SFST`` format of ``streamfit.models.state`` (not
+pickle for the built-in learners; adapters frame a pickle tied to their library's version);
+the class's ``from_state`` rebuilds an equal model from them (``model_from_state`` picks the
+class from the blob). ``Mergeable`` learners fold another worker's model into theirs.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["Classifier", "Model", "Task"]
+__all__ = ["Classifier", "Mergeable", "Model", "Task"]
 
 Task = Literal["classification", "regression"]
 
@@ -44,6 +47,11 @@ class Model(Protocol):
         """The whole learned state, as bytes that ``from_state`` reads back."""
         ...
 
+    @classmethod
+    def from_state(cls, blob: bytes) -> Self:
+        """The model ``state()`` described; ``StateFormatError`` if the blob is unreadable."""
+        ...
+
 
 @runtime_checkable
 class Classifier(Model, Protocol):
@@ -54,4 +62,13 @@ class Classifier(Model, Protocol):
 
     def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
         """``(n_rows, len(classes))`` probabilities, columns in ``classes`` order."""
+        ...
+
+
+@runtime_checkable
+class Mergeable(Protocol):
+    """A model that can absorb another one of its kind (scale-out across workers)."""
+
+    def merge(self, other: Self) -> None:
+        """Fold ``other`` into this model in place (weighted by the events each has seen)."""
         ...

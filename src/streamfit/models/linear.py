@@ -1,0 +1,588 @@
+"""Built-in linear learners: logistic regression (binary and softmax) and linear regression.
+
+Both learn online from mini-batches of sparse rows (``scipy.sparse`` CSR, hashed feature space)
+with AdaGrad per-coordinate learning rates, fully vectorized: no Python loop over rows.
+
+How a ``learn_many`` call updates the model
+-------------------------------------------
+The batch is cut into consecutive *steps* of at most ``micro_batch`` rows (128 by default).
+For each step, with ``X`` the step's rows restricted to the columns they touch
+(``np.unique`` of their indices, found through a mark array) and ``r`` the residuals
+(prediction - target: ``sigmoid(z) - y``, ``softmax(z) - onehot(y)`` or ``z - y``):
+
+* gradient ``g = X.T @ r`` (summed over the rows, not averaged), plus ``l2 * n_j * w_j``
+  where ``n_j`` counts the step's rows that touch column ``j`` (so L2 acts as it would per
+  event, whatever the batch size);
+* AdaGrad accumulator ``G += (X * X).T @ (r * r)``: the sum of the *per-row* squared
+  gradients, as per-event AdaGrad would accumulate them;
+* ``w -= learning_rate * g / (sqrt(G) + 1e-8)``, on the touched coordinates only; the
+  intercept follows the same rule with ``intercept_lr``.
+
+Summing the gradient while accumulating per-row squares makes one step of ``n`` rows move
+about as far as ``n`` per-event AdaGrad steps would, which is what lets a model fed batches of
+100 learn about as fast as a per-event learner; the ``micro_batch`` cap keeps a large batch
+(thousands of rows, e.g. a replay) from taking one huge stale step. Measured on the speed-dating
+stream (8,378 events, ~104 features a row, prequential, batches of 100): ROC AUC 0.845 with the
+defaults, against 0.832 for River's per-event ``LogisticRegression`` fed the same batches
+(0.846 when River predicts and learns one event at a time).
+
+Classes
+-------
+A classifier discovers its classes online, in order of first appearance (``classes``; the
+columns of ``predict_proba_many``). Labels that compare equal (``1`` and ``True``) are one
+class. Before any label it predicts ``None`` with an empty ``(n, 0)`` probability matrix; with
+one class seen, that class with probability 1. Two classes use one weight column and a
+sigmoid; when a third class appears the same object turns into a softmax model: the binary
+weights ``w`` become the columns ``[-w/2, w/2]`` (the same probabilities) and each new class
+gets a zero column.
+
+Determinism: the same batches in the same order give the same model, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from scipy.special import expit
+
+from streamfit.errors import ModelError, StateFormatError
+from streamfit.models.base import Task
+from streamfit.models.state import decode_state, encode_state
+
+__all__ = ["LinearRegression", "LogisticRegression"]
+
+_EPS = 1e-8
+FloatArray = npt.NDArray[np.float64]
+
+
+def _check_float(name: str, value: object, *, low: float, strict: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ModelError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not np.isfinite(number) or number < low or (strict and number == low):
+        op = ">" if strict else ">="
+        raise ModelError(f"{name} must be {op} {low}, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: object, *, low: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ModelError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _as_csr(X: object) -> sp.csr_matrix:
+    if isinstance(X, sp.csr_matrix | sp.csr_array):
+        return X
+    if sp.issparse(X):
+        return sp.csr_matrix(X)
+    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")
+
+
+class _AdaGradLinear:
+    """Weights, AdaGrad accumulators and the vectorized update shared by both learners."""
+
+    task: Task
+    _state_name: ClassVar[str]
+
+    def __init__(
+        self,
+        learning_rate: float,
+        intercept_lr: float,
+        l2: float,
+        micro_batch: int,
+        n_features: int | None,
+    ) -> None:
+        self.learning_rate = _check_float("learning_rate", learning_rate, low=0.0, strict=True)
+        self.intercept_lr = _check_float("intercept_lr", intercept_lr, low=0.0, strict=False)
+        self.l2 = _check_float("l2", l2, low=0.0, strict=False)
+        self.micro_batch = _check_int("micro_batch", micro_batch, low=1) or 1
+        self.n_features = _check_int("n_features", n_features, low=1, allow_none=True)
+        self._n_seen = 0
+        self._W: FloatArray = np.zeros((0, 1))  # (n_features, n_cols)
+        self._G: FloatArray = np.zeros((0, 1))
+        self._b: FloatArray = np.zeros(1)
+        self._Gb: FloatArray = np.zeros(1)
+        self._mark: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # scratch, not state
+        self._lut: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)  # scratch, not state
+        if self.n_features is not None:
+            self._allocate(self.n_features)
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments (the whole configuration)."""
+        return {
+            "learning_rate": self.learning_rate,
+            "intercept_lr": self.intercept_lr,
+            "l2": self.l2,
+            "micro_batch": self.micro_batch,
+            "n_features": self.n_features,
+        }
+
+    @property
+    def n_seen(self) -> int:
+        """How many labeled events the model has learned from."""
+        return self._n_seen
+
+    @property
+    def weights(self) -> FloatArray:
+        """A copy of the weights, ``(n_features, n_columns)`` (0 rows before any data)."""
+        return self._W.copy()
+
+    @property
+    def intercept(self) -> FloatArray:
+        """A copy of the intercepts, one per weight column."""
+        return self._b.copy()
+
+    def state(self) -> bytes:
+        """The model as an ``SFST`` blob (see ``streamfit.models.state``).
+
+        Only the rows of the weight matrix that are not all zero are stored (``index``), so a
+        hashed space of 2**18 columns of which a few thousand are used stays small.
+        """
+        nonzero = np.zeros(self._W.shape[0], dtype=bool)
+        for array in (self._W, self._G):
+            nonzero |= (array.view(np.uint64) != 0).any(axis=1)
+        index = np.flatnonzero(nonzero).astype(np.int64)
+        return encode_state(
+            self._state_name,
+            params=self.params,
+            classes=self._state_classes(),
+            counters={"n_seen": self._n_seen, "n_rows": int(self._W.shape[0])},
+            arrays={
+                "index": index,
+                "W": self._W[index],
+                "G": self._G[index],
+                "b": self._b,
+                "Gb": self._Gb,
+            },
+        )
+
+    @classmethod
+    def from_state(cls, blob: bytes) -> Self:
+        """Rebuild a model from ``state()``; raises ``StateFormatError`` on a bad blob."""
+        state = decode_state(blob, expect_model=cls._state_name)
+        try:
+            model = cls(**state.params)
+        except (TypeError, ModelError) as exc:
+            raise ModelError(f"model state: bad params {state.params!r}: {exc}") from exc
+        try:
+            n_rows = state.counters["n_rows"]
+            index, W, G = state.arrays["index"], state.arrays["W"], state.arrays["G"]
+            b, Gb = state.arrays["b"], state.arrays["Gb"]
+            n_cols = b.shape[0]
+            model._allocate(n_rows, n_cols)
+            model._W[index] = W
+            model._G[index] = G
+            model._b[:] = b
+            model._Gb[:] = Gb
+            model._n_seen = state.counters["n_seen"]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise StateFormatError(f"model state: arrays do not fit the model: {exc}") from exc
+        model._restore_classes(state.classes)
+        return model
+
+    def merge(self, other: Self) -> None:
+        """Fold ``other`` into this model, as if both had learned from disjoint event sets.
+
+        Weights and intercepts become the average of the two, weighted by ``n_seen``; the
+        AdaGrad accumulators (sums of squared gradients) and ``n_seen`` are added. Classifier
+        columns are matched by class label; a class one side never saw contributes a zero
+        column from that side. Both models must share ``n_features``.
+        """
+        if type(other) is not type(self):
+            raise ModelError(f"cannot merge a {type(other).__name__} into a {type(self).__name__}")
+        if other._n_seen == 0:
+            return
+        if self._W.shape[0] and other._W.shape[0] and self._W.shape[0] != other._W.shape[0]:
+            raise ModelError(
+                f"cannot merge models over {self._W.shape[0]} and {other._W.shape[0]} features"
+            )
+        W2, G2, b2, Gb2 = self._aligned(other)
+        if self._W.shape[0] == 0:
+            self._allocate(W2.shape[0], W2.shape[1])
+        n1, n2 = self._n_seen, other._n_seen
+        a1, a2 = n1 / (n1 + n2), n2 / (n1 + n2)
+        self._W = a1 * self._W + a2 * W2
+        self._b = a1 * self._b + a2 * b2
+        self._G = self._G + G2
+        self._Gb = self._Gb + Gb2
+        self._n_seen = n1 + n2
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+
+    def _state_classes(self) -> list[object]:
+        return []
+
+    def _restore_classes(self, classes: list[object]) -> None:
+        return None
+
+    def _aligned(self, other: Self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        return other._W, other._G, other._b, other._Gb
+
+    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
+        raise NotImplementedError
+
+    # -- machinery ---------------------------------------------------------------------------
+
+    def _allocate(self, n_rows: int, n_cols: int = 1) -> None:
+        if self.n_features is not None and n_rows != self.n_features:
+            raise ModelError(f"state has {n_rows} features, params say {self.n_features}")
+        self._W = np.zeros((n_rows, n_cols))
+        self._G = np.zeros((n_rows, n_cols))
+        self._b = np.zeros(n_cols)
+        self._Gb = np.zeros(n_cols)
+        self._mark = np.zeros(n_rows, dtype=bool)
+        self._lut = np.zeros(n_rows, dtype=np.intp)
+
+    def _check_X(self, X: object) -> sp.csr_matrix:
+        Xc = _as_csr(X)
+        n = Xc.shape[1]
+        width = self.n_features if self.n_features is not None else self._W.shape[0] or None
+        if width is not None and n != width:
+            raise ModelError(f"features have {n} columns, the model was built for {width}")
+        return Xc
+
+    def _check_finite(self, X: sp.csr_matrix) -> None:
+        if not np.isfinite(X.data).all():
+            raise ModelError("features contain NaN or infinity (missing values must be 0)")
+
+    def _scores(self, X: sp.csr_matrix) -> FloatArray:
+        if self._W.shape[0] == 0:
+            return np.zeros((X.shape[0], self._W.shape[1]))
+        Z: FloatArray = np.asarray(X @ self._W) + self._b
+        return Z
+
+    def _fit(self, X: sp.csr_matrix, target: npt.NDArray[Any]) -> None:
+        """AdaGrad over consecutive steps of ``micro_batch`` rows (see the module doc)."""
+        if self._W.shape[0] == 0:
+            self._allocate(X.shape[1], self._W.shape[1])
+        indptr, indices, data = X.indptr, X.indices, X.data
+        W, G, b, Gb = self._W, self._G, self._b, self._Gb
+        mark, lut = self._mark, self._lut
+        lr, blr, l2 = self.learning_rate, self.intercept_lr, self.l2
+        for start in range(0, X.shape[0], self.micro_batch):
+            stop = min(start + self.micro_batch, X.shape[0])
+            lo, hi = indptr[start], indptr[stop]
+            idx = indices[lo:hi]
+            mark[idx] = True
+            touched = np.flatnonzero(mark)
+            mark[touched] = False
+            lut[touched] = np.arange(touched.size)
+            local = lut[idx]
+            Xs = sp.csr_matrix(
+                (data[lo:hi], local, indptr[start : stop + 1] - lo),
+                shape=(stop - start, touched.size),
+            )
+            Wt = W[touched]
+            R = self._residual(np.asarray(Xs @ Wt) + b, target[start:stop])
+            grad = np.asarray(Xs.T @ R)
+            X2 = sp.csr_matrix((Xs.data * Xs.data, Xs.indices, Xs.indptr), shape=Xs.shape)
+            G[touched] += np.asarray(X2.T @ (R * R))
+            if l2:
+                counts = np.bincount(local, minlength=touched.size).astype(np.float64)
+                grad += l2 * counts[:, None] * Wt
+            W[touched] = Wt - lr * grad / (np.sqrt(G[touched]) + _EPS)
+            if blr:
+                gb = R.sum(axis=0)
+                Gb += (R * R).sum(axis=0)
+                b -= blr * gb / (np.sqrt(Gb) + _EPS)
+
+
+class LogisticRegression(_AdaGradLinear):
+    """Online logistic regression: sigmoid for two classes, softmax from the third on.
+
+    Parameters
+    ----------
+    learning_rate
+        AdaGrad base rate for the weights.
+    intercept_lr
+        AdaGrad base rate for the intercepts (0 = no intercept). Higher than the weights'
+        rate by default: the intercept sees every event, so its AdaGrad rate decays fastest,
+        yet it has to follow the base rate of each class as the stream drifts.
+    l2
+        L2 penalty per event on the weights the event touches.
+    micro_batch
+        The most rows one AdaGrad step uses; a larger batch is learned in several steps.
+    n_features
+        Width of the feature space; ``None`` takes it from the first batch.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> X = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]] * 50))
+    >>> y = np.array(["spam", "ham"] * 50, dtype=object)
+    >>> model = LogisticRegression()
+    >>> model.predict_many(X[:1]).tolist(), model.predict_proba_many(X[:1]).shape
+    ([None], (1, 0))
+    >>> for _ in range(5):
+    ...     model.learn_many(X, y)
+    >>> model.classes, model.predict_many(X[:2]).tolist()
+    (['spam', 'ham'], ['spam', 'ham'])
+    >>> model.learn_many(sp.csr_matrix(np.array([[1.0, 1.0]])), np.array(["eggs"], dtype=object))
+    >>> model.classes, model.predict_proba_many(X[:1]).shape
+    (['spam', 'ham', 'eggs'], (1, 3))
+    >>> LogisticRegression.from_state(model.state()).state() == model.state()
+    True
+    """
+
+    task: Task = "classification"
+    _state_name = "builtin.LogisticRegression"
+
+    def __init__(
+        self,
+        learning_rate: float = 0.03,
+        intercept_lr: float = 0.3,
+        l2: float = 0.0,
+        micro_batch: int = 128,
+        n_features: int | None = None,
+    ) -> None:
+        super().__init__(learning_rate, intercept_lr, l2, micro_batch, n_features)
+        self._classes: list[object] = []
+        self._index: dict[object, int] = {}
+
+    @property
+    def classes(self) -> list[object]:
+        """Labels seen so far, in order of first appearance (= probability columns)."""
+        return list(self._classes)
+
+    @property
+    def multiclass(self) -> bool:
+        """Whether the model is in softmax form (three classes or more)."""
+        return bool(self._W.shape[1] > 1)
+
+    def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
+        """Learn from labeled rows; new labels become new classes."""
+        X = self._check_X(X)
+        labels = np.asarray(y)
+        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+            raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {labels.shape}")
+        if X.shape[0] == 0:
+            return
+        self._check_finite(X)
+        codes = self._encode(labels)
+        self._fit(X, codes)
+        self._n_seen += X.shape[0]
+
+    def predict_proba_many(self, X: sp.csr_matrix) -> FloatArray:
+        """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
+        X = self._check_X(X)
+        n = X.shape[0]
+        k = len(self._classes)
+        if k <= 1:
+            return np.ones((n, k))
+        Z = self._scores(X)
+        if k == 2:
+            p = expit(Z[:, 0])
+            return np.column_stack([1.0 - p, p])
+        Z -= Z.max(axis=1, keepdims=True)
+        E = np.exp(Z)
+        P: FloatArray = E / E.sum(axis=1, keepdims=True)
+        return P
+
+    def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[np.object_]:
+        """The most probable class per row (``None`` before any label)."""
+        X = self._check_X(X)
+        out = np.empty(X.shape[0], dtype=object)
+        if not self._classes:
+            return out
+        best = self.predict_proba_many(X).argmax(axis=1)
+        labels = np.empty(len(self._classes), dtype=object)
+        labels[:] = self._classes
+        out[:] = labels[best]
+        return out
+
+    # -- classes -----------------------------------------------------------------------------
+
+    def _encode(self, labels: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        """Class index per row, adding new classes (and weight columns) in row order."""
+        try:
+            uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        except TypeError:  # mixed, unorderable types: map one by one
+            uniq_list: list[object] = []
+            seen: dict[object, int] = {}
+            inv = np.empty(labels.shape[0], dtype=np.intp)
+            firsts: list[int] = []
+            for i, value in enumerate(labels.tolist()):
+                j = seen.get(value)
+                if j is None:
+                    j = seen[value] = len(uniq_list)
+                    uniq_list.append(value)
+                    firsts.append(i)
+                inv[i] = j
+            uniq = np.empty(len(uniq_list), dtype=object)
+            uniq[:] = uniq_list
+            first, inverse = np.asarray(firsts), inv
+        values = [_plain(v) for v in uniq.tolist()]
+        for i in np.argsort(first, kind="stable").tolist():
+            if values[i] not in self._index:
+                self._add_class(values[i])
+        lookup = np.array([self._index[v] for v in values], dtype=np.intp)
+        codes: npt.NDArray[np.intp] = lookup[inverse.reshape(-1)]
+        return codes
+
+    def _add_class(self, label: object) -> None:
+        if label is None or (isinstance(label, float) and not np.isfinite(label)):
+            raise ModelError(f"a class label cannot be {label!r} (missing labels are not learned)")
+        if not isinstance(label, str | int | float):
+            raise ModelError(f"a class label must be str, int or bool, got {type(label).__name__}")
+        self._index[label] = len(self._classes)
+        self._classes.append(label)
+        if len(self._classes) >= 3:
+            self._to_softmax(len(self._classes))
+
+    def _to_softmax(self, k: int) -> None:
+        """Grow to ``k`` softmax columns (from one sigmoid column, or fewer softmax columns)."""
+        n_cols = self._W.shape[1]
+        if n_cols == k:
+            return
+        if n_cols == 1:  # sigmoid w == softmax [-w/2, w/2]; accumulators carry over
+            self._W = np.hstack([-self._W / 2, self._W / 2])
+            self._G = np.hstack([self._G, self._G])
+            self._b = np.concatenate([-self._b / 2, self._b / 2])
+            self._Gb = np.concatenate([self._Gb, self._Gb])
+            n_cols = 2
+        extra = k - n_cols
+        rows = self._W.shape[0]
+        self._W = np.hstack([self._W, np.zeros((rows, extra))])
+        self._G = np.hstack([self._G, np.zeros((rows, extra))])
+        self._b = np.concatenate([self._b, np.zeros(extra)])
+        self._Gb = np.concatenate([self._Gb, np.zeros(extra)])
+
+    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
+        if Z.shape[1] == 1:
+            R: FloatArray = expit(Z) - (target == 1)[:, None]
+            return R
+        Z = Z - Z.max(axis=1, keepdims=True)
+        E = np.exp(Z)
+        P: FloatArray = E / E.sum(axis=1, keepdims=True)
+        P[np.arange(target.shape[0]), target] -= 1.0
+        return P
+
+    def _state_classes(self) -> list[object]:
+        return list(self._classes)
+
+    def _restore_classes(self, classes: list[object]) -> None:
+        self._classes = list(classes)
+        self._index = {c: i for i, c in enumerate(classes)}
+        expected = len(classes) if len(classes) >= 3 else 1
+        if self._W.shape[1] != expected:
+            raise StateFormatError(
+                f"model state: {len(classes)} classes but {self._W.shape[1]} weight columns"
+            )
+
+    def _aligned(self, other: Self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """``other``'s arrays with columns in this model's class order (adding classes)."""
+        for label in other._classes:
+            if label not in self._index:
+                self._add_class(label)
+        k = len(self._classes)
+        rows = other._W.shape[0]
+        if k <= 2:
+            W2, G2, b2, Gb2 = other._W, other._G, other._b, other._Gb
+            # other's sigmoid gives the odds of "not its first class": flip if its first
+            # class is our second
+            flip = self._index[other._classes[0]] == 1
+            return (-W2, G2, -b2, Gb2) if flip else (W2, G2, b2, Gb2)
+        probe = other._copy_as_softmax()
+        W2 = np.zeros((rows, k))
+        G2 = np.zeros((rows, k))
+        b2 = np.zeros(k)
+        Gb2 = np.zeros(k)
+        for j, label in enumerate(other._classes):
+            col = self._index[label]
+            W2[:, col] = probe[0][:, j]
+            G2[:, col] = probe[1][:, j]
+            b2[col] = probe[2][j]
+            Gb2[col] = probe[3][j]
+        return W2, G2, b2, Gb2
+
+    def _copy_as_softmax(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        if self._W.shape[1] > 1:
+            return self._W, self._G, self._b, self._Gb
+        return (
+            np.hstack([-self._W / 2, self._W / 2]),
+            np.hstack([self._G, self._G]),
+            np.concatenate([-self._b / 2, self._b / 2]),
+            np.concatenate([self._Gb, self._Gb]),
+        )
+
+
+class LinearRegression(_AdaGradLinear):
+    """Online least-squares linear regression with AdaGrad.
+
+    Same parameters and update as ``LogisticRegression`` (see the module doc), with residual
+    ``prediction - target``, and higher default rates: a regression's weights have to reach
+    the scale of the target (on synthetic streams with 3 to 250 features, batches of 100,
+    0.3 / 1.0 gave half the mean absolute error of 0.1 / 0.3). Predicts 0.0 before learning
+    anything. AdaGrad steps do not depend on the scale of the gradient, so a target in the
+    thousands takes many events to reach: scale the target, or raise the rates.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> rng = np.random.default_rng(0)
+    >>> X = sp.csr_matrix(rng.normal(size=(2000, 3)))
+    >>> y = X @ np.array([1.0, -2.0, 0.5]) + 3.0
+    >>> model = LinearRegression()
+    >>> model.predict_many(X[:2]).tolist()
+    [0.0, 0.0]
+    >>> for _ in range(3):
+    ...     model.learn_many(X, y)
+    >>> bool(np.abs(model.predict_many(X) - y).mean() < 0.1)
+    True
+    """
+
+    task: Task = "regression"
+    _state_name = "builtin.LinearRegression"
+
+    def __init__(
+        self,
+        learning_rate: float = 0.3,
+        intercept_lr: float = 1.0,
+        l2: float = 0.0,
+        micro_batch: int = 128,
+        n_features: int | None = None,
+    ) -> None:
+        super().__init__(learning_rate, intercept_lr, l2, micro_batch, n_features)
+
+    def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
+        """Learn from rows with float targets."""
+        X = self._check_X(X)
+        try:
+            target = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"regression targets must be numbers: {exc}") from exc
+        if target.ndim != 1 or target.shape[0] != X.shape[0]:
+            raise ModelError(f"targets must be 1-d with {X.shape[0]} values, got {target.shape}")
+        if X.shape[0] == 0:
+            return
+        self._check_finite(X)
+        if not np.isfinite(target).all():
+            raise ModelError("regression targets contain NaN or infinity")
+        self._fit(X, target)
+        self._n_seen += X.shape[0]
+
+    def predict_many(self, X: sp.csr_matrix) -> FloatArray:
+        """One float per row."""
+        X = self._check_X(X)
+        out: FloatArray = self._scores(X)[:, 0]
+        return out
+
+    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
+        R: FloatArray = Z - target[:, None]
+        return R
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,248 @@
+"""Any River classifier or regressor as a streamfit ``Model``.
+
+River learns one event at a time from dicts: each CSR row becomes ``{column index: value}``
+(its stored entries only) and goes through ``learn_one`` / ``predict_proba_one`` in row order.
+Per-row calls cost a few microseconds of conversion on top of what the estimator itself costs
+(River's ``learn_many`` needs pandas frames over all 2**18 hashed columns, which is slower).
+
+Labels: ``classes`` are the labels seen, in order of first appearance. River's binary-only
+classifiers (``LogisticRegression``, ``Perceptron``, ...) learn ``bool`` targets, so the
+adapter maps the first class seen to ``False`` (or to itself, if it is a bool) and the second
+to the other bool; rows with a third class are skipped and counted in ``skipped_rows``. Multi-class
+estimators (trees, forests, naive Bayes) get the labels as they are.
+
+State: River estimators have no stable serialized form, so the estimator is pickled inside an
+``SFST`` frame (``kind: "pickle"``, see ``streamfit.models.state``) that records the River
+version. A blob loads only under the same River major.minor version (``StateFormatError``
+otherwise). Load blobs only from a store you trust: unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from streamfit.errors import ModelError, StateFormatError
+from streamfit.models.base import Task
+from streamfit.models.state import check_library, decode_state, encode_state
+
+__all__ = ["RiverModel", "csr_rows"]
+
+_STATE_NAME = "river"
+
+
+def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
+    """Each row of ``X`` as ``{column: value}`` over its stored entries.
+
+    >>> csr_rows(sp.csr_matrix(np.array([[0.0, 2.0], [1.0, 0.0]])))
+    [{1: 2.0}, {0: 1.0}]
+    """
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    indptr = X.indptr.tolist()
+    indices = X.indices.tolist()
+    data = X.data.tolist()
+    return [dict(zip(indices[a:b], data[a:b], strict=True)) for a, b in itertools.pairwise(indptr)]
+
+
+def _river() -> Any:
+    try:
+        import river
+        import river.base
+    except ImportError as exc:  # pragma: no cover - river is a dependency
+        raise ModelError("River models need the 'river' package: pip install river") from exc
+    return river
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class RiverModel:
+    """A River classifier or regressor behind the streamfit ``Model`` contract.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from river import linear_model
+    >>> model = RiverModel(linear_model.LogisticRegression())
+    >>> X = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0]] * 50))
+    >>> model.predict_many(X[:1]).tolist(), model.predict_proba_many(X[:1]).shape
+    ([None], (1, 0))
+    >>> model.learn_many(X, np.array(["a", "b"] * 50, dtype=object))
+    >>> model.classes, model.predict_many(X[:2]).tolist()
+    (['a', 'b'], ['a', 'b'])
+    >>> RiverModel.from_state(model.state()).predict_many(X[:2]).tolist()
+    ['a', 'b']
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        river = _river()
+        if isinstance(estimator, river.base.Classifier):
+            self.task: Task = "classification"
+        elif isinstance(estimator, river.base.Regressor):
+            self.task = "regression"
+        else:
+            raise ModelError(f"{type(estimator).__name__} is not a River classifier or regressor")
+        self._estimator = estimator
+        self._binary_only = self.task == "classification" and not getattr(
+            estimator, "_multiclass", True
+        )
+        self._classes: list[object] = []
+        self._index: dict[object, int] = {}
+        self._river_labels: list[object] = []  # what River sees for each of our classes
+        self._n_seen = 0
+        self._skipped = 0
+
+    @property
+    def estimator(self) -> Any:
+        """The wrapped River estimator."""
+        return self._estimator
+
+    @property
+    def classes(self) -> list[object]:
+        """Labels seen so far, in order of first appearance (= probability columns)."""
+        return list(self._classes)
+
+    @property
+    def n_seen(self) -> int:
+        """Rows learned from."""
+        return self._n_seen
+
+    @property
+    def skipped_rows(self) -> int:
+        """Rows not learned: a third class for a binary-only estimator."""
+        return self._skipped
+
+    def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
+        """``learn_one`` for each row, in order."""
+        X = _check_csr(X)
+        labels = np.asarray(y)
+        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+            raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {labels.shape}")
+        if X.shape[0] == 0:
+            return
+        rows = csr_rows(X)
+        learn = self._estimator.learn_one
+        try:
+            if self.task == "regression":
+                targets = labels.astype(np.float64)
+                if not np.isfinite(targets).all():
+                    raise ModelError("regression targets contain NaN or infinity")
+                for row, target in zip(rows, targets.tolist(), strict=True):
+                    learn(row, target)
+                self._n_seen += len(rows)
+                return
+            for row, label in zip(rows, labels.tolist(), strict=True):
+                code = self._code(_plain(label))
+                if code < 0:
+                    self._skipped += 1
+                    continue
+                learn(row, self._river_labels[code])
+                self._n_seen += 1
+        except ModelError:
+            raise
+        except Exception as exc:
+            name = type(self._estimator).__name__
+            raise ModelError(f"River {name} failed to learn: {exc!r}") from exc
+
+    def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
+        """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
+        X = _check_csr(X)
+        self._need_classifier()
+        k = len(self._classes)
+        if k <= 1:
+            return np.ones((X.shape[0], k))
+        predict = self._estimator.predict_proba_one
+        keys = self._river_labels
+        out = np.zeros((X.shape[0], k))
+        for i, row in enumerate(csr_rows(X)):
+            proba = predict(row)
+            out[i] = [proba.get(key, 0.0) for key in keys]
+        return out
+
+    def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[Any]:
+        """The most probable class (``None`` before any label), or a float for regressors."""
+        X = _check_csr(X)
+        if self.task == "regression":
+            predict = self._estimator.predict_one
+            return np.array([predict(row) for row in csr_rows(X)], dtype=np.float64)
+        out = np.empty(X.shape[0], dtype=object)
+        if not self._classes:
+            return out
+        labels = np.empty(len(self._classes), dtype=object)
+        labels[:] = self._classes
+        out[:] = labels[self.predict_proba_many(X).argmax(axis=1)]
+        return out
+
+    def state(self) -> bytes:
+        """An ``SFST`` blob with the pickled estimator (tied to the River major.minor)."""
+        river = _river()
+        kind = type(self._estimator)
+        return encode_state(
+            _STATE_NAME,
+            params={"estimator": f"{kind.__module__}.{kind.__qualname__}"},
+            classes=self._classes,
+            counters={"n_seen": self._n_seen, "skipped_rows": self._skipped},
+            payload=pickle.dumps(self._estimator, protocol=5),
+            library={"name": "river", "version": river.__version__},
+            extra={"river_labels": self._river_labels if self._binary_only else None},
+        )
+
+    @classmethod
+    def from_state(cls, blob: bytes) -> RiverModel:
+        """Rebuild from ``state()``; ``StateFormatError`` on a bad blob or River version."""
+        state = decode_state(blob, expect_model=_STATE_NAME)
+        check_library(state, "river", _river().__version__)
+        try:
+            estimator = pickle.loads(state.payload)
+        except Exception as exc:
+            raise StateFormatError(f"model state: cannot unpickle the estimator: {exc}") from exc
+        model = cls(estimator)
+        model._classes = list(state.classes)
+        model._index = {c: i for i, c in enumerate(model._classes)}
+        labels = state.extra.get("river_labels")
+        model._river_labels = list(labels) if labels is not None else list(model._classes)
+        if len(model._river_labels) != len(model._classes):
+            raise StateFormatError("model state: river_labels do not match the classes")
+        model._n_seen = state.counters.get("n_seen", 0)
+        model._skipped = state.counters.get("skipped_rows", 0)
+        return model
+
+    def _code(self, label: object) -> int:
+        code = self._index.get(label)
+        if code is not None:
+            return code
+        if label is None or (isinstance(label, float) and not np.isfinite(label)):
+            raise ModelError(f"a class label cannot be {label!r} (missing labels are not learned)")
+        if self._binary_only:
+            if len(self._classes) >= 2:
+                return -1
+            if self._classes:
+                river_label: object = not self._river_labels[0]
+            else:
+                river_label = label if isinstance(label, bool) else False
+        else:
+            river_label = label
+        self._index[label] = len(self._classes)
+        self._classes.append(label)
+        self._river_labels.append(river_label)
+        return len(self._classes) - 1
+
+    def _need_classifier(self) -> None:
+        if self.task != "classification":
+            raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
+
+
+def _check_csr(X: object) -> sp.csr_matrix:
+    if isinstance(X, sp.csr_matrix | sp.csr_array):
+        return X
+    if sp.issparse(X):
+        return sp.csr_matrix(X)
+    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")
