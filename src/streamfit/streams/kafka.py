@@ -1,0 +1,515 @@
+"""Apache Kafka source and sink, on confluent-kafka (librdkafka).
+
+``KafkaSource`` reads as one member of a consumer group and never commits on its own: offsets
+are committed only through ``commit`` (``enable.auto.commit`` and ``enable.auto.offset.store``
+are always off), after the runtime has checkpointed, so Kafka's committed offsets follow the
+database and never lead. ``KafkaSink`` is an idempotent producer (``acks=all``): ``flush``
+returns once every written record is durable, or raises ``StreamError``.
+
+Offsets are Kafka's "next to read" (last processed + 1), as ``streamfit.batch.Offsets``.
+
+Settings are printed with secrets masked:
+
+>>> masked_config({"bootstrap.servers": "b:9092", "sasl.password": "hunter2"})
+{'bootstrap.servers': 'b:9092', 'sasl.password': '***'}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
+
+from streamfit.batch import Messages, Offsets
+from streamfit.errors import StreamError
+from streamfit.streams.base import OutRecord
+
+__all__ = [
+    "ConfigValue",
+    "KafkaSink",
+    "KafkaSource",
+    "PartitionsHook",
+    "create_topics",
+    "delete_topics",
+    "masked_config",
+]
+
+log = logging.getLogger(__name__)
+
+#: A client setting: what librdkafka takes, or a ``SecretStr`` that is only unwrapped for it.
+ConfigValue = str | int | float | bool | SecretStr
+#: Called with the (topic, partition) pairs a consumer gains or loses.
+PartitionsHook = Callable[[list[tuple[str, int]]], None]
+
+_SECRET_MARKERS = ("password", "secret", "jaas", "token", "key.pem", "credentials")
+
+#: Errors on a consumed message that say "not yet" rather than "broken": logged, not raised.
+_TRANSIENT = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._TIMED_OUT,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+    }
+)
+
+
+def masked_config(config: Mapping[str, ConfigValue]) -> dict[str, Any]:
+    """``config`` with secret values (passwords, JAAS configs, tokens, keys) as ``'***'``."""
+    return {
+        key: "***"
+        if isinstance(value, SecretStr) or any(m in key.lower() for m in _SECRET_MARKERS)
+        else value
+        for key, value in config.items()
+    }
+
+
+def _client_config(
+    base: Mapping[str, Any], extra: Mapping[str, ConfigValue] | None
+) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(base)
+    for key, value in (extra or {}).items():
+        merged[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return merged
+
+
+def _tp_list(offsets: Offsets) -> list[TopicPartition]:
+    return [TopicPartition(topic, part, off) for (topic, part), off in sorted(offsets.items())]
+
+
+def _pairs(partitions: Iterable[TopicPartition]) -> list[tuple[str, int]]:
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
+def _raise_partition_errors(partitions: Iterable[TopicPartition], what: str) -> None:
+    failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in partitions if tp.error]
+    if failed:
+        raise StreamError(f"{what} failed for {', '.join(failed)}")
+
+
+class KafkaSource:
+    """Read ``topics`` as a member of consumer group ``group_id``.
+
+    ``poll`` returns up to ``max_records`` messages and never waits past ``timeout`` (a
+    rebalance hook that is slow is the only exception: it runs inside ``poll``). Message
+    timestamps are Kafka's (ms since the epoch), -1 where the broker has none.
+
+    ``on_assign`` and ``on_revoke`` (settable attributes) are called from inside ``poll`` with
+    the (topic, partition) pairs gained or lost. ``seek`` called from ``on_assign`` sets where
+    the new partitions start (e.g. the checkpointed offsets); partitions it leaves alone start
+    at the group's committed offset, else at ``auto_offset_reset``. ``on_revoke`` runs before
+    the partitions go, so a final checkpoint and ``commit`` can be made there.
+
+    ``config`` is passed to librdkafka after the defaults (``SecretStr`` values are unwrapped);
+    ``enable.auto.commit`` and ``enable.auto.offset.store`` stay off whatever it says.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Sequence[str],
+        group_id: str,
+        auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+        config: Mapping[str, ConfigValue] | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("KafkaSource needs at least one topic")
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.config: dict[str, ConfigValue] = dict(config or {})
+        self.on_assign: PartitionsHook | None = None
+        self.on_revoke: PartitionsHook | None = None
+
+        settings = _client_config(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": group_id,
+                "auto.offset.reset": auto_offset_reset,
+                "enable.partition.eof": False,
+                "logger": log,
+            },
+            self.config,
+        )
+        settings["enable.auto.commit"] = False
+        settings["enable.auto.offset.store"] = False
+        settings.setdefault("error_cb", self._on_error)
+        strategy = str(settings.get("partition.assignment.strategy", ""))
+        self._incremental = (
+            "cooperative" in strategy or str(settings.get("group.protocol", "")) == "consumer"
+        )
+        self._fatal: KafkaError | None = None
+        self._assigning: Offsets | None = None  # seeks made inside on_assign
+        self._closed = False
+        try:
+            self._consumer = Consumer(settings)
+            self._consumer.subscribe(
+                self.topics,
+                on_assign=self._assigned,
+                on_revoke=self._revoked,
+                on_lost=self._revoked,
+            )
+        except KafkaException as exc:
+            raise StreamError(f"cannot create a Kafka consumer: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaSource(bootstrap_servers={self.bootstrap_servers!r}, topics={self.topics!r}, "
+            f"group_id={self.group_id!r}, auto_offset_reset={self.auto_offset_reset!r}, "
+            f"config={masked_config(self.config)!r})"
+        )
+
+    # -------------------------------------------------------------------------- Source protocol
+
+    def poll(self, max_records: int, timeout: float) -> Messages | None:
+        """Up to ``max_records`` messages, waiting at most ``timeout`` s; None if none came."""
+        self._check_open()
+        try:
+            batch = self._consumer.consume(num_messages=max(1, max_records), timeout=timeout)
+        except KafkaException as exc:
+            raise StreamError(f"consuming from {self.topics} failed: {exc}") from exc
+        self._check_fatal()
+        good = [m for m in batch if m.error() is None or not self._message_error(m)]
+        if not good:
+            return None
+        return _to_messages(good)
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` (next to read) for the group, synchronously."""
+        self._check_open()
+        if not offsets:
+            return
+        try:
+            result = self._consumer.commit(offsets=_tp_list(offsets), asynchronous=False)
+        except KafkaException as exc:
+            raise StreamError(f"committing offsets {offsets} failed: {exc}") from exc
+        _raise_partition_errors(result or [], "commit")
+
+    def seek(self, offsets: Offsets) -> None:
+        """Continue each named partition at its offset.
+
+        Inside ``on_assign`` this sets the start of the partitions being assigned; elsewhere
+        every partition named must be currently assigned.
+        """
+        self._check_open()
+        if self._assigning is not None:
+            self._assigning.update(offsets)
+            return
+        assigned = set(self.assignment())
+        missing = sorted(set(offsets) - assigned)
+        if missing:
+            raise StreamError(f"cannot seek partitions not assigned to this consumer: {missing}")
+        for tp in _tp_list(offsets):
+            try:
+                self._consumer.seek(tp)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE:
+                    raise StreamError(f"seek to {tp} failed: {exc}") from exc
+                self._reassign(tp)  # the fetcher has not started yet: assign at the offset
+
+    def close(self) -> None:
+        """Leave the group (revoking partitions: ``on_revoke`` runs) and release the client."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()
+        except KafkaException as exc:
+            raise StreamError(f"closing the Kafka consumer failed: {exc}") from exc
+
+    # ----------------------------------------------------------------------------- positions
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this consumer holds now."""
+        self._check_open()
+        return sorted(_pairs(self._consumer.assignment()))
+
+    def position(self) -> Offsets:
+        """Next offset to read per assigned partition (those not yet positioned are left out)."""
+        self._check_open()
+        parts = self._consumer.assignment()
+        if not parts:
+            return {}
+        try:
+            positions = self._consumer.position(parts)
+        except KafkaException as exc:
+            raise StreamError(f"reading positions failed: {exc}") from exc
+        return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
+
+    def end_offsets(self, timeout: float = 10.0) -> Offsets:
+        """The high watermark (offset after the last message) of each assigned partition."""
+        self._check_open()
+        out: Offsets = {}
+        for tp in self._consumer.assignment():
+            try:
+                _low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout)
+            except KafkaException as exc:
+                raise StreamError(f"reading the end offset of {tp} failed: {exc}") from exc
+            out[(tp.topic, tp.partition)] = high
+        return out
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        pairs = _pairs(partitions)
+        log.info("group %s: assigned %s", self.group_id, pairs)
+        if self.on_assign is None:
+            return  # confluent-kafka assigns them, at the committed offsets
+        self._assigning = {}
+        try:
+            self.on_assign(pairs)
+            starts = self._assigning
+        finally:
+            self._assigning = None
+        chosen = [
+            TopicPartition(tp.topic, tp.partition, starts.get((tp.topic, tp.partition), tp.offset))
+            for tp in partitions
+        ]
+        if self._incremental:
+            consumer.incremental_assign(chosen)
+        else:
+            consumer.assign(chosen)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        pairs = _pairs(partitions)
+        log.info("group %s: revoked %s", self.group_id, pairs)
+        if self.on_revoke is not None:
+            self.on_revoke(pairs)
+
+    def _reassign(self, tp: TopicPartition) -> None:
+        try:
+            if self._incremental:
+                self._consumer.incremental_unassign([TopicPartition(tp.topic, tp.partition)])
+                self._consumer.incremental_assign([tp])
+            else:
+                current = self._consumer.assignment()
+                self._consumer.assign(
+                    [
+                        tp
+                        if (c.topic, c.partition) == (tp.topic, tp.partition)
+                        else TopicPartition(c.topic, c.partition, OFFSET_INVALID)
+                        for c in current
+                    ]
+                )
+        except KafkaException as exc:
+            raise StreamError(f"seek to {tp} failed: {exc}") from exc
+
+    def _message_error(self, message: Message) -> bool:
+        """True if the message is an error to skip; raises if it is one to stop for."""
+        err = message.error()
+        assert err is not None
+        if err.code() == KafkaError._PARTITION_EOF:
+            return True
+        if err.fatal() or not (err.retriable() or err.code() in _TRANSIENT):
+            raise StreamError(f"consuming from {self.topics} failed: {err.str()}")
+        log.warning("group %s: %s (will retry)", self.group_id, err.str())
+        return True
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            log.error("Kafka consumer fatal error: %s", err.str())
+        else:
+            log.warning("Kafka consumer: %s", err.str())
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise StreamError(f"the Kafka consumer failed: {self._fatal.str()}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StreamError("the Kafka source is closed")
+
+
+def _to_messages(batch: list[Message]) -> Messages:
+    n = len(batch)
+    stamps = [m.timestamp() for m in batch]
+    return Messages(
+        values=[m.value() for m in batch],
+        keys=[m.key() for m in batch],
+        topics=np.array([m.topic() for m in batch], dtype=object),
+        partitions=np.fromiter((m.partition() or 0 for m in batch), dtype=np.int32, count=n),
+        offsets=np.fromiter((m.offset() or 0 for m in batch), dtype=np.int64, count=n),
+        timestamps=np.fromiter(
+            (-1 if kind == TIMESTAMP_NOT_AVAILABLE else ts for kind, ts in stamps),
+            dtype=np.int64,
+            count=n,
+        ),
+    )
+
+
+class KafkaSink:
+    """Produce records to ``topic`` with an idempotent producer (``acks=all``, no duplicates
+    from retries). ``write`` queues; ``flush`` makes everything written durable or raises.
+
+    ``config`` is passed to librdkafka after the defaults (``SecretStr`` values unwrapped).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        config: Mapping[str, ConfigValue] | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.config: dict[str, ConfigValue] = dict(config or {})
+        self._failed = 0
+        self._first_failure: str | None = None
+        self._fatal: KafkaError | None = None
+        self._closed = False
+        settings = _client_config(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "error_cb": self._on_error,
+                "logger": log,
+            },
+            self.config,
+        )
+        try:
+            self._producer = Producer(settings)
+        except KafkaException as exc:
+            if "compression.type" in self.config or "lz4" not in str(exc):
+                raise StreamError(f"cannot create a Kafka producer: {exc}") from exc
+            settings["compression.type"] = "none"  # a librdkafka built without lz4
+            self._producer = Producer(settings)
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaSink(bootstrap_servers={self.bootstrap_servers!r}, topic={self.topic!r}, "
+            f"config={masked_config(self.config)!r})"
+        )
+
+    def write(self, records: list[OutRecord]) -> None:
+        """Queue ``records`` (``OutRecord``: key and value bytes) for delivery."""
+        self._check_usable()
+        produce = self._producer.produce
+        for record in records:
+            while True:
+                try:
+                    produce(self.topic, record.value, record.key, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # the local queue is full: let it drain
+                    self._check_usable()
+                except KafkaException as exc:
+                    raise StreamError(f"producing to {self.topic} failed: {exc}") from exc
+            self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every record written is acknowledged by the broker, or raise."""
+        self._check_usable()
+        remaining = self._producer.flush(timeout)
+        failed, first = self._failed, self._first_failure
+        self._failed, self._first_failure = 0, None
+        self._check_usable()
+        if failed:
+            raise StreamError(f"{failed} record(s) to {self.topic} were not delivered: {first}")
+        if remaining:
+            raise StreamError(
+                f"{remaining} record(s) to {self.topic} still undelivered after {timeout}s"
+            )
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout`` s; call ``flush`` to be sure) and stop."""
+        if self._closed:
+            return
+        self._closed = True
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            log.warning("closing the sink to %s dropped %d record(s)", self.topic, remaining)
+
+    def __len__(self) -> int:
+        """Records queued and not yet acknowledged."""
+        return len(self._producer)
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._failed += 1
+            if self._first_failure is None:
+                self._first_failure = err.str()
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            log.error("Kafka producer fatal error: %s", err.str())
+        else:
+            log.warning("Kafka producer: %s", err.str())
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StreamError("the Kafka sink is closed")
+        if self._fatal is not None:
+            raise StreamError(f"the Kafka producer failed: {self._fatal.str()}")
+
+
+def _admin(bootstrap_servers: str, config: Mapping[str, ConfigValue] | None) -> AdminClient:
+    settings = _client_config({"bootstrap.servers": bootstrap_servers, "logger": log}, config)
+    return AdminClient(settings)
+
+
+def create_topics(
+    bootstrap_servers: str,
+    names: Sequence[str],
+    partitions: int = 1,
+    replication_factor: int = 1,
+    config: Mapping[str, ConfigValue] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Create topics; those that exist already are left as they are."""
+    if not names:
+        return
+    admin = _admin(bootstrap_servers, config)
+    new = [NewTopic(name, partitions, replication_factor) for name in names]
+    futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout + 5)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StreamError(f"cannot create topic {name!r}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StreamError(f"creating topic {name!r} timed out") from exc
+
+
+def delete_topics(
+    bootstrap_servers: str,
+    names: Sequence[str],
+    config: Mapping[str, ConfigValue] | None = None,
+    timeout: float = 30.0,
+) -> None:
+    """Delete topics; those that do not exist are ignored."""
+    if not names:
+        return
+    admin = _admin(bootstrap_servers, config)
+    futures = admin.delete_topics(list(names), operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout + 5)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise StreamError(f"cannot delete topic {name!r}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StreamError(f"deleting topic {name!r} timed out") from exc
