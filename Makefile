@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench bench-quick kafka-start kafka-stop clean
+.PHONY: demo test check lint typecheck bench bench-quick kafka-start kafka-stop kafka-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -34,12 +34,17 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
+KAFKA_DIR ?= .kafka
+
 kafka-start:
 	scripts/kafka fetch
-	scripts/kafka start
+	scripts/kafka start --dir $(KAFKA_DIR)
 
 kafka-stop:
-	scripts/kafka stop
+	scripts/kafka stop --dir $(KAFKA_DIR)
+
+kafka-status:
+	scripts/kafka status --dir $(KAFKA_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -261,39 +261,71 @@ class _AdaGradLinear:
         return Z
 
     def _fit(self, X: sp.csr_matrix, target: npt.NDArray[Any]) -> None:
-        """AdaGrad over consecutive steps of ``micro_batch`` rows (see the module doc)."""
+        """AdaGrad over consecutive steps of ``micro_batch`` rows (see the module doc).
+
+        The batch's columns are compacted once (``cols``: the columns it touches); each step
+        then works on the subset its own rows touch, with ``np.bincount`` as the sparse
+        products (``X @ w``, ``X.T @ r``), so no sparse matrix is built per step.
+        """
         if self._W.shape[0] == 0:
             self._allocate(X.shape[1], self._W.shape[1])
-        indptr, indices, data = X.indptr, X.indices, X.data
-        W, G, b, Gb = self._W, self._G, self._b, self._Gb
-        mark, lut = self._mark, self._lut
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        n, k = X.shape[0], self._W.shape[1]
+        indptr, data = X.indptr, X.data
+        cols, local = self._compact(X.indices, self._mark, self._lut)
+        W, G = self._W[cols], self._G[cols]  # the batch's rows of the weights, updated below
+        b, Gb = self._b, self._Gb
+        mark = np.zeros(cols.size, dtype=bool)
+        lut = np.zeros(cols.size, dtype=np.intp)
+        row_of = np.repeat(np.arange(n), np.diff(indptr))
         lr, blr, l2 = self.learning_rate, self.intercept_lr, self.l2
-        for start in range(0, X.shape[0], self.micro_batch):
-            stop = min(start + self.micro_batch, X.shape[0])
+        column = np.arange(k)
+        for start in range(0, n, self.micro_batch):
+            stop = min(start + self.micro_batch, n)
             lo, hi = indptr[start], indptr[stop]
-            idx = indices[lo:hi]
-            mark[idx] = True
-            touched = np.flatnonzero(mark)
-            mark[touched] = False
-            lut[touched] = np.arange(touched.size)
-            local = lut[idx]
-            Xs = sp.csr_matrix(
-                (data[lo:hi], local, indptr[start : stop + 1] - lo),
-                shape=(stop - start, touched.size),
-            )
-            Wt = W[touched]
-            R = self._residual(np.asarray(Xs @ Wt) + b, target[start:stop])
-            grad = np.asarray(Xs.T @ R)
-            X2 = sp.csr_matrix((Xs.data * Xs.data, Xs.indices, Xs.indptr), shape=Xs.shape)
-            G[touched] += np.asarray(X2.T @ (R * R))
+            sub, at = self._compact(local[lo:hi], mark, lut)
+            rows, x = row_of[lo:hi] - start, data[lo:hi]
+            Ws = W[sub]
+            Z = np.bincount(
+                (rows[:, None] * k + column).ravel(),
+                weights=(x[:, None] * Ws[at]).ravel(),
+                minlength=(stop - start) * k,
+            ).reshape(stop - start, k)
+            R = self._residual(Z + b, target[start:stop])
+            parts = x[:, None] * R[rows]  # per-entry gradient contributions
+            slots = (at[:, None] * k + column).ravel()
+            summed = np.bincount(slots, weights=parts.ravel(), minlength=sub.size * k)
+            grad = np.asarray(summed, dtype=np.float64).reshape(sub.size, k)
+            squares = np.bincount(slots, weights=(parts * parts).ravel(), minlength=sub.size * k)
+            Gs = G[sub] + squares.reshape(sub.size, k)
+            G[sub] = Gs
             if l2:
-                counts = np.bincount(local, minlength=touched.size).astype(np.float64)
-                grad += l2 * counts[:, None] * Wt
-            W[touched] = Wt - lr * grad / (np.sqrt(G[touched]) + _EPS)
+                grad += l2 * np.bincount(at, minlength=sub.size)[:, None] * Ws
+            W[sub] = Ws - lr * grad / (np.sqrt(Gs) + _EPS)
             if blr:
-                gb = R.sum(axis=0)
                 Gb += (R * R).sum(axis=0)
-                b -= blr * gb / (np.sqrt(Gb) + _EPS)
+                b -= blr * R.sum(axis=0) / (np.sqrt(Gb) + _EPS)
+        self._W[cols] = W
+        self._G[cols] = G
+
+    @staticmethod
+    def _compact(
+        index: npt.NDArray[np.integer[Any]],
+        mark: npt.NDArray[np.bool_],
+        lut: npt.NDArray[np.intp],
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The distinct values of ``index`` (sorted) and each entry's position among them.
+
+        ``np.unique(index, return_inverse=True)`` through a mark array: linear, no sort.
+        ``mark`` comes back all False; ``lut`` is scratch.
+        """
+        mark[index] = True
+        distinct = np.flatnonzero(mark)
+        mark[distinct] = False
+        lut[distinct] = np.arange(distinct.size)
+        return distinct, lut[index]
 
 
 class LogisticRegression(_AdaGradLinear):
@@ -403,30 +435,24 @@ class LogisticRegression(_AdaGradLinear):
 
     def _encode(self, labels: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
         """Class index per row, adding new classes (and weight columns) in row order."""
-        try:
+        if labels.dtype != object:  # bool, int, float or str arrays: a native-dtype unique
             uniq, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        except TypeError:  # mixed, unorderable types: map one by one
-            uniq_list: list[object] = []
-            seen: dict[object, int] = {}
-            inv = np.empty(labels.shape[0], dtype=np.intp)
-            firsts: list[int] = []
-            for i, value in enumerate(labels.tolist()):
-                j = seen.get(value)
-                if j is None:
-                    j = seen[value] = len(uniq_list)
-                    uniq_list.append(value)
-                    firsts.append(i)
-                inv[i] = j
-            uniq = np.empty(len(uniq_list), dtype=object)
-            uniq[:] = uniq_list
-            first, inverse = np.asarray(firsts), inv
-        values = [_plain(v) for v in uniq.tolist()]
-        for i in np.argsort(first, kind="stable").tolist():
-            if values[i] not in self._index:
-                self._add_class(values[i])
-        lookup = np.array([self._index[v] for v in values], dtype=np.intp)
-        codes: npt.NDArray[np.intp] = lookup[inverse.reshape(-1)]
-        return codes
+            values = [_plain(v) for v in uniq.tolist()]
+            for i in np.argsort(first, kind="stable").tolist():
+                if values[i] not in self._index:
+                    self._add_class(values[i])
+            lookup = np.array([self._index[v] for v in values], dtype=np.intp)
+            codes: npt.NDArray[np.intp] = lookup[inverse.reshape(-1)]
+            return codes
+        index = self._index
+        out = np.empty(labels.shape[0], dtype=np.intp)
+        for i, value in enumerate(labels.tolist()):
+            code = index.get(value)
+            if code is None:
+                self._add_class(_plain(value))
+                code = index[value]
+            out[i] = code
+        return out
 
     def _add_class(self, label: object) -> None:
         if label is None or (isinstance(label, float) and not np.isfinite(label)):

@@ -186,7 +186,7 @@ class SklearnModel:
         if self.task != "classification":
             raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
         k = len(self._classes)
-        if not self._fitted or k <= 1:  # nothing learned yet: uniform over the known classes
+        if not self._fitted or k <= 1 or X.shape[0] == 0:  # nothing learned: uniform
             return np.full((X.shape[0], k), 1.0 / max(k, 1))
         est = self._estimator
         try:
@@ -209,7 +209,7 @@ class SklearnModel:
         """The most probable class (``None`` before any label), or a float for regressors."""
         X = _check_csr(X)
         if self.task == "regression":
-            if not self._fitted:
+            if not self._fitted or X.shape[0] == 0:
                 return np.zeros(X.shape[0])
             try:
                 return np.asarray(self._estimator.predict(X), dtype=np.float64)
