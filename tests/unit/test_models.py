@@ -1,0 +1,718 @@
+"""streamfit.models: one battery over every model kind, plus the speed-dating learning race.
+
+Every kind in ``KINDS`` (built from its spec, as the worker does) goes through the same checks:
+defaults before learning, empty batches, unseen feature columns, state round trip, learning a
+simple separable problem, determinism. Add a kind, get the checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import roc_auc_score
+
+from streamfit.errors import ModelError, StateFormatError
+from streamfit.models import (
+    Classifier,
+    LinearRegression,
+    LogisticRegression,
+    Mergeable,
+    Model,
+    RiverModel,
+    SklearnModel,
+    Task,
+    build_model,
+    model_from_state,
+)
+from streamfit.models import state as state_format
+from streamfit.spec.model import BuiltinModelSpec, RiverModelSpec, SklearnModelSpec
+
+N_FEATURES = 2**12
+Problem = Callable[[np.random.Generator, int], tuple[sp.csr_matrix, npt.NDArray[Any]]]
+
+
+# -- synthetic problems ---------------------------------------------------------------------
+
+
+def _rows(numeric: npt.NDArray[np.float64], cats: npt.NDArray[np.int64]) -> sp.csr_matrix:
+    """Numeric columns at 7, 11, 13, ... and one categorical one-hot at 1000 + category."""
+    n, d = numeric.shape
+    cols = np.array([7, 11, 13, 17, 19][:d])
+    rows = np.repeat(np.arange(n), d + 1)
+    idx = np.column_stack([np.tile(cols, (n, 1)), 1000 + cats]).ravel()
+    data = np.column_stack([numeric, np.ones(n)]).ravel()
+    return sp.csr_matrix((data, (rows, idx)), shape=(n, N_FEATURES))
+
+
+def binary_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
+    x = rng.normal(size=(n, 4))
+    cats = rng.integers(0, 20, size=n)
+    score = 2 * x[:, 0] - 1.5 * x[:, 1] + 0.2 * (cats % 2)
+    y = np.where(score > 0, "yes", "no").astype(object)
+    return _rows(x, cats), y
+
+
+def multiclass_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
+    x = rng.normal(size=(n, 3))
+    cats = rng.integers(0, 20, size=n)
+    y = np.digitize(x[:, 0], [-0.5, 0.5]).astype(object)  # int labels 0, 1, 2
+    return _rows(x, cats), y
+
+
+def regression_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
+    x = rng.normal(size=(n, 4))
+    cats = rng.integers(0, 20, size=n)
+    y = 1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + 0.1 * (cats % 3) + 0.05 * rng.normal(size=n)
+    return _rows(x, cats), y
+
+
+@dataclass(frozen=True)
+class Kind:
+    spec: Any
+    task: Task
+    problem: Problem
+    builtin: bool = False
+    same_bytes: bool = True  # two identical runs pickle to the same bytes
+    threshold: float = 0.85  # accuracy for classifiers, R^2 for regressors
+
+    def build(self) -> Model:
+        return build_model(self.spec, self.task, N_FEATURES)
+
+
+KINDS: dict[str, Kind] = {
+    "builtin_logistic_binary": Kind(
+        BuiltinModelSpec(name="lr", builtin="logistic_regression"),
+        "classification",
+        binary_problem,
+        builtin=True,
+    ),
+    "builtin_logistic_multiclass": Kind(
+        BuiltinModelSpec(name="lr", builtin="logistic_regression"),
+        "classification",
+        multiclass_problem,
+        builtin=True,
+    ),
+    "builtin_linear_regression": Kind(
+        BuiltinModelSpec(name="lin", builtin="linear_regression"),
+        "regression",
+        regression_problem,
+        builtin=True,
+    ),
+    "river_hoeffding_tree": Kind(
+        RiverModelSpec(
+            name="ht", river="tree.HoeffdingTreeClassifier", params={"grace_period": 50}
+        ),
+        "classification",
+        multiclass_problem,
+        same_bytes=False,  # river.proba.Gaussian holds an unseeded random.Random (unused here)
+        threshold=0.75,
+    ),
+    "river_logistic": Kind(
+        RiverModelSpec(name="rlr", river="linear_model.LogisticRegression"),
+        "classification",
+        binary_problem,
+    ),
+    "sklearn_sgd_classifier": Kind(
+        SklearnModelSpec(
+            name="sgd", sklearn="linear_model.SGDClassifier", params={"loss": "log_loss"}
+        ),
+        "classification",
+        binary_problem,
+    ),
+    "sklearn_sgd_regressor": Kind(
+        SklearnModelSpec(name="sgdr", sklearn="linear_model.SGDRegressor"),
+        "regression",
+        regression_problem,
+    ),
+}
+
+
+@pytest.fixture(params=list(KINDS), ids=list(KINDS))
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return KINDS[request.param]
+
+
+def stream(kind: Kind, n: int = 3000, seed: int = 0, batch: int = 100) -> list[tuple[Any, Any]]:
+    X, y = kind.problem(np.random.default_rng(seed), n)
+    return [(X[i : i + batch], y[i : i + batch]) for i in range(0, n, batch)]
+
+
+def trained(kind: Kind, n: int = 3000, seed: int = 0) -> Model:
+    model = kind.build()
+    for Xb, yb in stream(kind, n, seed):
+        model.learn_many(Xb, yb)
+    return model
+
+
+def predictions(model: Model, X: sp.csr_matrix) -> tuple[list[object], npt.NDArray[np.float64]]:
+    if model.task == "classification":
+        assert isinstance(model, Classifier)
+        return model.predict_many(X).tolist(), model.predict_proba_many(X)
+    return [], np.asarray(model.predict_many(X), dtype=np.float64)
+
+
+# -- the battery ----------------------------------------------------------------------------
+
+
+def test_contract(kind: Kind) -> None:
+    model = kind.build()
+    assert isinstance(model, Model)
+    assert model.task == kind.task
+    if kind.task == "classification":
+        assert isinstance(model, Classifier)
+    assert isinstance(model, Mergeable) == isinstance(model, LogisticRegression | LinearRegression)
+
+
+def test_predict_before_learning_gives_the_documented_defaults(kind: Kind) -> None:
+    model = kind.build()
+    X, _ = kind.problem(np.random.default_rng(1), 5)
+    if isinstance(model, Classifier) and model.task == "classification":
+        assert model.classes == []
+        assert model.predict_many(X).tolist() == [None] * 5
+        assert model.predict_proba_many(X).shape == (5, 0)
+    else:
+        assert np.asarray(model.predict_many(X)).tolist() == [0.0] * 5
+
+
+def test_empty_batch_is_a_no_op(kind: Kind) -> None:
+    empty_X = sp.csr_matrix((0, N_FEATURES))
+    empty_y = np.array([], dtype=object if kind.task == "classification" else np.float64)
+    fresh = kind.build()
+    before = fresh.state()
+    fresh.learn_many(empty_X, empty_y)
+    assert fresh.state() == before
+    model = trained(kind, n=500)
+    before = model.state()
+    model.learn_many(empty_X, empty_y)
+    assert model.state() == before
+    _, out = predictions(model, empty_X)
+    assert out.shape[0] == 0
+
+
+def test_learns_a_separable_problem(kind: Kind) -> None:
+    model = trained(kind)
+    X, y = kind.problem(np.random.default_rng(99), 1000)
+    if isinstance(model, Classifier) and model.task == "classification":
+        accuracy = float(np.mean(model.predict_many(X) == y))
+        assert accuracy >= kind.threshold, accuracy
+        assert sorted(model.classes, key=str) == sorted(set(y.tolist()), key=str)
+        proba = model.predict_proba_many(X)
+        assert proba.shape == (1000, len(model.classes))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+    else:
+        pred = np.asarray(model.predict_many(X), dtype=np.float64)
+        r2 = 1.0 - np.mean((pred - y) ** 2) / np.var(y)
+        assert r2 >= kind.threshold, r2
+
+
+def test_unseen_feature_columns_are_tolerated(kind: Kind) -> None:
+    model = trained(kind, n=1000)
+    X, _ = kind.problem(np.random.default_rng(5), 50)
+    never_seen = sp.csr_matrix(
+        (np.full(50, 3.0), (np.arange(50), np.full(50, N_FEATURES - 1))), shape=X.shape
+    )
+    labels, out = predictions(model, X + never_seen)
+    assert np.isfinite(out).all() and out.shape[0] == 50
+    if labels:
+        assert set(labels) <= set(model.classes)  # type: ignore[attr-defined]
+    only_new = sp.csr_matrix(([1.0], ([0], [N_FEATURES - 2])), shape=(1, N_FEATURES))
+    assert np.isfinite(predictions(model, only_new)[1]).all()
+
+
+def test_state_round_trip(kind: Kind) -> None:
+    model = trained(kind, n=1500)
+    blob = model.state()
+    assert blob[:4] == b"SFST"
+    restored = model_from_state(blob)
+    assert type(restored) is type(model)
+    X, y = kind.problem(np.random.default_rng(7), 300)
+    got, want = predictions(restored, X), predictions(model, X)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    if kind.task == "classification":
+        assert restored.classes == model.classes  # type: ignore[attr-defined]
+    if kind.builtin:
+        assert restored.state() == blob
+    # both go on learning identically
+    model.learn_many(X, y)
+    restored.learn_many(X, y)
+    got, want = predictions(restored, X), predictions(model, X)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+    if kind.builtin:
+        assert restored.state() == model.state()
+
+
+def test_learning_is_deterministic(kind: Kind) -> None:
+    one, two = trained(kind, n=1500), trained(kind, n=1500)
+    if kind.same_bytes:
+        assert one.state() == two.state()
+    X, _ = kind.problem(np.random.default_rng(8), 300)
+    got, want = predictions(one, X), predictions(two, X)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_state_rejects_garbage(kind: Kind) -> None:
+    blob = trained(kind, n=300).state()
+    cls: Any = type(kind.build())
+    bad_magic = b"XXXX" + blob[4:]
+    bad_version = blob[:4] + (99).to_bytes(2, "little") + blob[6:]
+    flipped = blob[:20] + bytes([blob[20] ^ 0xFF]) + blob[21:]
+    for bad in (b"", b"SFST", bad_magic, bad_version, flipped, blob[:-1], blob[: len(blob) // 2]):
+        with pytest.raises(StateFormatError):
+            cls.from_state(bad)
+        with pytest.raises(StateFormatError):
+            model_from_state(bad)
+
+
+# -- speed dating: learning as fast as River's per-event learner ----------------------------
+
+_CSV = "speed_dating/speed_dating_kaggle.csv.gz"
+_COPIES = [
+    Path(__file__).resolve().parents[2] / "src/streamfit/data" / _CSV,  # the demo's copy
+    Path(__file__).resolve().parents[3] / "shared/datasets" / _CSV,
+]
+SPEED_DATING_CSV = next((p for p in _COPIES if p.exists()), _COPIES[-1])
+BITS = 18
+
+
+def speed_dating_features(batch: int = 100) -> tuple[sp.csr_matrix, npt.NDArray[np.bool_]]:
+    """Rows sorted by (wave, round, order); numerics standardized with running statistics
+    (updated with each batch before it is transformed), NaN -> 0; strings one-hot hashed."""
+    with gzip.open(SPEED_DATING_CSV, "rt", encoding="latin-1", newline="") as fh:
+        header, *body = list(csv.reader(fh))
+    col = {name: i for i, name in enumerate(header)}
+    body.sort(key=lambda r: (float(r[col["wave"]]), float(r[col["round"]]), float(r[col["order"]])))
+    table = np.array(body, dtype=object)
+    y = table[:, col["match"]] == "1"
+    names = [
+        n for n in header if n not in {"match", "dec", "dec_o"} and not n.endswith(("_2", "_3"))
+    ]
+    numeric: list[npt.NDArray[np.float64]] = []
+    numeric_names: list[str] = []
+    strings: list[str] = []
+    for name in names:
+        raw = table[:, col[name]]
+        try:
+            numeric.append(np.where(raw == "", "nan", raw).astype(np.float64))
+            numeric_names.append(name)
+        except ValueError:
+            strings.append(name)
+    values = np.column_stack(numeric)
+    n, d = values.shape
+    scaled = np.zeros_like(values)
+    count, mean, m2 = np.zeros(d), np.zeros(d), np.zeros(d)
+    for s in range(0, n, batch):  # Chan et al.: combine running and batch moments
+        block = values[s : s + batch]
+        present = ~np.isnan(block)
+        bn = present.sum(axis=0)
+        bmean = np.where(bn > 0, np.nansum(block, axis=0) / np.maximum(bn, 1), 0.0)
+        bm2 = np.nansum((block - bmean) ** 2, axis=0)
+        total = count + bn
+        delta = bmean - mean
+        mean = mean + delta * np.where(total > 0, bn / np.maximum(total, 1), 0.0)
+        m2 = m2 + bm2 + delta**2 * count * bn / np.maximum(total, 1)
+        count = total
+        sd = np.sqrt(np.where(count > 1, m2 / np.maximum(count - 1, 1), 0.0))
+        scaled[s : s + batch] = np.nan_to_num((block - mean) / np.where(sd > 0, sd, 1.0))
+    num_cols = np.array([zlib.crc32(name.encode()) % 2**BITS for name in numeric_names])
+    rows = [np.repeat(np.arange(n), d)]
+    cols = [np.tile(num_cols, n)]
+    data = [scaled.ravel()]
+    for name in strings:
+        raw = table[:, col[name]]
+        keep = np.flatnonzero(raw != "")
+        rows.append(keep)
+        cols.append(np.array([zlib.crc32(f"{name}={raw[i]}".encode()) % 2**BITS for i in keep]))
+        data.append(np.ones(keep.size))
+    coo = sp.coo_matrix(
+        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, 2**BITS)
+    )
+    X = coo.tocsr()
+    X.eliminate_zeros()
+    return X, y
+
+
+def prequential_auc(model: Any, X: sp.csr_matrix, y: npt.NDArray[np.bool_], batch: int) -> float:
+    """Predict each batch, then learn it; ROC AUC of P(match) over the whole stream."""
+    scores = []
+    labels = y.astype(object)
+    for s in range(0, X.shape[0], batch):
+        Xb = X[s : s + batch]
+        proba = model.predict_proba_many(Xb)
+        classes = model.classes
+        scores.append(
+            proba[:, classes.index(True)] if True in classes else np.full(Xb.shape[0], 0.5)
+        )
+        model.learn_many(Xb, labels[s : s + batch])
+    return float(roc_auc_score(y, np.concatenate(scores)))
+
+
+def test_speed_dating_learns_as_fast_as_river() -> None:
+    from river import linear_model
+
+    X, y = speed_dating_features()
+    assert X.shape[0] == 8378 and 80 < X.nnz / X.shape[0] < 130
+    ours = prequential_auc(LogisticRegression(), X, y, batch=100)
+    river = prequential_auc(RiverModel(linear_model.LogisticRegression()), X, y, batch=100)
+    assert ours >= 0.84, (ours, river)
+    assert ours >= river - 0.005, (ours, river)
+
+
+# -- built-in learners ----------------------------------------------------------------------
+
+
+def test_logistic_grows_from_sigmoid_to_softmax_keeping_probabilities() -> None:
+    kind = KINDS["builtin_logistic_binary"]
+    model = trained(kind, n=1000)
+    assert isinstance(model, LogisticRegression) and not model.multiclass
+    X, _ = kind.problem(np.random.default_rng(3), 200)
+    before = model.predict_proba_many(X)
+    model.merge(LogisticRegression())  # a fresh model changes nothing
+    np.testing.assert_array_equal(model.predict_proba_many(X), before)
+    model._add_class("maybe")  # what learn_many does on a third label
+    after = model.predict_proba_many(X)
+    assert model.multiclass and model.classes[2] == "maybe"
+    np.testing.assert_allclose(after[:, :2] / after[:, :2].sum(axis=1, keepdims=True), before)
+    model.learn_many(X[:3], np.array(["maybe"] * 3, dtype=object))
+    assert model.predict_proba_many(X).shape == (200, 3)
+
+
+def test_label_types_survive_the_state() -> None:
+    X, _ = binary_problem(np.random.default_rng(0), 6)
+    for labels in ([True, False, True], [1, 0, 2], ["1", "0", "x"], [1.5, 2.5, 1.5]):
+        model = LogisticRegression()
+        model.learn_many(X[:3], np.array(labels, dtype=object))
+        back = LogisticRegression.from_state(model.state())
+        assert back.classes == model.classes
+        assert [type(c) for c in back.classes] == [type(c) for c in model.classes]
+
+
+def test_numpy_label_arrays_are_plain_python_classes() -> None:
+    X, _ = binary_problem(np.random.default_rng(0), 4)
+    model = LogisticRegression()
+    model.learn_many(X, np.array([True, False, False, True]))
+    assert model.classes == [True, False] and all(type(c) is bool for c in model.classes)
+    model.learn_many(X, np.array(["a", "b", "a", "b"]))
+    assert model.classes[2:] == ["a", "b"] and all(type(c) is str for c in model.classes[2:])
+
+
+def test_merge_of_two_halves_learns_the_whole() -> None:
+    X, y = binary_problem(np.random.default_rng(0), 4000)
+    a, b = LogisticRegression(), LogisticRegression()
+    for s in range(0, 2000, 100):
+        a.learn_many(X[s : s + 100], y[s : s + 100])
+        b.learn_many(X[2000 + s : 2100 + s], y[2000 + s : 2100 + s])
+    weights = (a.weights * a.n_seen + b.weights * b.n_seen) / 4000
+    a.merge(b)
+    assert a.n_seen == 4000
+    np.testing.assert_allclose(a.weights, weights)
+    Xt, yt = binary_problem(np.random.default_rng(1), 1000)
+    assert np.mean(a.predict_many(Xt) == yt) > 0.9
+
+
+def test_merge_aligns_classes_by_label() -> None:
+    X, y = binary_problem(np.random.default_rng(0), 2000)
+    first_yes, first_no = int(np.argmax(y == "yes")), int(np.argmax(y == "no"))
+    a, b = LogisticRegression(), LogisticRegression()
+    a.learn_many(X[first_no : first_no + 1], y[first_no : first_no + 1])
+    a.learn_many(X[:1000], y[:1000])
+    b.learn_many(X[first_yes : first_yes + 1], y[first_yes : first_yes + 1])
+    b.learn_many(X[1000:], y[1000:])
+    assert a.classes[0] != b.classes[0]
+    merged = LogisticRegression.from_state(a.state())
+    merged.merge(b)
+    Xt, yt = binary_problem(np.random.default_rng(1), 1000)
+    assert np.mean(merged.predict_many(Xt) == yt) > 0.9
+    # a multiclass model merged into a binary one turns it into softmax
+    m, my = multiclass_problem(np.random.default_rng(0), 1000)
+    c = LogisticRegression()
+    c.learn_many(m, my)
+    merged.merge(c)
+    assert merged.multiclass and len(merged.classes) == 5
+
+
+def test_merge_refuses_other_kinds_and_widths() -> None:
+    X, y = regression_problem(np.random.default_rng(0), 100)
+    lin = LinearRegression()
+    lin.learn_many(X, y)
+    with pytest.raises(ModelError):
+        lin.merge(LogisticRegression())  # type: ignore[arg-type]
+    narrow = LinearRegression(n_features=8)
+    narrow.learn_many(sp.csr_matrix(np.ones((2, 8))), np.ones(2))
+    with pytest.raises(ModelError, match="features"):
+        lin.merge(narrow)
+
+
+def test_builtin_input_checks() -> None:
+    model = LogisticRegression(n_features=N_FEATURES)
+    X, y = binary_problem(np.random.default_rng(0), 10)
+    with pytest.raises(ModelError, match="columns"):
+        model.learn_many(sp.csr_matrix((10, 8)), y)
+    with pytest.raises(ModelError, match="1-d"):
+        model.learn_many(X, y[:5])
+    bad = X.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ModelError, match="NaN"):
+        model.learn_many(bad, y)
+    with pytest.raises(ModelError, match="label"):
+        model.learn_many(X[:1], np.array([None], dtype=object))
+    with pytest.raises(ModelError, match="NaN"):
+        LinearRegression().learn_many(X[:1], np.array([np.nan]))
+    with pytest.raises(ModelError, match="learning_rate"):
+        LogisticRegression(learning_rate=-1.0)
+    with pytest.raises(ModelError, match="CSR"):
+        model.predict_many(np.ones((2, N_FEATURES)))
+
+
+def test_big_batches_are_learned_in_micro_batches() -> None:
+    X, y = binary_problem(np.random.default_rng(0), 4000)
+    whole, stepped = LogisticRegression(), LogisticRegression()
+    whole.learn_many(X, y)
+    for s in range(0, 4000, 128):
+        stepped.learn_many(X[s : s + 128], y[s : s + 128])
+    assert whole.state() == stepped.state()
+
+
+# -- state format ---------------------------------------------------------------------------
+
+
+def test_state_header_is_documented_json() -> None:
+    model = trained(KINDS["builtin_logistic_multiclass"], n=500)
+    decoded = state_format.decode_state(model.state())
+    assert decoded.model == "builtin.LogisticRegression" and decoded.kind == "arrays"
+    assert decoded.classes == model.classes  # type: ignore[attr-defined]
+    assert decoded.counters["n_seen"] == 500
+    assert set(decoded.arrays) == {"index", "W", "G", "b", "Gb"}
+    assert decoded.arrays["W"].shape[1] == 3
+    assert decoded.params["learning_rate"] == 0.03 and decoded.params["n_features"] == N_FEATURES
+    with pytest.raises(StateFormatError, match=r"not a 'builtin\.LinearRegression'"):
+        LinearRegression.from_state(model.state())
+
+
+@pytest.mark.parametrize(
+    ("kind_name", "library"),
+    [("river_logistic", "river"), ("sklearn_sgd_classifier", "scikit-learn")],
+)
+def test_pickled_states_refuse_another_library_version(kind_name: str, library: str) -> None:
+    model = trained(KINDS[kind_name], n=300)
+    decoded = state_format.decode_state(model.state())
+    assert decoded.kind == "pickle" and decoded.library["name"] == library
+    major, minor, *_ = decoded.library["version"].split(".")
+    forged = state_format.encode_state(
+        decoded.model,
+        params=decoded.params,
+        classes=decoded.classes,
+        counters=decoded.counters,
+        payload=decoded.payload,
+        library={"name": library, "version": f"{major}.{int(minor) + 1}.0"},
+        extra=decoded.extra,
+    )
+    with pytest.raises(StateFormatError, match=r"same major\.minor"):
+        model_from_state(forged)
+    patch = state_format.encode_state(
+        decoded.model,
+        params=decoded.params,
+        classes=decoded.classes,
+        counters=decoded.counters,
+        payload=decoded.payload,
+        library={"name": library, "version": f"{major}.{minor}.999"},
+        extra=decoded.extra,
+    )
+    assert type(model_from_state(patch)) is type(model)
+
+
+def test_unknown_model_kind_in_state() -> None:
+    blob = state_format.encode_state("onnx", params={}, arrays={})
+    with pytest.raises(StateFormatError, match="unknown model kind"):
+        model_from_state(blob)
+
+
+# -- adapters -------------------------------------------------------------------------------
+
+
+def test_river_binary_only_estimator_maps_labels_and_skips_a_third_class() -> None:
+    from river import linear_model
+
+    X, y = binary_problem(np.random.default_rng(0), 1000)
+    model = RiverModel(linear_model.LogisticRegression())
+    model.learn_many(X, y)
+    model.learn_many(X[:2], np.array(["maybe", "maybe"], dtype=object))
+    assert model.classes == [y[0], "yes" if y[0] == "no" else "no"]
+    assert model.skipped_rows == 2 and model.n_seen == 1000
+    Xt, yt = binary_problem(np.random.default_rng(1), 500)
+    assert np.mean(model.predict_many(Xt) == yt) > 0.9
+    bools = RiverModel(linear_model.LogisticRegression())
+    bools.learn_many(X, y == "yes")
+    assert bools.classes[0] is (y[0] == "yes")
+    p = bools.predict_proba_many(Xt)[:, bools.classes.index(True)]
+    assert np.mean((p > 0.5) == (yt == "yes")) > 0.9
+
+
+def test_river_regressor() -> None:
+    from river import linear_model
+
+    model = RiverModel(linear_model.LinearRegression())
+    assert model.task == "regression"
+    X, y = regression_problem(np.random.default_rng(0), 2000)
+    model.learn_many(X, y)
+    assert np.mean((model.predict_many(X) - y) ** 2) < np.var(y) / 2
+    with pytest.raises(ModelError, match="regressor"):
+        model.predict_proba_many(X)
+    with pytest.raises(ModelError, match="River classifier or regressor"):
+        from river import anomaly
+
+        RiverModel(anomaly.HalfSpaceTrees())
+
+
+def test_sklearn_discovers_classes_then_fixes_them() -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = binary_problem(np.random.default_rng(0), 1000)
+    model = SklearnModel(SGDClassifier(loss="hinge", random_state=0))
+    first = np.array([y[0]] * 3, dtype=object)
+    model.learn_many(X[:3], first)  # one class: held back
+    assert model.n_seen == 0 and model.classes == [y[0]]
+    assert model.predict_proba_many(X[:2]).tolist() == [[1.0], [1.0]]
+    model.learn_many(X, y)
+    assert model.n_seen == 1003
+    model.learn_many(X[:4], np.array(["maybe"] * 4, dtype=object))
+    assert model.skipped_rows == 4 and len(model.classes) == 2
+    Xt, yt = binary_problem(np.random.default_rng(1), 500)
+    proba = model.predict_proba_many(Xt)  # hinge: decision_function through a sigmoid
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(model.predict_many(Xt) == yt) > 0.9
+
+
+def test_sklearn_declared_classes_and_multiclass_decision_function() -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = multiclass_problem(np.random.default_rng(0), 3000)
+    model = SklearnModel(SGDClassifier(loss="hinge", random_state=0), classes=[2, 1, 0])
+    assert model.classes == [2, 1, 0]
+    assert model.predict_many(X[:1]).tolist() == [2]
+    np.testing.assert_allclose(model.predict_proba_many(X[:1]), [[1 / 3] * 3])
+    for s in range(0, 3000, 100):
+        model.learn_many(X[s : s + 100], y[s : s + 100])
+    Xt, yt = multiclass_problem(np.random.default_rng(1), 500)
+    assert np.mean(model.predict_many(Xt) == yt) > 0.75
+    with pytest.raises(ModelError, match="two distinct"):
+        SklearnModel(SGDClassifier(), classes=["only"])
+
+
+def test_sklearn_buffer_is_bounded() -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    X, _ = binary_problem(np.random.default_rng(0), 30)
+    model = SklearnModel(SGDClassifier(random_state=0), buffer_rows=10)
+    model.learn_many(X[:25], np.array(["a"] * 25, dtype=object))
+    assert model.skipped_rows == 15
+    restored = SklearnModel.from_state(model.state())
+    restored.learn_many(X[25:], np.array(["b"] * 5, dtype=object))
+    assert restored.n_seen == 15 and restored.classes == ["a", "b"]
+
+
+# -- factory --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "task", "message"),
+    [
+        (BuiltinModelSpec(name="m", builtin="linear_regression"), "classification", "task"),
+        (
+            BuiltinModelSpec(name="m", builtin="logistic_regression", params={"lr": 1}),
+            "classification",
+            "unknown parameter",
+        ),
+        (
+            BuiltinModelSpec(name="m", builtin="logistic_regression", params={"l2": -1}),
+            "classification",
+            "l2",
+        ),
+        (
+            BuiltinModelSpec(name="m", builtin="logistic_regression", params={"n_features": 8}),
+            "classification",
+            "n_features",
+        ),
+        (
+            RiverModelSpec(name="m", river="nosuchmodule.Thing"),
+            "classification",
+            "cannot import river.nosuchmodule",
+        ),
+        (RiverModelSpec(name="m", river="tree.NoTree"), "classification", "has no 'NoTree'"),
+        (
+            RiverModelSpec(name="m", river="HoeffdingTreeClassifier"),
+            "classification",
+            "<module>.<Class>",
+        ),
+        (RiverModelSpec(name="m", river="stats.Mean"), "classification", "not a River classifier"),
+        (RiverModelSpec(name="m", river="tree.HoeffdingTreeClassifier"), "regression", "task"),
+        (
+            RiverModelSpec(name="m", river="tree.HoeffdingTreeClassifier", params={"grace": 1}),
+            "classification",
+            "unknown parameter(s) grace",
+        ),
+        (
+            SklearnModelSpec(name="m", sklearn="linear_model.LogisticRegression"),
+            "classification",
+            "partial_fit",
+        ),
+        (
+            SklearnModelSpec(
+                name="m", sklearn="linear_model.SGDClassifier", params={"loss": "bogus"}
+            ),
+            "classification",
+            "loss",
+        ),
+        (SklearnModelSpec(name="m", sklearn="linear_model.SGDRegressor"), "classification", "task"),
+        (
+            SklearnModelSpec(
+                name="m", sklearn="linear_model.SGDRegressor", params={"classes": [1, 2]}
+            ),
+            "regression",
+            "classes",
+        ),
+    ],
+)
+def test_factory_errors_name_the_model_and_the_problem(spec: Any, task: Task, message: str) -> None:
+    with pytest.raises(ModelError, match="model 'm'") as info:
+        build_model(spec, task, N_FEATURES)
+    assert message in str(info.value)
+
+
+def test_factory_passes_params_seeds_and_classes() -> None:
+    model = build_model(
+        SklearnModelSpec(
+            name="m",
+            sklearn="linear_model.SGDClassifier",
+            params={"alpha": 0.01, "classes": ["a", "b"]},
+        ),
+        "classification",
+        N_FEATURES,
+    )
+    assert isinstance(model, SklearnModel)
+    assert model.estimator.alpha == 0.01 and model.estimator.random_state == 0
+    assert model.classes == ["a", "b"]
+    forest = build_model(
+        RiverModelSpec(name="f", river="forest.ARFClassifier", params={"n_models": 2}),
+        "classification",
+        N_FEATURES,
+    )
+    assert isinstance(forest, RiverModel) and forest.estimator.seed == 0
+    lr = build_model(
+        BuiltinModelSpec(name="lr", builtin="logistic_regression", params={"l2": 0.1}),
+        "classification",
+        64,
+    )
+    assert isinstance(lr, LogisticRegression) and lr.params["l2"] == 0.1 and lr.n_features == 64
