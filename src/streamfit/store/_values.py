@@ -1,0 +1,239 @@
+"""Batch columns to lists of database values, one vectorized pass per column.
+
+Missing values (NaN, None) and non-finite numbers (which MariaDB cannot store) become NULL.
+
+>>> outcome_texts(np.array([1.0, 0.0, 2.5, np.nan]))
+['1', '0', '2.5', None]
+>>> outcome_texts(np.array([True, "yes", 3, None], dtype=object))
+['1', 'yes', '3', None]
+>>> field_values(np.array([1.0, np.nan]), "bool", "bool")
+[True, None]
+>>> field_values(np.array(["a", {"b": 1}, None], dtype=object), "text", "text")
+['a', '{"b":1}', None]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from streamfit.store.tables import ColumnKind
+
+__all__ = [
+    "event_time_texts",
+    "event_times",
+    "field_kind",
+    "field_values",
+    "float_list",
+    "key_texts",
+    "outcome_texts",
+    "probability_list",
+]
+
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+_INT_LIMIT = 2.0**63
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0"})
+
+
+def field_kind(values: npt.NDArray[Any], is_boolean: bool) -> ColumnKind:
+    """The column kind for a batch column (``is_boolean``: listed in ``Batch.booleans``)."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return "bool" if is_boolean else "float"
+    if kind == "b":
+        return "bool"
+    if kind in "iu":
+        return "int"
+    return "text"
+
+
+def _nulls(out: list[Any], missing: npt.NDArray[np.bool_]) -> list[Any]:
+    for i in np.flatnonzero(missing).tolist():
+        out[i] = None
+    return out
+
+
+def float_list(values: npt.NDArray[Any]) -> list[float | None]:
+    """Floats, NULL for NaN and infinities."""
+    if values.dtype.kind == "O":
+        return [_to_float(v) for v in values.tolist()]
+    a = np.asarray(values, dtype=np.float64)
+    return _nulls(a.tolist(), ~np.isfinite(a))
+
+
+def probability_list(values: npt.NDArray[Any]) -> list[float | None]:
+    """One probability per row; of a 2-d (rows x classes) array, the largest of each row."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 2:
+        a = a.max(axis=1) if a.shape[1] else np.full(len(a), np.nan)
+    return float_list(a)
+
+
+def _number_texts(a: npt.NDArray[np.float64]) -> list[str | None]:
+    """'1' for 1.0, '2.5' for 2.5, None for NaN: how numbers read as labels."""
+    finite = np.isfinite(a)
+    integral = finite & (a == np.round(a)) & (np.abs(a) < _INT_LIMIT)
+    out = np.full(len(a), None, dtype=object)
+    out[integral] = a[integral].astype(np.int64).astype(str)
+    rest = finite & ~integral
+    out[rest] = a[rest].astype(str)
+    result: list[str | None] = out.tolist()
+    return result
+
+
+def _outcome_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _clean(str(value))
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return _number_texts(np.array([value], dtype=np.float64))[0]
+    return _json(value)
+
+
+def outcome_texts(values: npt.NDArray[Any]) -> list[str | None]:
+    """Class labels as text: numbers that are whole read ``"1"``, booleans ``"1"``/``"0"``.
+
+    A boolean field reaches the store as float 0/1 (the ``Batch`` convention), so a label
+    ``1.0``, a prediction ``1``, ``np.int64(1)`` and ``True`` all read ``"1"`` and compare equal
+    in SQL. Strings stay as they are; anything else is JSON.
+    """
+    kind = values.dtype.kind
+    if kind == "f":
+        return _number_texts(values.astype(np.float64, copy=False))
+    if kind == "b":
+        return ["1" if v else "0" for v in values.tolist()]
+    if kind in "iu":
+        texts: list[str | None] = values.astype(str).tolist()
+        return texts
+    return [_outcome_text(v) for v in values.tolist()]
+
+
+def key_texts(keys: Sequence[bytes | None]) -> list[str | None]:
+    """Kafka keys as text: UTF-8, undecodable bytes replaced."""
+    return [None if k is None else _clean(k.decode("utf-8", "replace")) for k in keys]
+
+
+def event_times(timestamps_ms: npt.NDArray[np.int64]) -> list[dt.datetime | None]:
+    """Naive UTC datetimes from epoch milliseconds; NULL where Kafka had none (negative)."""
+    ts = np.asarray(timestamps_ms, dtype=np.int64)
+    bad = (ts < 0) | (ts > _MAX_MS)
+    times = np.where(bad, 0, ts).astype("datetime64[ms]").astype(object)
+    return _nulls(times.tolist(), bad)
+
+
+def event_time_texts(timestamps_ms: npt.NDArray[np.int64]) -> list[str | None]:
+    """Epoch milliseconds as text: ``2024-01-31 12:00:00.000000`` (SQLAlchemy's SQLite form)."""
+    ts = np.asarray(timestamps_ms, dtype=np.int64)
+    bad = (ts < 0) | (ts > _MAX_MS)
+    stamps = np.where(bad, 0, ts).astype("datetime64[ms]").astype("datetime64[us]")
+    texts = np.char.replace(np.datetime_as_string(stamps, unit="us"), "T", " ")
+    return _nulls(texts.tolist(), bad)
+
+
+# -- event fields -------------------------------------------------------------------------------
+
+
+def field_values(values: npt.NDArray[Any], source: ColumnKind, target: ColumnKind) -> list[Any]:
+    """A batch column of kind ``source`` as values for a column of kind ``target``.
+
+    When a field changes type after its column was made, values are converted to the column's
+    type where that makes sense (``"3.5"`` into a number column) and are NULL where not.
+    """
+    if source == "text":
+        if target == "text":
+            return _texts(values.tolist())
+        convert = {"float": _to_float, "bool": _to_bool, "int": _to_int}[target]
+        return [convert(v) for v in values.tolist()]
+    if source == "int":
+        ints = values.astype(np.int64, copy=False)
+        if target == "int":
+            return ints.tolist()  # type: ignore[no-any-return]
+        if target == "bool":
+            return (ints != 0).tolist()  # type: ignore[no-any-return]
+        if target == "text":
+            return ints.astype(str).tolist()  # type: ignore[no-any-return]
+        return float_list(ints.astype(np.float64))
+    a = values.astype(np.float64, copy=False)
+    missing = np.isnan(a)
+    if target == "float":
+        return float_list(a)
+    if target == "bool":
+        return _nulls((a != 0).tolist(), missing)
+    if target == "int":
+        whole = np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < _INT_LIMIT)
+        return _nulls(np.where(whole, a, 0).astype(np.int64).tolist(), ~whole)
+    if source == "bool":
+        return _nulls(np.where(a != 0, "true", "false").tolist(), missing)
+    return _number_texts(a)
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _json(value: Any) -> str:
+    return _clean(orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode())
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _clean(str(value))  # str(): numpy.str_ and other subclasses become plain str
+    if isinstance(value, float) and value != value:
+        return None
+    return _json(value)
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    return [v if type(v) is str and "\x00" not in v else _text(v) for v in values]
+
+
+def _to_float(value: Any) -> float | None:
+    if value is None or (isinstance(value, str | bytes) and not value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in _TRUE else False if word in _FALSE else None
+    number = _to_float(value)
+    return None if number is None else number != 0
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    number = _to_float(value)
+    if number is None or number != round(number) or abs(number) >= _INT_LIMIT:
+        return None
+    return int(number)

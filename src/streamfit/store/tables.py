@@ -1,0 +1,336 @@
+"""Table definitions and column names: what the store creates, in every database.
+
+Fixed tables (one set per database, shared by every pipeline, keyed by ``pipeline``):
+
+==================  ===========================================================================
+``dead_letters``    events that could not be used: original key and payload bytes, a text
+                    preview, the reason; unique (pipeline, source_topic, source_partition,
+                    source_offset)
+``models``          the model registry: (pipeline, name, version) -> kind, state bytes
+``checkpoints``     progress: (pipeline, source_topic, source_partition) -> next_offset
+``checkpoint_states``  the state blobs saved with those offsets: (pipeline, slot, name)
+``result_fields``   how each event field of a results table maps to a column
+==================  ===========================================================================
+
+Per-pipeline tables, named by the caller: ``<pipeline>_results`` (one row per scored event,
+primary key (source_topic, source_partition, source_offset)) and ``<pipeline>_training`` (a
+time series of metrics, primary key (model, events_seen)).
+
+Types are chosen to mean the same thing everywhere:
+
+- numbers are ``DOUBLE`` (``sa.Double``: ``double precision`` on PostgreSQL, ``DOUBLE`` on
+  MariaDB; ``sa.Float`` would be single precision there), booleans ``BOOLEAN`` (``TINYINT(1)``
+  on MariaDB), text ``TEXT`` (``MEDIUMTEXT`` on MariaDB: ``TEXT`` stops at 64 KiB);
+- bytes are ``LargeBinary`` (``bytea``; ``LONGBLOB`` on MariaDB, whose ``BLOB`` stops at 64 KiB);
+- times are UTC: ``timestamp with time zone`` on PostgreSQL, ``DATETIME(6)`` on MariaDB (plain
+  ``DATETIME`` drops the milliseconds), ISO text on SQLite; read back as aware UTC datetimes;
+- key strings (topics, pipeline and model names) compare case-sensitively on MariaDB too
+  (``utf8mb4_bin``): Kafka topics ``Events`` and ``events`` are different topics.
+
+Event fields become lowercase SQL identifiers (see :func:`column_name`), so that analysts
+never need to quote them and MariaDB's case-insensitive column names cannot collide.
+
+>>> column_name("Age", taken=set())
+'age'
+>>> column_name("Age", taken={"age"})
+'age_2'
+>>> column_name("label", taken=set())
+'field_label'
+>>> column_name("2nd place (%)", taken=set())
+'field_2nd_place_'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import unicodedata
+from typing import Any, Final, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "MAX_IDENTIFIER",
+    "RESERVED_COLUMNS",
+    "TRAINING_METRICS",
+    "ColumnKind",
+    "UTCDateTime",
+    "column_name",
+    "column_type",
+    "field_key",
+    "fixed_metadata",
+    "prediction_column",
+    "probability_column",
+    "results_table",
+    "training_table",
+]
+
+#: Longest column name the store makes (PostgreSQL allows 63, MariaDB 64).
+MAX_IDENTIFIER: Final = 60
+
+_MYSQL = ("mysql", "mariadb")
+
+ColumnKind = Literal["float", "bool", "int", "text"]
+
+
+class UTCDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """A UTC point in time: takes naive (meaning UTC) or aware datetimes, returns aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+        if when.tzinfo is None:
+            return when.replace(tzinfo=dt.UTC)
+        return when.astimezone(dt.UTC)
+
+
+def _key_string(length: int) -> sa.types.TypeEngine[str]:
+    """A short string used in keys, compared byte for byte on MariaDB as elsewhere."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL
+    )
+
+
+def _text() -> sa.types.TypeEngine[str]:
+    return sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL)
+
+
+def _blob() -> sa.types.TypeEngine[bytes]:
+    return sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL)
+
+
+def _double() -> sa.types.TypeEngine[float]:
+    return sa.Double()
+
+
+_TOPIC = 255  # Kafka topic names are at most 249 characters
+_NAME = 100  # pipeline and model names (the spec allows 41)
+_TABLE = 64
+
+
+def column_type(kind: ColumnKind) -> sa.types.TypeEngine[Any]:
+    """The SQL type of an event-field column of ``kind``."""
+    if kind == "float":
+        return _double()
+    if kind == "bool":
+        return sa.Boolean(create_constraint=False)
+    if kind == "int":
+        return sa.BigInteger()
+    return _text()
+
+
+def fixed_metadata() -> sa.MetaData:
+    """The tables every store creates, shared by all pipelines of a database."""
+    md = sa.MetaData()
+    sa.Table(
+        "dead_letters",
+        md,
+        sa.Column("pipeline", _key_string(_NAME), primary_key=True),
+        sa.Column("source_topic", _key_string(_TOPIC), primary_key=True),
+        sa.Column("source_partition", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("source_offset", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("event_key", _blob()),
+        sa.Column("payload", _blob()),
+        sa.Column("preview", _text()),
+        sa.Column("reason", _text(), nullable=False),
+        sa.Column("event_time", UTCDateTime()),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
+        "models",
+        md,
+        sa.Column("pipeline", _key_string(_NAME), primary_key=True),
+        sa.Column("name", _key_string(_NAME), primary_key=True),
+        sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("kind", sa.String(_NAME), nullable=False),
+        sa.Column("state", _blob(), nullable=False),
+        sa.Column("saved_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
+        "checkpoints",
+        md,
+        sa.Column("pipeline", _key_string(_NAME), primary_key=True),
+        sa.Column("source_topic", _key_string(_TOPIC), primary_key=True),
+        sa.Column("source_partition", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column("written_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
+        "checkpoint_states",
+        md,
+        sa.Column("pipeline", _key_string(_NAME), primary_key=True),
+        sa.Column("slot", _key_string(16), primary_key=True),  # "model" or "extra"
+        sa.Column("name", _key_string(_TOPIC), primary_key=True),
+        sa.Column("state", _blob(), nullable=False),
+        sa.Column("written_at", UTCDateTime(), nullable=False),
+    )
+    sa.Table(
+        "result_fields",
+        md,
+        sa.Column("table_name", _key_string(_TABLE), primary_key=True),
+        sa.Column("field_key", _key_string(_TOPIC), primary_key=True),
+        sa.Column("column_name", sa.String(_TABLE), nullable=False),
+        sa.Column("field", _text(), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        # Case-insensitive on MariaDB, as its column names are: 'age' and 'AGE' clash there.
+        sa.UniqueConstraint("table_name", "column_name", name="uq_result_fields_column"),
+    )
+    return md
+
+
+# -- results ------------------------------------------------------------------------------------
+
+#: Columns of every results table, in table order after the event fields.
+RESERVED_COLUMNS: Final = (
+    "prediction",
+    "probability",
+    "model",
+    "model_version",
+    "label",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "event_key",
+    "event_time",
+    "processed_at",
+)
+_RESERVED_PREFIXES: Final = ("prediction__", "probability__")
+_INVALID = re.compile(r"[^a-z0-9_]+")
+
+
+def _canonical(field: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", field).encode("ascii", "ignore").decode("ascii")
+    return _INVALID.sub("_", ascii_name.lower())
+
+
+def column_name(field: str, taken: set[str]) -> str:
+    """The column for event field ``field``, given the column names already ``taken``.
+
+    The name is the field lowercased, with accents dropped and any run of other characters
+    replaced by ``_``, cut to 60 characters. A name that is a reserved column (``label``), that
+    starts with a reserved prefix (``prediction__``, ``probability__``) or with a digit gets
+    the prefix ``field_``; an empty one becomes ``field``. A name already ``taken`` gets the
+    first free suffix ``_2``, ``_3``... ``taken`` must hold lowercase names.
+    """
+    base = _canonical(field)
+    if (
+        not base
+        or base[0].isdigit()
+        or base in RESERVED_COLUMNS
+        or base.startswith(_RESERVED_PREFIXES)
+    ):
+        base = f"field_{base}" if base else "field"
+    base = base[:MAX_IDENTIFIER]
+    name, n = base, 2
+    while name in taken:
+        suffix = f"_{n}"
+        name = base[: MAX_IDENTIFIER - len(suffix)] + suffix
+        n += 1
+    return name
+
+
+def field_key(field: str) -> str:
+    """A bounded-length key for a field name (names past 200 characters are hashed)."""
+    if len(field) <= 200:
+        return field
+    return field[:150] + "#" + hashlib.sha256(field.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def prediction_column(model: str) -> str:
+    """The results column with the predictions of a non-champion model."""
+    return ("prediction__" + _canonical(model))[:MAX_IDENTIFIER]
+
+
+def probability_column(model: str) -> str:
+    """The results column with the probabilities of a non-champion model."""
+    return ("probability__" + _canonical(model))[:MAX_IDENTIFIER]
+
+
+def _outcome_type(task: str) -> sa.types.TypeEngine[Any]:
+    return _double() if task == "regression" else _text()
+
+
+def results_table(
+    name: str,
+    task: str,
+    fields: list[tuple[str, ColumnKind]],
+    models: list[str],
+) -> sa.Table:
+    """A results table: the event-field columns, the fixed columns, then model columns.
+
+    ``fields`` lists (column name, kind); ``models`` the names of non-champion models.
+    """
+    outcome = _outcome_type(task)
+    columns: list[sa.Column[Any]] = [sa.Column(c, column_type(k)) for c, k in fields]
+    columns += [
+        sa.Column("prediction", outcome),
+        sa.Column("probability", _double()),
+        sa.Column("model", sa.String(_NAME)),
+        sa.Column("model_version", sa.BigInteger),
+        sa.Column("label", outcome),
+        sa.Column("source_topic", _key_string(_TOPIC), primary_key=True),
+        sa.Column("source_partition", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("source_offset", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("event_key", _text()),
+        sa.Column("event_time", UTCDateTime()),
+        sa.Column("processed_at", UTCDateTime()),
+    ]
+    for model in models:
+        columns.append(sa.Column(prediction_column(model), _outcome_type(task)))
+        columns.append(sa.Column(probability_column(model), _double()))
+    return sa.Table(name, sa.MetaData(), *columns)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+_METRICS: Final = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "log_loss",
+    "roc_auc",
+    "mae",
+    "rmse",
+    "r2",
+)
+#: Metric columns of a training table: each metric, cumulative and over the last window.
+TRAINING_METRICS: Final = _METRICS + tuple(f"window_{m}" for m in _METRICS)
+
+
+def training_table(name: str) -> sa.Table:
+    """A training table: one row per (model, events_seen), every metric nullable."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("model", _key_string(_NAME), nullable=False),
+        sa.Column("model_version", sa.BigInteger),
+        sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        *[sa.Column(m, _double()) for m in TRAINING_METRICS],
+        sa.PrimaryKeyConstraint("model", "events_seen"),
+    )
