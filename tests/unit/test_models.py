@@ -716,3 +716,14 @@ def test_factory_passes_params_seeds_and_classes() -> None:
         64,
     )
     assert isinstance(lr, LogisticRegression) and lr.params["l2"] == 0.1 and lr.n_features == 64
+
+
+def test_a_bad_label_leaves_the_model_untouched() -> None:
+    X, y = binary_problem(np.random.default_rng(0), 4)
+    model = LogisticRegression()
+    model.learn_many(X, y)
+    before = model.state()
+    for bad in (np.array(["new", None, "yes", "x"], dtype=object), np.array([1.0, np.nan, 2, 3])):
+        with pytest.raises(ModelError, match="label"):
+            model.learn_many(X, bad)
+        assert model.state() == before
