@@ -1,0 +1,395 @@
+"""JSON events to a columnar ``Batch``, with dead letters for what cannot be used.
+
+Each message value is one JSON object. ``decode_json`` parses them (orjson), sets aside every
+row that cannot be used as a ``DeadLetter`` with its reason and original bytes, and turns the
+good rows, in their original order, into one column per field:
+
+==========================================  ===============================================
+values of the field in this batch           column
+==========================================  ===============================================
+numbers (int, float) and null               ``float64``, NaN for null or absent
+booleans and null                           ``float64`` 0/1, NaN missing; listed in
+                                            ``Batch.booleans``
+booleans mixed with numbers                 ``float64`` (true = 1, false = 0), not boolean
+strings and null                            ``object``: ``str``, ``None`` missing
+nested arrays / objects                     ``object``: the value's JSON text
+strings mixed with numbers or booleans      ``object`` of strings: ``str(number)`` and
+                                            ``"true"``/``"false"`` (so ``1`` becomes ``"1"``)
+null (or absent) in every row               ``object``, all ``None`` (its type is unknown)
+==========================================  ===============================================
+
+A field absent from a row is missing in that row, exactly as if it were null.
+
+The target field (``target``) is checked against the task, and a row whose target has the
+wrong type is a dead letter. For classification a label is a string, an integer or a boolean
+(a whole float such as ``1.0`` is read as the integer ``1``); the column is an ``object`` array
+with ``None`` for unlabeled rows. For regression the target is a number (not a boolean); the
+column is ``float64`` with NaN for unlabeled rows. When ``target`` is given the batch always
+has its column, even if no row carries it.
+
+Dead-letter reasons, one per kind of bad row::
+
+    no payload (null value)
+    empty payload
+    not JSON: unexpected character, expected a JSON value at character 0
+    not a JSON object: got an array
+    target 'match' is an array; a classification target is a string, integer or boolean
+    target 'price' is a boolean; a regression target must be a number
+
+Speed: the payloads are parsed one by one (orjson). Columns are then built in one C++ pass:
+each field's type is guessed from its first non-null value, and pyarrow converts all rows to a
+struct array of those types, which both builds the columns and proves the guesses (a value of
+another type is rejected). Only when a guess fails (a field mixing types in this batch) or for
+nested values are the fields read value by value in Python. The cyclic garbage collector is
+paused while a batch is decoded: the rows are hundreds of thousands of short-lived containers
+and a collection in the middle only costs time.
+
+>>> from streamfit.batch import Messages
+>>> msgs = Messages.from_values([b'{"x": 1, "c": "a", "y": "yes"}', b'oops', b'{"x": 2.5}'])
+>>> result = decode_json(msgs, target="y", task="classification")
+>>> result.batch.columns["x"].tolist(), result.batch.columns["c"].tolist()
+([1.0, 2.5], ['a', None])
+>>> result.batch.columns["y"].tolist(), result.batch.meta.offsets.tolist()
+(['yes', None], [0, 2])
+>>> [(d.offset, d.reason) for d in result.dead_letters]
+[(1, 'not JSON: unexpected character, expected a JSON value at character 0')]
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pyarrow as pa
+
+from streamfit.batch import Batch, DeadLetter, Messages
+
+__all__ = ["DecodeResult", "decode_json"]
+
+Task = Literal["classification", "regression"]
+
+_NONE = type(None)
+_JSON_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    _NONE: "null",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeResult:
+    """What ``decode_json`` made of a list of messages.
+
+    ``batch`` holds the good rows in their original order (``batch.meta`` is the messages at
+    those rows); ``dead_letters`` the others, in their original order, each with its reason.
+
+    >>> from streamfit.batch import Messages
+    >>> r = decode_json(Messages.from_values([b'{"a": true}', None]), target=None,
+    ...                 task="classification")
+    >>> len(r.batch), sorted(r.batch.booleans), [d.reason for d in r.dead_letters]
+    (1, ['a'], ['no payload (null value)'])
+    """
+
+    batch: Batch
+    dead_letters: list[DeadLetter]
+
+
+def decode_json(messages: Messages, target: str | None, task: Task) -> DecodeResult:
+    """Decode JSON-object payloads into a ``Batch``; unusable rows become dead letters.
+
+    Parameters
+    ----------
+    messages
+        Raw events; each value is expected to be one UTF-8 JSON object.
+    target
+        The field holding the label, checked against ``task``; ``None`` if there is none.
+    task
+        ``"classification"`` (labels: string, integer or boolean) or ``"regression"``
+        (numbers).
+
+    Examples
+    --------
+    >>> from streamfit.batch import Messages
+    >>> msgs = Messages.from_values([b'{"price": 3, "ok": false}', b'{"price": true}',
+    ...                              b'[1]', b'{"ok": true, "tags": ["a"]}'])
+    >>> r = decode_json(msgs, target="price", task="regression")
+    >>> r.batch.columns["price"].tolist(), r.batch.columns["ok"].tolist()
+    ([3.0, nan], [0.0, 1.0])
+    >>> r.batch.columns["tags"].tolist()
+    [None, '["a"]']
+    >>> for d in r.dead_letters:
+    ...     print(d.offset, d.reason)
+    1 target 'price' is a boolean; a regression target must be a number
+    2 not a JSON object: got an array
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task is 'classification' or 'regression', not {task!r}")
+    with _gc_paused():
+        return _decode(messages, target, task)
+
+
+def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
+    values = messages.values
+    bad: dict[int, str] = {}
+    rows, good = _parse(values, bad)
+
+    labels: npt.NDArray[Any] | None = None
+    if target is not None:
+        labels, rows, good = _target_column(rows, good, target, task, bad)
+
+    all_good = len(good) == len(values)
+    meta = messages if all_good else messages.take(np.asarray(good, dtype=np.intp))
+    columns, booleans = _columns(rows, skip=target)
+    if target is not None and labels is not None:
+        columns[target] = labels
+    dead = [DeadLetter.from_row(messages, row, bad[row]) for row in sorted(bad)]
+    return DecodeResult(Batch(columns, meta, frozenset(booleans)), dead)
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _parse(
+    values: Sequence[bytes | None], bad: dict[int, str]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The parsed JSON objects and their row numbers; reasons for the others go into ``bad``."""
+    loads = orjson.loads
+    try:
+        parsed: list[Any] = [loads(v) for v in values]  # type: ignore[arg-type]
+    except orjson.JSONDecodeError:
+        parsed = _parse_one_by_one(values, bad)
+    else:
+        if set(map(type, parsed)) <= {dict}:
+            return parsed, list(range(len(parsed)))
+    rows: list[dict[str, Any]] = []
+    good: list[int] = []
+    for i, obj in enumerate(parsed):
+        if i in bad:
+            continue
+        if type(obj) is dict:
+            rows.append(obj)
+            good.append(i)
+        else:
+            bad[i] = f"not a JSON object: got {_json_name(obj)}"
+    return rows, good
+
+
+def _parse_one_by_one(values: Sequence[bytes | None], bad: dict[int, str]) -> list[Any]:
+    loads = orjson.loads
+    out: list[Any] = []
+    for i, value in enumerate(values):
+        if value is None:
+            bad[i] = "no payload (null value)"
+        elif len(value) == 0:
+            bad[i] = "empty payload"
+        else:
+            try:
+                out.append(loads(value))
+                continue
+            except orjson.JSONDecodeError as exc:
+                bad[i] = f"not JSON: {exc.msg} at character {exc.pos}"
+        out.append(None)
+    return out
+
+
+def _json_name(value: object) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+# --- target ---------------------------------------------------------------------------------
+
+
+def _target_column(
+    rows: list[dict[str, Any]], good: list[int], target: str, task: Task, bad: dict[int, str]
+) -> tuple[npt.NDArray[Any], list[dict[str, Any]], list[int]]:
+    """The checked target column of the good rows; rows with a bad target move to ``bad``."""
+    raw = [row.get(target) for row in rows]
+    kinds = set(map(type, raw))
+    if task == "classification":
+        ok = kinds <= {str, int, bool, _NONE}
+        check = _check_label
+    else:
+        ok = kinds <= {int, float, _NONE}
+        check = _check_number
+    if not ok:
+        keep: list[int] = []
+        for j, value in enumerate(raw):
+            value, reason = check(value, target)
+            if reason is None:
+                raw[j] = value
+                keep.append(j)
+            else:
+                bad[good[j]] = reason
+        if len(keep) < len(raw):
+            raw = [raw[j] for j in keep]
+            rows = [rows[j] for j in keep]
+            good = [good[j] for j in keep]
+    if task == "classification":
+        return _object_array(raw), rows, good
+    return np.array(raw, dtype=np.float64), rows, good
+
+
+def _check_label(value: Any, target: str) -> tuple[Any, str | None]:
+    kind = type(value)
+    if kind in (str, int, bool, _NONE):
+        return value, None
+    if kind is float and math.isfinite(value) and value == int(value):
+        return int(value), None
+    what = f"{value!r}, not a whole number" if kind is float else _json_name(value)
+    return None, (
+        f"target {target!r} is {what}; a classification target is a string, integer or boolean"
+    )
+
+
+def _check_number(value: Any, target: str) -> tuple[Any, str | None]:
+    if type(value) in (int, float, _NONE):
+        return value, None
+    return None, f"target {target!r} is {_json_name(value)}; a regression target must be a number"
+
+
+# --- columns --------------------------------------------------------------------------------
+
+#: Arrow type a field is converted with, from the Python type of its first non-null value.
+_ARROW_TYPES: dict[type, Any] = {
+    int: pa.float64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    str: pa.large_string(),
+}
+_HINT_ROWS = 64  # rows scanned for a field's first non-null value before giving up
+
+
+def _columns(
+    rows: list[dict[str, Any]], skip: str | None
+) -> tuple[dict[str, npt.NDArray[Any]], list[str]]:
+    """One array per field (first-seen order), and the names of the boolean fields."""
+    names = [n for n in _field_names(rows) if n != skip]
+    if not names:
+        return {}, []
+    converted = _convert_with_arrow(rows, _type_hints(rows, names))
+    columns: dict[str, npt.NDArray[Any]] = {}
+    booleans: list[str] = []
+    for name in names:
+        found = converted.get(name)
+        column, is_boolean = found if found else _column([row.get(name) for row in rows])
+        columns[name] = column
+        if is_boolean:
+            booleans.append(name)
+    return columns, booleans
+
+
+def _field_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Every field of the rows, in first-seen order."""
+    if not rows:
+        return []
+    first = rows[0].keys()
+    if all(map(first.__eq__, map(dict.keys, rows))):  # the usual case, and twice as fast
+        return list(first)
+    return list(dict.fromkeys(chain.from_iterable(rows)))
+
+
+def _type_hints(rows: list[dict[str, Any]], names: list[str]) -> dict[str, type]:
+    """For each field, the type of its first non-null value in the first rows."""
+    hints = {k: type(v) for k, v in rows[0].items() if v is not None}
+    pending = [n for n in names if n not in hints]
+    for row in rows[1:_HINT_ROWS]:
+        if not pending:
+            break
+        for name in pending:
+            value = row.get(name)
+            if value is not None:
+                hints[name] = type(value)
+        pending = [n for n in pending if n not in hints]
+    return hints
+
+
+def _convert_with_arrow(
+    rows: list[dict[str, Any]], hints: dict[str, type]
+) -> dict[str, tuple[npt.NDArray[Any], bool]]:
+    """Convert every field whose type hint Arrow can check, in one C++ pass over the rows.
+
+    Arrow rejects a value that does not fit the hinted type (a string in a numeric field, a
+    number in a string or boolean field), so a success proves each field's kind; it accepts a
+    boolean in a numeric field, which is what a number/boolean mix becomes anyway. On any
+    rejection nothing is converted here and every field takes the per-field path.
+    """
+    fields = [(name, _ARROW_TYPES[kind]) for name, kind in hints.items() if kind in _ARROW_TYPES]
+    if not fields:
+        return {}
+    try:
+        struct = pa.array(rows, type=pa.struct(fields))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return {}
+    out: dict[str, tuple[npt.NDArray[Any], bool]] = {}
+    for name, arrow_type in fields:
+        child = struct.field(name)
+        if arrow_type == pa.bool_():
+            out[name] = (_to_float64(child.cast(pa.float64())), True)
+        elif arrow_type == pa.float64():
+            out[name] = (_to_float64(child), False)
+        else:
+            out[name] = (child.to_numpy(zero_copy_only=False), False)
+    return out
+
+
+def _to_float64(array: Any) -> npt.NDArray[np.float64]:
+    return array.to_numpy(zero_copy_only=False, writable=True)  # type: ignore[no-any-return]
+
+
+def _column(values: list[Any]) -> tuple[npt.NDArray[Any], bool]:
+    """One field's values as an array, and whether the field is boolean (the general path)."""
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+    if kinds and kinds <= {int, float}:
+        try:
+            return _to_float64(pa.array(values, type=pa.float64())), False
+        except pa.ArrowInvalid:  # an integer too large for a double to hold exactly
+            return np.array(values, dtype=np.float64), False
+    if kinds == {bool}:
+        return np.array(values, dtype=np.float64), True
+    if kinds <= {bool, int, float} and kinds:
+        return np.array(values, dtype=np.float64), False
+    if kinds <= {str}:  # strings, or null in every row
+        return _object_array(values), False
+    return _object_array([_as_text(v) for v in values]), False
+
+
+def _as_text(value: Any) -> str | None:
+    kind = type(value)
+    if kind is str or value is None:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def _object_array(values: Sequence[Any]) -> npt.NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

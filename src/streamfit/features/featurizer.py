@@ -1,0 +1,390 @@
+"""The online featurizer: decoded batches to one hashed sparse matrix.
+
+Every field of a batch is one of four kinds, given in ``FeaturesSpec.types`` or inferred the
+first time the field is seen (``learn_transform``):
+
+* **numeric** (a number column): standardized with the running mean and standard deviation of
+  the values learned so far, ``(x - mean) / std`` clipped to ``[-5, 5]`` (0 while the standard
+  deviation is 0). A missing value gives 0 and a missing-indicator feature of 1. Strings in a
+  field typed numeric are parsed, thousands separators removed (``"69,487.00"``); what does not
+  parse is missing.
+* **boolean** (a decoded boolean column): 1 or 0; missing gives the missing indicator.
+* **categorical** (a string column): one feature per value, 1 for the row's value. Values never
+  seen before simply hash to their own column. Missing gives nothing.
+* **text** (a string column whose values average at least ``text_fields_min_tokens`` words the
+  first time it is seen, or typed text): lowercased word tokens, weighted ``log1p(count)`` and
+  scaled to unit length per row (see ``columns.token_counts``). Missing gives nothing.
+
+All features share one index space of ``n_features = 2**hash_bits`` columns, a feature's column
+being the hash of its key (``streamfit.features.hashing``): ``f`` for a numeric or boolean
+field's value, ``f=<missing>`` for its missing indicator, ``f=value`` for a category and
+``f:token`` for a word. No bias column is added: models have their own intercepts.
+
+The schema grows as fields appear; a field absent from a batch is missing in every row of it,
+and a field not yet in the schema is ignored by ``transform``. A field keeps the kind it was
+first given: a numeric field whose values later arrive as strings is parsed, a categorical field
+whose values arrive as numbers uses their JSON spelling (``1.0`` as ``"1"``).
+
+The state (schema and running moments) is written by ``state()`` in a versioned binary format
+that ``from_state`` reads back bit for bit; the same batches in the same order always give the
+same state and the same matrices.
+
+State format, version 1 (little-endian)::
+
+    magic           8 bytes   b"SFFEATS\\0"
+    version         uint16    1
+    header_length   uint32    H
+    header          H bytes   UTF-8 JSON: {"spec": FeaturesSpec as JSON,
+                                           "exclude": [sorted names],
+                                           "schema": [[field, kind], ... in first-seen order]}
+    counts          int64[k]  for the k numeric fields, in schema order
+    means           float64[k]
+    m2s             float64[k]  sums of squared deviations
+    crc32           uint32    of every byte before it
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pandas as pd
+import pydantic
+import scipy.sparse as sp
+
+from streamfit.batch import Batch
+from streamfit.errors import FeatureError, StateFormatError
+from streamfit.features.columns import (
+    as_flags,
+    as_numbers,
+    as_texts,
+    factorize_strings,
+    mean_word_count,
+    token_counts,
+)
+from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
+from streamfit.features.moments import Moments
+from streamfit.spec.model import FeaturesSpec, FieldType
+
+__all__ = ["STATE_VERSION", "Featurizer"]
+
+STATE_VERSION = 1
+_MAGIC = b"SFFEATS\x00"
+_PREAMBLE = struct.Struct("<8sHI")
+_CRC = struct.Struct("<I")
+_CLIP = 5.0
+
+Floats = npt.NDArray[np.float64]
+_Codes = tuple[npt.NDArray[np.intp], list[str]]
+
+
+class Featurizer:
+    """Turns batches into a ``scipy.sparse.csr_matrix``, learning scaling as it goes.
+
+    Parameters
+    ----------
+    spec
+        Which fields, which types, how many hash bits (``FeaturesSpec``).
+    exclude
+        Fields that are never features, on top of ``spec.exclude``: the target and the key.
+
+    Examples
+    --------
+    >>> from streamfit.batch import Messages
+    >>> from streamfit.codecs import decode_json
+    >>> msgs = Messages.from_values([b'{"age": 30, "city": "Paris", "y": 1}',
+    ...                              b'{"age": 50, "city": "Oslo", "y": 0}'])
+    >>> batch = decode_json(msgs, target="y", task="classification").batch
+    >>> f = Featurizer(FeaturesSpec(hash_bits=10), exclude=["y"])
+    >>> X = f.learn_transform(batch)
+    >>> X.shape, f.schema
+    ((2, 1024), {'age': 'numeric', 'city': 'categorical'})
+    >>> X[:, feature_index("age", 1024)].toarray().ravel().tolist()
+    [-1.0, 1.0]
+    >>> X[0, feature_index("city=Paris", 1024)], X.nnz
+    (np.float64(1.0), 4)
+    >>> Featurizer.from_state(f.state()).state() == f.state()
+    True
+    """
+
+    def __init__(self, spec: FeaturesSpec | None = None, exclude: Collection[str] = ()) -> None:
+        self._spec = spec if spec is not None else FeaturesSpec()
+        self._exclude = tuple(sorted(set(exclude)))
+        self._skip = frozenset(self._exclude) | frozenset(self._spec.exclude)
+        self._include = None if self._spec.include is None else frozenset(self._spec.include)
+        self._n_features = 1 << self._spec.hash_bits
+        self._schema: dict[str, FieldType] = {}
+        self._moments: dict[str, Moments] = {}
+        self._vocab: dict[str, HashedVocabulary] = {}
+        self._index: dict[str, tuple[int, int]] = {}  # numeric / boolean: value, missing
+
+    # --- properties ---------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> FeaturesSpec:
+        return self._spec
+
+    @property
+    def exclude(self) -> tuple[str, ...]:
+        """The ``exclude`` given at construction, sorted."""
+        return self._exclude
+
+    @property
+    def n_features(self) -> int:
+        """Number of columns of every matrix: ``2**spec.hash_bits``."""
+        return self._n_features
+
+    @property
+    def schema(self) -> dict[str, FieldType]:
+        """Each field learned so far and its kind, in first-seen order (a copy)."""
+        return dict(self._schema)
+
+    def moments(self, field: str) -> Moments:
+        """The running count, mean and variance of a numeric field (a copy)."""
+        m = self._moments[field]
+        return Moments(m.count, m.mean, m.m2)
+
+    def __repr__(self) -> str:
+        return f"Featurizer(n_features={self._n_features}, schema={self._schema})"
+
+    # --- learning and transforming ------------------------------------------------------------
+
+    def learn_transform(self, batch: Batch) -> sp.csr_matrix:
+        """Learn from ``batch`` (new fields, running moments), then transform it."""
+        prepared = self._prepare(batch, learn=True)
+        for name, values in prepared.numbers.items():
+            self._moments[name].update(values)
+        return self._assemble(prepared, len(batch))
+
+    def transform(self, batch: Batch) -> sp.csr_matrix:
+        """The features of ``batch`` as they stand; nothing is learned."""
+        return self._assemble(self._prepare(batch, learn=False), len(batch))
+
+    def merge(self, other: Featurizer) -> None:
+        """Add what ``other`` has learned: its new fields, and its moments to ours.
+
+        Raises ``FeatureError`` if the two differ in spec or exclusions, or give a field
+        different kinds (nothing is changed then).
+        """
+        if self._spec != other._spec or self._exclude != other._exclude:
+            raise FeatureError("cannot merge featurizers built with different specs or excludes")
+        for name, kind in other._schema.items():
+            mine = self._schema.get(name)
+            if mine is not None and mine != kind:
+                raise FeatureError(f"cannot merge: field {name!r} is {mine} here, {kind} there")
+        for name, kind in other._schema.items():
+            if name not in self._schema:
+                self._add_field(name, kind)
+            if kind == "numeric":
+                self._moments[name].merge(other._moments[name])
+
+    # --- state --------------------------------------------------------------------------------
+
+    def state(self) -> bytes:
+        """Everything learned, in the versioned format of this module's docstring."""
+        header = orjson.dumps(
+            {
+                "spec": self._spec.model_dump(mode="json"),
+                "exclude": list(self._exclude),
+                "schema": [[name, kind] for name, kind in self._schema.items()],
+            }
+        )
+        numeric = [self._moments[n] for n, kind in self._schema.items() if kind == "numeric"]
+        body = b"".join(
+            [
+                _PREAMBLE.pack(_MAGIC, STATE_VERSION, len(header)),
+                header,
+                np.array([m.count for m in numeric], dtype="<i8").tobytes(),
+                np.array([m.mean for m in numeric], dtype="<f8").tobytes(),
+                np.array([m.m2 for m in numeric], dtype="<f8").tobytes(),
+            ]
+        )
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_state(cls, data: bytes) -> Featurizer:
+        """Rebuild a featurizer from ``state()`` bytes; ``StateFormatError`` if unreadable."""
+        if len(data) < _PREAMBLE.size + _CRC.size:
+            raise StateFormatError("featurizer state is truncated")
+        magic, version, header_length = _PREAMBLE.unpack_from(data)
+        if magic != _MAGIC:
+            raise StateFormatError("not a featurizer state (bad magic bytes)")
+        if version != STATE_VERSION:
+            raise StateFormatError(f"featurizer state version {version} is not supported")
+        (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+        if zlib.crc32(data[: -_CRC.size]) != crc:
+            raise StateFormatError("featurizer state is corrupt (checksum mismatch)")
+        start = _PREAMBLE.size
+        try:
+            header = orjson.loads(data[start : start + header_length])
+            spec = FeaturesSpec.model_validate(header["spec"])
+            featurizer = cls(spec, exclude=header["exclude"])
+            for name, kind in header["schema"]:
+                if kind not in ("numeric", "categorical", "boolean", "text"):
+                    raise ValueError(f"unknown field kind {kind!r}")
+                featurizer._add_field(name, kind)
+        except (orjson.JSONDecodeError, pydantic.ValidationError, KeyError, TypeError) as exc:
+            raise StateFormatError(f"featurizer state header is invalid: {exc}") from exc
+        except ValueError as exc:
+            raise StateFormatError(f"featurizer state header is invalid: {exc}") from exc
+        numeric = [n for n, kind in featurizer._schema.items() if kind == "numeric"]
+        k = len(numeric)
+        arrays = data[start + header_length : -_CRC.size]
+        if len(arrays) != 24 * k:
+            raise StateFormatError("featurizer state arrays do not match its schema")
+        counts = np.frombuffer(arrays, dtype="<i8", count=k).tolist()
+        means = np.frombuffer(arrays, dtype="<f8", count=k, offset=8 * k).tolist()
+        m2s = np.frombuffer(arrays, dtype="<f8", count=k, offset=16 * k).tolist()
+        for name, count, mean, m2 in zip(numeric, counts, means, m2s, strict=True):
+            featurizer._moments[name] = Moments(count, mean, m2)
+        return featurizer
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _wanted(self, name: str) -> bool:
+        return name not in self._skip and (self._include is None or name in self._include)
+
+    def _add_field(self, name: str, kind: FieldType) -> None:
+        self._schema[name] = kind
+        n = self._n_features
+        if kind == "numeric":
+            self._moments[name] = Moments()
+        if kind in ("numeric", "boolean"):
+            self._index[name] = (feature_index(name, n), feature_index(f"{name}={MISSING}", n))
+        elif kind == "categorical":
+            self._vocab[name] = HashedVocabulary(f"{name}=", n)
+        else:
+            self._vocab[name] = HashedVocabulary(f"{name}:", n)
+
+    def _infer(self, name: str, column: npt.NDArray[Any], boolean: bool) -> FieldType | None:
+        """The kind of a field seen for the first time; ``None`` while it is all missing."""
+        typed = self._spec.types.get(name)
+        if typed is not None:
+            return typed
+        if boolean or column.dtype.kind == "b":
+            return "boolean"
+        if column.dtype.kind in "iuf":
+            return "numeric"
+        texts = column if column.dtype == object else as_texts(column)
+        if not pd.notna(texts).any():
+            return None
+        if mean_word_count(texts) >= self._spec.text_fields_min_tokens:
+            return "text"
+        return "categorical"
+
+    def _prepare(self, batch: Batch, *, learn: bool) -> _Prepared:
+        prepared = _Prepared()
+        for name, column in batch.columns.items():
+            if not self._wanted(name):
+                continue
+            boolean = name in batch.booleans
+            kind = self._schema.get(name)
+            if kind is None:
+                if not learn:
+                    continue
+                kind = self._infer(name, column, boolean)
+                if kind is None:
+                    continue
+                self._add_field(name, kind)
+            if kind == "numeric":
+                prepared.numbers[name] = as_numbers(column)
+            elif kind == "boolean":
+                prepared.flags[name] = as_flags(column, boolean=boolean)
+            elif kind == "categorical":
+                prepared.categories[name] = factorize_strings(column, boolean=boolean)
+            elif column.dtype == object:
+                prepared.texts[name] = column
+            else:
+                prepared.texts[name] = as_texts(column, boolean=boolean)
+        return prepared
+
+    def _assemble(self, prepared: _Prepared, n_rows: int) -> sp.csr_matrix:
+        parts = _Parts()
+        all_rows = np.arange(n_rows)
+        for name, kind in self._schema.items():
+            if kind == "numeric" or kind == "boolean":
+                value_index, missing_index = self._index[name]
+                if kind == "numeric":
+                    x = prepared.numbers.get(name)
+                    values = None if x is None else self._standardize(name, x)
+                else:
+                    values = prepared.flags.get(name)
+                if values is None:
+                    parts.add(all_rows, missing_index, 1.0)
+                    continue
+                missing = np.isnan(values)
+                parts.add(np.flatnonzero(missing), missing_index, 1.0)
+                rows = np.flatnonzero(~missing & (values != 0))
+                parts.add(rows, value_index, values[rows])
+            elif kind == "categorical":
+                found = prepared.categories.get(name)
+                if found is None:
+                    continue
+                codes, values_text = found
+                rows = np.flatnonzero(codes >= 0)
+                parts.add(rows, self._vocab[name].indices(values_text)[codes[rows]], 1.0)
+            else:
+                texts = prepared.texts.get(name)
+                if texts is None:
+                    continue
+                rows, word_codes, words, weights = token_counts(texts)
+                parts.add(rows, self._vocab[name].indices(words)[word_codes], weights)
+        return parts.matrix(n_rows, self._n_features)
+
+    def _standardize(self, name: str, x: Floats) -> Floats:
+        moments = self._moments[name]
+        std = moments.std
+        if std > 0:
+            z = (x - moments.mean) / std
+            np.clip(z, -_CLIP, _CLIP, out=z)
+        else:
+            z = np.where(np.isnan(x), np.nan, 0.0)
+        return z
+
+
+class _Prepared:
+    """A batch's columns read as their fields' kinds."""
+
+    __slots__ = ("categories", "flags", "numbers", "texts")
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, Floats] = {}
+        self.flags: dict[str, Floats] = {}
+        self.categories: dict[str, _Codes] = {}
+        self.texts: dict[str, npt.NDArray[np.object_]] = {}
+
+
+class _Parts:
+    """Coordinate lists of the matrix, gathered field by field."""
+
+    __slots__ = ("cols", "data", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[npt.NDArray[np.intp]] = []
+        self.cols: list[npt.NDArray[np.int64]] = []
+        self.data: list[Floats] = []
+
+    def add(
+        self,
+        rows: npt.NDArray[np.intp],
+        cols: npt.NDArray[np.int64] | int,
+        data: Floats | float,
+    ) -> None:
+        if rows.size == 0:
+            return
+        self.rows.append(rows)
+        self.cols.append(
+            np.full(rows.size, cols, dtype=np.int64) if isinstance(cols, int) else cols
+        )
+        self.data.append(np.full(rows.size, data) if isinstance(data, float) else data)
+
+    def matrix(self, n_rows: int, n_cols: int) -> sp.csr_matrix:
+        if not self.rows:
+            return sp.csr_matrix((n_rows, n_cols), dtype=np.float64)
+        coords = (np.concatenate(self.rows), np.concatenate(self.cols))
+        return sp.csr_matrix((np.concatenate(self.data), coords), shape=(n_rows, n_cols))
