@@ -54,7 +54,6 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 import pandas as pd
-import pydantic
 import scipy.sparse as sp
 
 from streamfit.batch import Batch
@@ -223,14 +222,15 @@ class Featurizer:
         try:
             header = orjson.loads(data[start : start + header_length])
             spec = FeaturesSpec.model_validate(header["spec"])
-            featurizer = cls(spec, exclude=header["exclude"])
+            exclude = header["exclude"]
+            if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
+                raise ValueError("'exclude' is not a list of names")
+            featurizer = cls(spec, exclude=exclude)
             for name, kind in header["schema"]:
                 if kind not in ("numeric", "categorical", "boolean", "text"):
                     raise ValueError(f"unknown field kind {kind!r}")
                 featurizer._add_field(name, kind)
-        except (orjson.JSONDecodeError, pydantic.ValidationError, KeyError, TypeError) as exc:
-            raise StateFormatError(f"featurizer state header is invalid: {exc}") from exc
-        except ValueError as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # incl. JSON and validation errors
             raise StateFormatError(f"featurizer state header is invalid: {exc}") from exc
         numeric = [n for n, kind in featurizer._schema.items() if kind == "numeric"]
         k = len(numeric)

@@ -49,8 +49,9 @@ class HashedVocabulary:
     """The columns of one field's values, with a bounded cache of those already hashed.
 
     Keys are ``prefix + value``; ``indices`` hashes only the values it has not seen since the
-    cache was last cleared. The cache holds at most ``max_size`` values and is emptied when
-    full: it only saves time, so what it holds never changes a result.
+    cache was last cleared. The cache holds at most ``max_size`` values: it is emptied when the
+    new values would not fit, and a batch with more new values than that is not cached at all.
+    It only saves time; what it holds never changes a result.
 
     >>> vocab = HashedVocabulary("color=", 2**18)
     >>> vocab.indices(["red", "blue", "red"]).tolist()
@@ -72,13 +73,16 @@ class HashedVocabulary:
         """The column of each value (values are usually the unique ones of a batch)."""
         cache = self._cache
         found = [cache.get(v) for v in values]
-        if None in found:
-            if len(cache) + len(values) > self.max_size:
+        unknown = found.count(None)
+        if unknown:
+            if len(cache) + unknown > self.max_size:
                 cache.clear()
+            keep = unknown <= self.max_size
             prefix, n = self.prefix, self.n_features
             for i, value in enumerate(values):
                 if found[i] is None:
                     index = int(murmurhash3_32(prefix + value, seed=0, positive=True)) % n
-                    cache[value] = index
                     found[i] = index
+                    if keep:
+                        cache[value] = index
         return np.array(found, dtype=np.int64)

@@ -1,0 +1,329 @@
+"""streamfit.codecs.decode_json: columns by kind, dead letters by reason, order kept.
+
+The decoder has a fast path (one typed pyarrow conversion of all rows) and a per-field path
+(fields that mix types); ``test_matches_reference_on_random_events`` checks both against a
+plain per-value reading of the rules on random events.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streamfit.batch import Messages
+from streamfit.codecs import DecodeResult, decode_json
+
+
+def decode(
+    *payloads: bytes | None, target: str | None = None, task: str = "classification"
+) -> DecodeResult:
+    return decode_json(Messages.from_values(list(payloads)), target, task)  # type: ignore[arg-type]
+
+
+def column(result: DecodeResult, name: str) -> list[Any]:
+    return list(result.batch.columns[name].tolist())
+
+
+def same(a: list[Any], b: list[Any]) -> bool:
+    """Equal lists where NaN equals NaN."""
+    return len(a) == len(b) and all(
+        (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        or (x == y and type(x) is type(y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+# --- good rows --------------------------------------------------------------------------------
+
+
+def test_columns_by_kind() -> None:
+    r = decode(
+        b'{"n": 1, "f": 2.5, "s": "a", "b": true, "l": [1, "x"], "o": {"k": null}}',
+        b'{"n": null, "f": -1e3, "s": null, "b": false, "l": null, "o": {}}',
+        b'{"n": 3, "f": 0.5, "s": "c", "b": null, "l": [], "o": {"a": [1]}}',
+    )
+    cols = r.batch.columns
+    assert not r.dead_letters
+    assert cols["n"].dtype == np.float64 and same(column(r, "n"), [1.0, math.nan, 3.0])
+    assert same(column(r, "f"), [2.5, -1000.0, 0.5])
+    assert cols["s"].dtype == object and column(r, "s") == ["a", None, "c"]
+    assert cols["b"].dtype == np.float64 and same(column(r, "b"), [1.0, 0.0, math.nan])
+    assert r.batch.booleans == frozenset({"b"})
+    assert column(r, "l") == ['[1,"x"]', None, "[]"]
+    assert column(r, "o") == ['{"k":null}', "{}", '{"a":[1]}']
+    assert r.batch.field_names == ["n", "f", "s", "b", "l", "o"]
+
+
+def test_absent_fields_are_missing_and_fields_keep_first_seen_order() -> None:
+    r = decode(b'{"a": 1}', b'{"b": "x", "a": 2}', b'{"c": true}', b"{}")
+    assert r.batch.field_names == ["a", "b", "c"]
+    assert same(column(r, "a"), [1.0, 2.0, math.nan, math.nan])
+    assert column(r, "b") == [None, "x", None, None]
+    assert same(column(r, "c"), [math.nan, math.nan, 1.0, math.nan])
+    assert r.batch.booleans == frozenset({"c"})
+
+
+def test_null_everywhere_is_an_object_column_of_none() -> None:
+    r = decode(b'{"a": null, "x": 1}', b'{"x": 2}')
+    assert r.batch.columns["a"].dtype == object and column(r, "a") == [None, None]
+
+
+def test_numbers_mixed_with_strings_become_strings() -> None:
+    r = decode(b'{"z": 10001}', b'{"z": "SW1A"}', b'{"z": 2.5}', b'{"z": true}', b'{"z": null}')
+    assert column(r, "z") == ["10001", "SW1A", "2.5", "true", None]
+    assert "z" not in r.batch.booleans
+
+
+def test_numbers_mixed_with_booleans_are_numbers_not_booleans() -> None:
+    r = decode(b'{"v": 2}', b'{"v": true}', b'{"v": false}', b'{"v": 0.5}')
+    assert same(column(r, "v"), [2.0, 1.0, 0.0, 0.5])
+    assert r.batch.booleans == frozenset()
+    r = decode(b'{"v": true}', b'{"v": 3}')  # the first value is a boolean
+    assert same(column(r, "v"), [1.0, 3.0]) and r.batch.booleans == frozenset()
+
+
+def test_nested_values_mixed_with_strings() -> None:
+    r = decode(b'{"t": "a"}', b'{"t": ["a", "b"]}', b'{"t": 7}')
+    assert column(r, "t") == ["a", '["a","b"]', "7"]
+
+
+def test_integers_too_large_for_a_double_still_decode() -> None:
+    r = decode(b'{"big": 18446744073709551615}', b'{"big": 1}')
+    assert column(r, "big") == [float(18446744073709551615), 1.0]
+
+
+def test_metadata_follows_the_good_rows() -> None:
+    msgs = Messages.from_values(
+        [b'{"a": 1}', b"bad", b'{"a": 2}'],
+        topic="t",
+        partition=3,
+        first_offset=10,
+        keys=[b"k0", b"k1", b"k2"],
+        timestamp_ms=99,
+    )
+    r = decode_json(msgs, None, "classification")
+    meta = r.batch.meta
+    assert meta.offsets.tolist() == [10, 12] and meta.keys == [b"k0", b"k2"]
+    assert meta.values == [b'{"a": 1}', b'{"a": 2}']
+    assert meta.partitions.tolist() == [3, 3] and meta.topics.tolist() == ["t", "t"]
+    assert meta.timestamps.tolist() == [99, 99]
+    (dead,) = r.dead_letters
+    assert (dead.topic, dead.partition, dead.offset, dead.key, dead.value, dead.timestamp_ms) == (
+        "t",
+        3,
+        11,
+        b"k1",
+        b"bad",
+        99,
+    )
+
+
+def test_all_good_rows_keep_the_messages_as_they_are() -> None:
+    msgs = Messages.from_values([b'{"a": 1}', b'{"a": 2}'])
+    assert decode_json(msgs, None, "regression").batch.meta is msgs
+
+
+def test_empty_input() -> None:
+    r = decode(target="y")
+    assert len(r.batch) == 0 and r.dead_letters == []
+    assert r.batch.field_names == ["y"] and r.batch.columns["y"].dtype == object
+
+
+# --- dead letters -----------------------------------------------------------------------------
+
+BAD_ROWS: list[tuple[bytes | None, str]] = [
+    (None, "no payload (null value)"),
+    (b"", "empty payload"),
+    (b"   ", "not JSON: input data is empty at character 0"),
+    (b"{oops}", "not JSON: unexpected character, expected a string key at character 1"),
+    (b'{"a": 1} x', "not JSON: unexpected content after document at character 9"),
+    (b'{"a": NaN}', "not JSON: unexpected character, expected a JSON value at character 6"),
+    (b'{"a": "\xff"}', "not JSON: str is not valid UTF-8: surrogates not allowed at character 0"),
+    (b"[1, 2]", "not a JSON object: got an array"),
+    (b'"text"', "not a JSON object: got a string"),
+    (b"42", "not a JSON object: got a number"),
+    (b"true", "not a JSON object: got a boolean"),
+    (b"null", "not a JSON object: got null"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), BAD_ROWS)
+def test_each_kind_of_bad_row_is_a_dead_letter_with_its_reason(
+    payload: bytes | None, reason: str
+) -> None:
+    r = decode(b'{"a": 1}', payload, b'{"a": 2}')
+    assert same(column(r, "a"), [1.0, 2.0])
+    assert [(d.offset, d.value, d.reason) for d in r.dead_letters] == [(1, payload, reason)]
+
+
+def test_dead_letters_and_good_rows_keep_their_order() -> None:
+    payloads: list[bytes | None] = []
+    expected_good, expected_dead = [], []
+    for i in range(60):
+        if i % 3 == 0:
+            payloads.append(BAD_ROWS[i // 3 % len(BAD_ROWS)][0])
+            expected_dead.append(i)
+        else:
+            payloads.append(orjson.dumps({"i": i}))
+            expected_good.append(i)
+    r = decode(*payloads)
+    assert [d.offset for d in r.dead_letters] == expected_dead
+    assert r.batch.meta.offsets.tolist() == expected_good
+    assert column(r, "i") == [float(i) for i in expected_good]
+
+
+def test_every_row_bad() -> None:
+    r = decode(b"x", None, b"[]", target="y", task="regression")
+    assert len(r.batch) == 0 and len(r.dead_letters) == 3
+    assert r.batch.columns["y"].dtype == np.float64
+
+
+# --- target -----------------------------------------------------------------------------------
+
+
+def test_classification_labels() -> None:
+    r = decode(
+        b'{"y": "yes"}',
+        b'{"y": 1}',
+        b'{"y": true}',
+        b'{"y": 2.0}',
+        b'{"y": null}',
+        b'{"x": 1}',
+        target="y",
+    )
+    labels = column(r, "y")
+    assert labels == ["yes", 1, True, 2, None, None]
+    assert [type(v) for v in labels] == [str, int, bool, int, type(None), type(None)]
+    assert r.batch.columns["y"].dtype == object
+    assert not r.dead_letters
+
+
+@pytest.mark.parametrize(
+    ("payload", "what"),
+    [
+        (b'{"match": [1]}', "an array"),
+        (b'{"match": {"a": 1}}', "an object"),
+        (b'{"match": 1.5}', "1.5, not a whole number"),
+    ],
+)
+def test_bad_classification_targets(payload: bytes, what: str) -> None:
+    r = decode(b'{"match": 0, "x": 1}', payload, target="match")
+    assert column(r, "match") == [0]
+    assert [d.reason for d in r.dead_letters] == [
+        f"target 'match' is {what}; a classification target is a string, integer or boolean"
+    ]
+    assert r.dead_letters[0].value == payload
+
+
+def test_regression_targets() -> None:
+    r = decode(
+        b'{"p": 1}',
+        b'{"p": 2.5}',
+        b'{"p": true}',
+        b'{"p": "3"}',
+        b'{"p": null}',
+        b"{}",
+        b'{"p": [1]}',
+        target="p",
+        task="regression",
+    )
+    assert r.batch.columns["p"].dtype == np.float64
+    assert same(column(r, "p"), [1.0, 2.5, math.nan, math.nan])
+    assert [(d.offset, d.reason) for d in r.dead_letters] == [
+        (2, "target 'p' is a boolean; a regression target must be a number"),
+        (3, "target 'p' is a string; a regression target must be a number"),
+        (6, "target 'p' is an array; a regression target must be a number"),
+    ]
+
+
+def test_target_column_is_there_even_when_no_row_has_it() -> None:
+    r = decode(b'{"x": 1}', target="y")
+    assert column(r, "y") == [None]
+    r = decode(b'{"x": 1}', target="y", task="regression")
+    assert same(column(r, "y"), [math.nan])
+
+
+def test_unknown_task_is_an_error() -> None:
+    with pytest.raises(ValueError, match="task"):
+        decode(b"{}", task="ranking")
+
+
+def test_garbage_collector_is_left_as_it_was() -> None:
+    assert gc.isenabled()
+    decode(b'{"a": 1}', b"x")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        decode(b'{"a": 1}')
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+# --- against a plain reading of the rules -----------------------------------------------------
+
+
+def reference_column(values: list[Any]) -> tuple[list[Any], bool]:
+    """The documented column rules, applied one value at a time."""
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds and kinds <= {int, float}:
+        return [math.nan if v is None else float(v) for v in values], False
+    if kinds == {bool}:
+        return [math.nan if v is None else float(v) for v in values], True
+    if kinds and kinds <= {bool, int, float}:
+        return [math.nan if v is None else float(v) for v in values], False
+    if kinds <= {str}:
+        return values, False
+
+    def text(v: Any) -> str | None:
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return str(v)
+        return orjson.dumps(v).decode()
+
+    return [text(v) for v in values], False
+
+
+def random_value(rng: random.Random, kind: str) -> Any:
+    if rng.random() < 0.1:
+        return None
+    if kind == "mixed":
+        kind = rng.choice(["int", "float", "str", "bool", "list"])
+    if kind == "int":
+        return rng.randint(-5, 5)
+    if kind == "float":
+        return rng.uniform(-1e6, 1e6)
+    if kind == "str":
+        return rng.choice(["a", "b", "héllo", "", "1"])
+    if kind == "bool":
+        return rng.random() < 0.5
+    return [rng.randint(0, 3), {"k": "v"}]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_on_random_events(seed: int) -> None:
+    rng = random.Random(seed)
+    kinds = ["int", "float", "str", "bool", "list", "mixed"]
+    fields = {f"f{i}": rng.choice(kinds) for i in range(8)}
+    rows = []
+    for _ in range(rng.choice([1, 5, 300])):
+        row = {n: random_value(rng, k) for n, k in fields.items() if rng.random() < 0.9}
+        if seed % 2:
+            row = dict(rng.sample(list(row.items()), len(row)))  # field order varies by row
+        rows.append(row)
+    result = decode(*[orjson.dumps(r) for r in rows])
+    names = list(dict.fromkeys(n for r in rows for n in r))
+    assert result.batch.field_names == names
+    for name in names:
+        expected, is_boolean = reference_column([r.get(name) for r in rows])
+        assert same(column(result, name), expected), name
+        assert (name in result.batch.booleans) == is_boolean, name

@@ -1,0 +1,469 @@
+"""streamfit.features.Featurizer: schema, scaling, hashing, text, state, merge, determinism."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+import scipy.sparse as sp
+
+from streamfit.batch import Batch, Messages
+from streamfit.codecs import decode_json
+from streamfit.errors import FeatureError, StateFormatError
+from streamfit.features import MISSING, Featurizer, Moments, feature_index
+from streamfit.spec.model import FeaturesSpec
+
+BITS = 18
+N = 2**BITS
+
+
+def batch(*rows: dict[str, Any], target: str | None = None) -> Batch:
+    msgs = Messages.from_values([orjson.dumps(r) for r in rows])
+    result = decode_json(msgs, target, "classification")
+    assert not result.dead_letters
+    return result.batch
+
+
+def featurizer(exclude: tuple[str, ...] = (), **spec: Any) -> Featurizer:
+    return Featurizer(FeaturesSpec(**spec), exclude=exclude)
+
+
+def at(X: sp.csr_matrix, key: str) -> list[float]:
+    """The column of feature ``key``, one value per row."""
+    return [float(v) for v in X[:, feature_index(key, X.shape[1])].toarray().ravel()]
+
+
+def row_features(X: sp.csr_matrix, row: int) -> dict[int, float]:
+    start, end = X.indptr[row], X.indptr[row + 1]
+    return dict(zip(X.indices[start:end].tolist(), X.data[start:end].tolist(), strict=True))
+
+
+def same_matrix(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
+    return (
+        a.shape == b.shape
+        and np.array_equal(a.indptr, b.indptr)
+        and np.array_equal(a.indices, b.indices)
+        and np.array_equal(a.data, b.data)
+    )
+
+
+def rows_of(rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+    """Events with every kind of field, some values missing."""
+    cities = ["Paris", "Oslo", "Lima", "Pune", "Kyiv"]
+    words = ["good", "bad", "film", "plot", "actor", "long", "boring", "great", "fun"]
+    out = []
+    for _ in range(n):
+        row: dict[str, Any] = {
+            "age": float(rng.normal(40, 12)) if rng.random() > 0.1 else None,
+            "income": int(rng.integers(0, 10**6)),
+            "city": str(rng.choice(cities)) if rng.random() > 0.1 else None,
+            "member": bool(rng.random() > 0.5),
+            "review": " ".join(rng.choice(words, size=int(rng.integers(4, 12)))),
+            "y": int(rng.integers(0, 2)),
+        }
+        if rng.random() < 0.2:
+            del row["income"]
+        out.append(row)
+    return out
+
+
+def batches(seed: int, sizes: tuple[int, ...] = (50, 1, 200, 37)) -> list[Batch]:
+    rng = np.random.default_rng(seed)
+    return [batch(*rows_of(rng, n), target="y") for n in sizes]
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_schema_is_inferred_in_first_seen_order() -> None:
+    f = featurizer(exclude=("y",))
+    f.learn_transform(
+        batch(
+            {"b": True, "n": 1, "c": "red", "t": "a rather long free text", "y": 1},
+            {"b": False, "n": 2, "c": "blue", "t": "another long piece of text", "y": 0},
+            target="y",
+        )
+    )
+    assert f.schema == {"b": "boolean", "n": "numeric", "c": "categorical", "t": "text"}
+    assert f.n_features == N
+
+
+def test_schema_evolves_and_absent_fields_are_missing() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"x": 1.0}, {"x": 3.0}))
+    X = f.learn_transform(batch({"color": "red"}, {"color": "blue", "x": None}))
+    assert list(f.schema) == ["x", "color"]
+    assert at(X, "x") == [0.0, 0.0]
+    assert at(X, f"x={MISSING}") == [1.0, 1.0]
+    assert at(X, "color=red") == [1.0, 0.0]
+
+
+def test_a_field_that_is_null_everywhere_waits_for_a_value() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"a": None, "x": 1}))
+    assert f.schema == {"x": "numeric"}
+    f.learn_transform(batch({"a": "z", "x": 1}))
+    assert f.schema == {"x": "numeric", "a": "categorical"}
+
+
+def test_transform_learns_nothing() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"x": 1.0}, {"x": 3.0}))
+    before = f.state()
+    X = f.transform(batch({"x": 5.0, "new": "field"}))
+    assert f.state() == before and f.schema == {"x": "numeric"}
+    assert X.nnz == 1 and at(X, "x") == [3.0]
+
+
+def test_text_needs_enough_words_in_the_first_batch() -> None:
+    f = featurizer(text_fields_min_tokens=3)
+    f.learn_transform(batch({"short": "one two", "long": "one two three"}, {"long": "x y z w"}))
+    assert f.schema == {"short": "categorical", "long": "text"}
+    f.learn_transform(batch({"short": "now a much longer value", "long": "x"}))
+    assert f.schema == {"short": "categorical", "long": "text"}  # a kind never changes
+
+
+def test_include_exclude_and_constructor_exclude() -> None:
+    row = {"a": 1, "b": 2, "c": "x", "key": "k1", "y": 1}
+    f = Featurizer(FeaturesSpec(exclude=["b"]), exclude=["key", "y"])
+    f.learn_transform(batch(row))
+    assert list(f.schema) == ["a", "c"]
+    f = Featurizer(FeaturesSpec(include=["b", "c", "y"]), exclude=["y"])
+    f.learn_transform(batch(row))
+    assert list(f.schema) == ["b", "c"]
+
+
+# --- numeric ----------------------------------------------------------------------------------
+
+
+def test_numbers_are_standardized_with_running_moments() -> None:
+    f = featurizer()
+    values = [1.0, 2.0, 3.0, 4.0]
+    X = f.learn_transform(batch(*({"x": v} for v in values)))
+    mean, std = float(np.mean(values)), float(np.std(values))
+    assert at(X, "x") == pytest.approx([(v - mean) / std for v in values])
+    X = f.learn_transform(batch({"x": 10.0}))
+    values.append(10.0)
+    mean, std = float(np.mean(values)), float(np.std(values))
+    assert at(X, "x") == pytest.approx([(10.0 - mean) / std])
+    m = f.moments("x")
+    assert m.count == 5
+    assert (m.mean, m.variance) == pytest.approx((mean, std**2))
+
+
+def test_numbers_are_clipped() -> None:
+    f = featurizer()
+    f.learn_transform(batch(*({"x": float(v % 2)} for v in range(100))))
+    X = f.transform(batch({"x": 1e9}, {"x": -1e9}))
+    assert at(X, "x") == [5.0, -5.0]
+
+
+def test_missing_numbers_get_an_indicator_and_no_value() -> None:
+    f = featurizer()
+    X = f.learn_transform(batch({"x": 1.0}, {"x": None}, {"x": 5.0}, {}))
+    assert at(X, f"x={MISSING}") == [0.0, 1.0, 0.0, 1.0]
+    assert at(X, "x") == [-1.0, 0.0, 1.0, 0.0]
+    assert f.moments("x").count == 2
+
+
+def test_a_constant_field_scales_to_zero() -> None:
+    f = featurizer()
+    X = f.learn_transform(batch({"x": 7}, {"x": 7}))
+    assert X.nnz == 0
+
+
+def test_booleans_are_zero_one_with_missing_indicator() -> None:
+    f = featurizer()
+    X = f.learn_transform(batch({"ok": True}, {"ok": False}, {"ok": None}))
+    assert f.schema == {"ok": "boolean"}
+    assert at(X, "ok") == [1.0, 0.0, 0.0]
+    assert at(X, f"ok={MISSING}") == [0.0, 0.0, 1.0]
+
+
+# --- type overrides ---------------------------------------------------------------------------
+
+
+def test_numeric_override_parses_strings_with_thousands_separators() -> None:
+    f = featurizer(types={"income": "numeric"})
+    X = f.learn_transform(
+        batch({"income": "69,487.00"}, {"income": "1,000"}, {"income": "n/a"}, {"income": None})
+    )
+    assert f.schema == {"income": "numeric"}
+    m = f.moments("income")
+    assert (m.count, m.mean) == (2, (69487.0 + 1000.0) / 2)
+    assert at(X, f"income={MISSING}") == [0.0, 0.0, 1.0, 1.0]
+    assert at(X, "income") == [1.0, -1.0, 0.0, 0.0]
+
+
+def test_a_numeric_field_whose_values_turn_into_strings_is_parsed() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"p": 1.0}, {"p": 3.0}))
+    X = f.transform(batch({"p": "3"}, {"p": "1,001"}, {"p": "?"}))  # a mixed batch: strings
+    assert at(X, "p")[:2] == [1.0, 5.0]
+    assert at(X, f"p={MISSING}") == [0.0, 0.0, 1.0]
+
+
+def test_categorical_override_of_numbers_uses_their_json_spelling() -> None:
+    f = featurizer(types={"zip": "categorical"})
+    X = f.learn_transform(batch({"zip": 10001}, {"zip": 2.5}, {"zip": None}))
+    assert at(X, "zip=10001") == [1.0, 0.0, 0.0]
+    assert at(X, "zip=2.5") == [0.0, 1.0, 0.0]
+    assert X.nnz == 2
+
+
+def test_boolean_override_reads_words() -> None:
+    f = featurizer(types={"vip": "boolean", "n": "boolean"})
+    X = f.learn_transform(
+        batch({"vip": "Yes", "n": 2}, {"vip": "no", "n": 0}, {"vip": "maybe", "n": None})
+    )
+    assert at(X, "vip") == [1.0, 0.0, 0.0] and at(X, f"vip={MISSING}") == [0.0, 0.0, 1.0]
+    assert at(X, "n") == [1.0, 0.0, 0.0] and at(X, f"n={MISSING}") == [0.0, 0.0, 1.0]
+
+
+def test_text_override_and_boolean_categories() -> None:
+    f = featurizer(types={"code": "text", "flag": "categorical"})
+    X = f.learn_transform(batch({"code": "A-1", "flag": True}, {"code": 42, "flag": False}))
+    assert f.schema == {"code": "text", "flag": "categorical"}
+    assert at(X, "flag=true") == [1.0, 0.0] and at(X, "flag=false") == [0.0, 1.0]
+    assert at(X, "code:a") == pytest.approx([math.sqrt(0.5), 0.0])
+    assert at(X, "code:42") == [0.0, 1.0]
+
+
+# --- categorical and hashing ------------------------------------------------------------------
+
+
+def test_hash_indices_are_fixed() -> None:
+    # MurmurHash3_x86_32, seed 0, of the UTF-8 key, mod 2**18; computed once and kept here so a
+    # change of hash function (or of key spelling) cannot go unnoticed: it would silently
+    # scramble every saved model.
+    assert feature_index("color=red", 2**18) == 167982
+    assert feature_index("color=blue", 2**18) == 58042
+    assert feature_index("age", 2**18) == 165201
+    assert feature_index(f"age={MISSING}", 2**18) == 171927
+
+
+HASHING_PROGRAM = """
+import orjson
+from streamfit.batch import Messages
+from streamfit.codecs import decode_json
+from streamfit.features import Featurizer
+from streamfit.spec.model import FeaturesSpec
+rows = [{"c": "x%d" % i, "t": "some words here %d" % i, "n": i} for i in range(50)]
+msgs = Messages.from_values([orjson.dumps(r) for r in rows])
+f = Featurizer(FeaturesSpec(text_fields_min_tokens=3))
+X = f.learn_transform(decode_json(msgs, None, "classification").batch)
+OUTPUT = orjson.dumps([X.indptr.tolist(), X.indices.tolist(), X.data.tolist()]).decode()
+"""
+
+
+def test_hashing_is_the_same_in_other_processes() -> None:
+    namespace: dict[str, Any] = {}
+    exec(HASHING_PROGRAM, namespace)  # here, with this process's hash seed
+    outputs = {namespace["OUTPUT"]}
+    for seed in ("1", "2"):  # Python's own hash() differs between these two processes
+        run = subprocess.run(
+            [sys.executable, "-c", HASHING_PROGRAM + "print(OUTPUT, end='')"],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        outputs.add(run.stdout)
+    assert len(outputs) == 1
+    indptr, indices, _ = orjson.loads(outputs.pop())
+    first_row = set(indices[indptr[0] : indptr[1]])
+    keys = ["c=x0", "n", "t:some", "t:words", "t:here", "t:0"]
+    assert first_row == {feature_index(k, N) for k in keys}
+
+
+def test_unseen_categories_hash_to_their_own_column() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"city": "Paris"}, {"city": "Oslo"}))
+    X = f.transform(batch({"city": "Rome"}, {"city": None}, {"city": "Paris"}))
+    assert row_features(X, 0) == {feature_index("city=Rome", N): 1.0}
+    assert row_features(X, 1) == {}
+    assert row_features(X, 2) == {feature_index("city=Paris", N): 1.0}
+
+
+def test_collisions_add_up() -> None:
+    f = featurizer(hash_bits=4, types={f"c{i}": "categorical" for i in range(40)})
+    X = f.learn_transform(batch({f"c{i}": "v" for i in range(40)}))
+    assert X.shape == (1, 16) and X.has_canonical_format
+    assert X.sum() == 40.0 and X.nnz <= 16
+
+
+def test_the_vocabulary_cache_is_bounded_and_changes_nothing() -> None:
+    rows = [{"c": f"value{i}"} for i in range(300)]
+    f = featurizer()
+    expected = f.learn_transform(batch(*rows))
+    small = featurizer()
+    small.learn_transform(batch(*rows[:5]))
+    vocabulary = small._vocab["c"]
+    vocabulary.max_size = 10
+    assert same_matrix(small.transform(batch(*rows)), expected)  # too many to cache
+    assert len(vocabulary) <= 10
+    assert same_matrix(small.transform(batch(*rows[3:12])), expected[3:12])  # fits after a clear
+    assert 0 < len(vocabulary) <= 10
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def test_text_tokens_are_lowercased_counted_and_normalized() -> None:
+    f = featurizer(types={"t": "text"})
+    X = f.learn_transform(batch({"t": "Great film, GREAT cast!"}, {"t": None}, {"t": "Ça va"}))
+    great, other = math.log1p(2), math.log1p(1)
+    norm = math.sqrt(great**2 + 2 * other**2)
+    assert row_features(X, 0) == pytest.approx(
+        {
+            feature_index("t:great", N): great / norm,
+            feature_index("t:film", N): other / norm,
+            feature_index("t:cast", N): other / norm,
+        }
+    )
+    assert row_features(X, 1) == {}
+    assert set(row_features(X, 2)) == {feature_index("t:ça", N), feature_index("t:va", N)}
+
+
+def test_ascii_and_unicode_tokenizers_agree() -> None:
+    f = featurizer(types={"t": "text"})
+    f.learn_transform(batch({"t": "x"}))
+    text = "Hello, w_1 x... 42!"
+    ascii_batch = f.transform(batch({"t": text}))  # all ASCII: str.translate + split
+    unicode_batch = f.transform(batch({"t": text}, {"t": "é"}))  # not ASCII: the regex
+    assert same_matrix(ascii_batch, unicode_batch[0])
+    words = {"hello", "w_1", "x", "42"}
+    assert set(row_features(ascii_batch, 0)) == {feature_index(f"t:{w}", N) for w in words}
+    assert set(row_features(unicode_batch, 1)) == {feature_index("t:é", N)}
+
+
+# --- the matrix -------------------------------------------------------------------------------
+
+
+def test_matrix_shape_dtype_and_rows() -> None:
+    f = featurizer(exclude=("y",))
+    b = batches(0)[0]
+    X = f.learn_transform(b)
+    assert isinstance(X, sp.csr_matrix) and X.dtype == np.float64
+    assert X.shape == (len(b), N) and X.has_canonical_format
+    for i in range(len(b)):  # each row is the row of the batch at the same place
+        alone = f.transform(b.take(np.array([i])))  # (a text norm may round differently)
+        assert np.array_equal(X[i].indices, alone.indices)
+        assert np.allclose(X[i].data, alone.data, rtol=1e-15, atol=0)
+
+
+def test_empty_batch() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"x": 1}))
+    empty = batch({"x": 1}).take(np.array([], dtype=np.intp))
+    X = f.learn_transform(empty)
+    assert X.shape == (0, N) and X.nnz == 0
+
+
+def test_no_bias_column() -> None:
+    f = featurizer()
+    X = f.learn_transform(batch({"c": "a"}, {"c": "b"}))
+    assert X.nnz == 2
+
+
+# --- state, merge, determinism ----------------------------------------------------------------
+
+
+def test_state_round_trip_is_bit_exact() -> None:
+    f = featurizer(exclude=("y",), types={"income": "numeric"}, hash_bits=16)
+    train, more, score = batches(1, (80, 40, 30))
+    f.learn_transform(train)
+    g = Featurizer.from_state(f.state())
+    assert g.state() == f.state()
+    assert g.schema == f.schema and g.spec == f.spec and g.exclude == ("y",)
+    assert same_matrix(g.transform(score), f.transform(score))
+    assert same_matrix(g.learn_transform(more), f.learn_transform(more))
+    assert g.state() == f.state()
+
+
+def test_state_format_header() -> None:
+    state = featurizer().state()
+    assert state[:8] == b"SFFEATS\x00" and int.from_bytes(state[8:10], "little") == 1
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda s: s[:10], "truncated"),
+        (lambda s: b"X" + s[1:], "magic"),
+        (lambda s: s[:8] + (9).to_bytes(2, "little") + s[10:], "version 9"),
+        (lambda s: s[:-5] + bytes([s[-5] ^ 1]) + s[-4:], "checksum"),
+    ],
+)
+def test_bad_state_is_a_state_format_error(corrupt: Any, message: str) -> None:
+    f = featurizer()
+    f.learn_transform(batch({"x": 1.5, "c": "a"}))
+    with pytest.raises(StateFormatError, match=message):
+        Featurizer.from_state(corrupt(f.state()))
+
+
+def test_merge_equals_one_pass_over_everything() -> None:
+    first, second = batches(2, (300, 200))
+    whole = featurizer(exclude=("y",))
+    for b in (first, second):
+        whole.learn_transform(b)
+    left, right = featurizer(exclude=("y",)), featurizer(exclude=("y",))
+    left.learn_transform(first)
+    right.learn_transform(second)
+    left.merge(right)
+    a = left
+    assert a.schema == whole.schema
+    for name, kind in whole.schema.items():
+        if kind == "numeric":
+            m, w = a.moments(name), whole.moments(name)
+            assert m.count == w.count
+            assert m.mean == pytest.approx(w.mean, rel=1e-9, abs=1e-9)
+            assert m.variance == pytest.approx(w.variance, rel=1e-9, abs=1e-9)
+
+
+def test_merge_takes_new_fields_and_rejects_conflicts() -> None:
+    a, b = featurizer(), featurizer()
+    a.learn_transform(batch({"x": 1, "c": "u"}))
+    b.learn_transform(batch({"x": 3, "z": True}))
+    a.merge(b)
+    assert a.schema == {"x": "numeric", "c": "categorical", "z": "boolean"}
+    assert (a.moments("x").count, a.moments("x").mean) == (2, 2.0)
+    c = featurizer()
+    c.learn_transform(batch({"c": 1.0}))
+    before = a.state()
+    with pytest.raises(FeatureError, match="'c' is categorical here, numeric there"):
+        a.merge(c)
+    assert a.state() == before
+    with pytest.raises(FeatureError, match="different specs"):
+        a.merge(featurizer(hash_bits=10))
+
+
+def test_moments_merge_matches_numpy() -> None:
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(1e3, 5, size=n) for n in (1, 7, 500, 64)]
+    total = Moments()
+    for p in parts:
+        m = Moments()
+        m.update(p)
+        total.merge(m)
+    everything = np.concatenate(parts)
+    assert total.count == everything.size
+    assert total.mean == pytest.approx(everything.mean(), rel=1e-12)
+    assert total.variance == pytest.approx(everything.var(), rel=1e-9)
+
+
+def test_same_batches_same_order_same_bytes() -> None:
+    outputs = []
+    for _ in range(2):
+        f = featurizer(exclude=("y",), hash_bits=12)
+        matrices = [f.learn_transform(b) for b in batches(4)]
+        outputs.append((f.state(), matrices))
+    (state_a, xs_a), (state_b, xs_b) = outputs
+    assert state_a == state_b
+    assert all(same_matrix(a, b) for a, b in zip(xs_a, xs_b, strict=True))
