@@ -72,7 +72,7 @@ class HashedVocabulary:
     def indices(self, values: Sequence[str]) -> npt.NDArray[np.int64]:
         """The column of each value (values are usually the unique ones of a batch)."""
         cache = self._cache
-        found = [cache.get(v) for v in values]
+        found = list(map(cache.get, values))
         unknown = found.count(None)
         if unknown:
             if len(cache) + unknown > self.max_size:
