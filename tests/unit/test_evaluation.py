@@ -233,10 +233,11 @@ def test_multiclass_matches_sklearn() -> None:
 
 
 def test_classes_appear_later_and_labels_the_model_never_saw() -> None:
-    """The model learns 'c' late and never learns 'd'; earlier rows scored them 0."""
+    """The model learns 'c' late and never learns 'd'; rows it could not score for a label
+    are left out of that label's ranking (ROC AUC) and count as probability 0 elsewhere."""
     rng = np.random.default_rng(4)
     every = ["a", "b", "c", "d"]
-    y_parts, p_parts = [], []
+    y_parts, p_parts, had_parts = [], [], []
     ev = ClassificationEvaluator(window=400)
     for step in range(40):
         n = int(rng.integers(1, 120))
@@ -249,10 +250,18 @@ def test_classes_appear_later_and_labels_the_model_never_saw() -> None:
         full[:, [every.index(c) for c in classes]] = proba
         y_parts.append(y)
         p_parts.append(full)
+        had_parts.append(np.tile([c in classes for c in every], (n, 1)))
     y_all, p_all = np.concatenate(y_parts), np.vstack(p_parts)
+    had = np.vstack(had_parts)
     assert ev.labels == ["b", "a", "c", "d"]
     snap = ev.snapshot()
     want = sk_classification(y_all, p_all, every, None)
+    aucs = [
+        skm.roc_auc_score(y_all[had[:, j]] == label, p_all[had[:, j], j])
+        for j, label in enumerate(every)
+        if had[:, j].any() and len(set((y_all[had[:, j]] == label).tolist())) == 2
+    ]
+    want["roc_auc"] = float(np.mean(aucs))
     # log loss: a label the model never had gets probability 0, clipped to eps
     check_against(snap, want, "")
     assert "d" in y_all.tolist()  # never predicted, never a class, yet counted

@@ -467,3 +467,14 @@ def test_same_batches_same_order_same_bytes() -> None:
     (state_a, xs_a), (state_b, xs_b) = outputs
     assert state_a == state_b
     assert all(same_matrix(a, b) for a, b in zip(xs_a, xs_b, strict=True))
+
+
+def test_include_and_exclude_take_glob_patterns() -> None:
+    spec = FeaturesSpec(hash_bits=10, exclude=["*_2", "secret"], include=["a*", "b_2", "secret"])
+    featurizer = Featurizer(spec)
+    batch = Batch(
+        {name: np.array([1.0, 2.0]) for name in ["a1", "a_2", "b_2", "secret", "c"]},
+        Messages.from_values([b"", b""]),
+    )
+    featurizer.learn_transform(batch)
+    assert list(featurizer.schema) == ["a1"]

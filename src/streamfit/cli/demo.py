@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from streamfit.runtime.build import build_worker
+from streamfit.store import prediction_column, probability_column
 from streamfit.runtime.worker import Worker
 from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
@@ -187,7 +188,7 @@ def _holdout_metrics(worker: Worker, demo: DemoEvents, results: str) -> dict[str
     names = [slot.name for slot in worker.slots]
     columns = ["event_key", "prediction", "probability"]
     for name in names[1:]:
-        columns += [f"prediction__{name}", f"probability__{name}"]
+        columns += [prediction_column(name), probability_column(name)]
     table = sa.Table(results, sa.MetaData(), autoload_with=worker.store.engine)
     query = sa.select(*[table.c[c] for c in columns]).where(table.c.source_topic == spec.topics.score[0])
     with worker.store.engine.connect() as conn:
@@ -199,7 +200,9 @@ def _holdout_metrics(worker: Worker, demo: DemoEvents, results: str) -> dict[str
     known = truth >= 0
     out: dict[str, dict[str, float | None]] = {}
     for i, name in enumerate(names):
-        pred_col, prob_col = ("prediction", "probability") if i == 0 else (f"prediction__{name}", f"probability__{name}")
+        pred_col, prob_col = (
+            ("prediction", "probability") if i == 0 else (prediction_column(name), probability_column(name))
+        )
         predicted = frame[pred_col].astype(str).to_numpy()[known]
         confidence = frame[prob_col].astype(float).to_numpy()[known]
         y = truth[known]

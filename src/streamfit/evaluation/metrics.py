@@ -180,7 +180,10 @@ class ClassificationEvaluator:
     probabilities and the model's class list for that batch. The class list may grow from
     batch to batch, and a label may be true before the model has it as a class: such a row
     counts as wrong, with probability 0 for its label (clipped to machine epsilon in the log
-    loss), and earlier rows count as having scored 0 for a class added later.
+    loss). ROC AUC, a ranking of scores, leaves out of a label's ranking the rows scored by a
+    model that did not have that label as a class yet: the model gave them no score to rank
+    (River's binary learners score 0.5 there instead; ranking them last would charge a model
+    for its first batch of labels, before it could know the class existed).
 
     With at most two labels seen (in ``y_true`` or ``classes``), precision, recall and F1 are
     those of the positive class and ROC AUC ranks its probability. With more, they are macro
@@ -331,8 +334,7 @@ class ClassificationEvaluator:
         self._n_pred = np.concatenate([self._n_pred, zeros])
         fresh = np.zeros((more, self._bins), dtype=np.int64)
         self._hist_pos = np.vstack([self._hist_pos, fresh])
-        fresh = fresh.copy()
-        fresh[:, 0] = self._events  # every earlier event gave the new label probability 0
+        fresh = fresh.copy()  # earlier events gave the new label no score: not ranked for it
         self._hist_all = np.vstack([self._hist_all, fresh])
         self._ring.widen("scores", n_labels)
 
@@ -422,12 +424,9 @@ class ClassificationEvaluator:
         clipped = np.clip(p_true, _EPS, 1.0 - _EPS)
         self._log_loss = _neumaier(*self._log_loss, -float(np.log(clipped, out=clipped).sum()))
 
-        # score histograms: one row per label over all events, and over its positive events;
-        # a label the batch's model does not have scored 0 (bin 0)
-        if col_of is not None:
-            self._hist_all[col_of < 0, 0] += n
-        if known is not None:
-            self._hist_pos[:, 0] += np.bincount(y_ids[~known], minlength=n_labels)
+        # score histograms: one row per label over all events, and over its positive events.
+        # A label the batch's model does not have got no score from it, so these rows are not
+        # ranked for that label (as if the model had abstained), rather than ranked last.
         if k:
             scaled = p * bins
             np.clip(scaled, 0.0, bins - 1.0, out=scaled)

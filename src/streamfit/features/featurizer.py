@@ -45,6 +45,7 @@ State format, version 1 (little-endian)::
 
 from __future__ import annotations
 
+import fnmatch
 import struct
 import zlib
 from collections.abc import Collection
@@ -116,6 +117,9 @@ class Featurizer:
         self._exclude = tuple(sorted(set(exclude)))
         self._skip = frozenset(self._exclude) | frozenset(self._spec.exclude)
         self._include = None if self._spec.include is None else frozenset(self._spec.include)
+        self._wanted_cache: dict[str, bool] = {}
+        self._skip_patterns = tuple(p for p in self._skip if _is_pattern(p))
+        self._include_patterns = tuple(p for p in self._include or () if _is_pattern(p))
         self._n_features = 1 << self._spec.hash_bits
         self._schema: dict[str, FieldType] = {}
         self._moments: dict[str, Moments] = {}
@@ -247,7 +251,18 @@ class Featurizer:
     # --- internals ----------------------------------------------------------------------------
 
     def _wanted(self, name: str) -> bool:
-        return name not in self._skip and (self._include is None or name in self._include)
+        """Is ``name`` a feature? ``include``/``exclude`` entries may be glob patterns."""
+        known = self._wanted_cache.get(name)
+        if known is None:
+            known = self._wanted_cache[name] = self._decide_wanted(name)
+        return known
+
+    def _decide_wanted(self, name: str) -> bool:
+        if name in self._skip or _matches_any(name, self._skip_patterns):
+            return False
+        if self._include is None:
+            return True
+        return name in self._include or _matches_any(name, self._include_patterns)
 
     def _add_field(self, name: str, kind: FieldType) -> None:
         self._schema[name] = kind
@@ -388,3 +403,11 @@ class _Parts:
             return sp.csr_matrix((n_rows, n_cols), dtype=np.float64)
         coords = (np.concatenate(self.rows), np.concatenate(self.cols))
         return sp.csr_matrix((np.concatenate(self.data), coords), shape=(n_rows, n_cols))
+
+
+def _is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
+def _matches_any(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
