@@ -127,7 +127,7 @@ class Batch:
     (2, ['x'])
     """
 
-    columns: dict[str, np.ndarray]  # type: ignore[type-arg]
+    columns: dict[str, np.ndarray]
     meta: Messages
     booleans: frozenset[str] = field(default_factory=frozenset)
 

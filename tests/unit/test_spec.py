@@ -69,7 +69,9 @@ def test_bad_model_entries_name_the_model() -> None:
     with pytest.raises(SpecError, match=r"^models\.0: a model names one of"):
         load_spec_text(BASE.replace("builtin: logistic_regression", "magic: yes"))
     with pytest.raises(SpecError, match=r"^models\.0\.extra: unknown key"):
-        load_spec_text(BASE.replace("builtin: logistic_regression", "builtin: logistic_regression, extra: 1"))
+        load_spec_text(
+            BASE.replace("builtin: logistic_regression", "builtin: logistic_regression, extra: 1")
+        )
 
 
 def test_train_topic_needs_a_target() -> None:

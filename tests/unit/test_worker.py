@@ -82,7 +82,9 @@ def test_trains_and_scores_from_two_topics(db: str) -> None:
     assert first["model"] == "lr" and "tree" in first["challengers"]
 
 
-def test_malformed_events_become_dead_letters_and_change_nothing_else(db: str, tmp_path: Path) -> None:
+def test_malformed_events_become_dead_letters_and_change_nothing_else(
+    db: str, tmp_path: Path
+) -> None:
     good_train, good_score = events(500, 3, True), events(100, 4, False)
 
     def run(train: list[bytes], database: str) -> Worker:
@@ -110,7 +112,9 @@ def test_malformed_events_become_dead_letters_and_change_nothing_else(db: str, t
 
 def test_one_topic_carries_both_roles(db: str) -> None:
     broker = MemoryBroker()
-    mixed = [e for pair in zip(events(300, 5, True), events(300, 6, False), strict=True) for e in pair]
+    mixed = [
+        e for pair in zip(events(300, 5, True), events(300, 6, False), strict=True) for e in pair
+    ]
     broker.append("clicks", mixed)
     spec = make_spec(db, topics={"train": "clicks", "score": "clicks"})
     worker = build_worker(spec, broker=broker)

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from streamfit.runtime.build import build_worker
-from streamfit.store import prediction_column, probability_column
 from streamfit.runtime.worker import Worker
 from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
+from streamfit.store import prediction_column, probability_column
 from streamfit.streams.memory import MemoryBroker
 from streamfit.streams.replay import frame_to_events
 
@@ -46,7 +46,10 @@ def demo_spec(kafka: str | None = None, database: str | None = None) -> Pipeline
     if kafka:
         run = uuid.uuid4().hex[:8]
         data["source"] = {"kind": "kafka", "bootstrap_servers": kafka, "group_id": f"sf-demo-{run}"}
-        data["topics"] = {"train": f"speed_dating_train_{run}", "score": f"speed_dating_score_{run}"}
+        data["topics"] = {
+            "train": f"speed_dating_train_{run}",
+            "score": f"speed_dating_score_{run}",
+        }
         data["outputs"]["predictions_topic"] = f"speed_dating_predictions_{run}"
         data["outputs"]["dead_letter_topic"] = f"speed_dating_dead_letters_{run}"
     if database:
@@ -69,7 +72,10 @@ def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) 
     frame = frame.sort_values(["wave", "round", "order", "iid"], kind="stable")
     rng = np.random.default_rng(seed)
     to_score = rng.random(len(frame)) < score_share
-    keys = [f"{i}-{p}".encode() for i, p in zip(frame["iid"], frame["pid"].fillna(-1).astype(int), strict=True)]
+    keys = [
+        f"{i}-{p}".encode()
+        for i, p in zip(frame["iid"], frame["pid"].fillna(-1).astype(int), strict=True)
+    ]
     target = spec.target or "match"
     truth_values = frame[target].astype(int).tolist()
     labeled = frame_to_events(frame)
@@ -91,7 +97,9 @@ def _publish_memory(broker: MemoryBroker, events: list[tuple[str, bytes, bytes]]
         broker.append(topic, [value], [key])
 
 
-def _publish_kafka(bootstrap: str, spec: PipelineSpec, events: list[tuple[str, bytes, bytes]]) -> None:
+def _publish_kafka(
+    bootstrap: str, spec: PipelineSpec, events: list[tuple[str, bytes, bytes]]
+) -> None:
     from streamfit.streams.base import OutRecord
     from streamfit.streams.kafka import KafkaSink, create_topics
 
@@ -149,7 +157,11 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
     models = []
     for slot in worker.slots:
         snapshot = slot.evaluator.snapshot()
-        metrics = {k: _round(v) for k, v in snapshot.items() if not k.startswith("window_") and k != "events_seen"}
+        metrics = {
+            k: _round(v)
+            for k, v in snapshot.items()
+            if not k.startswith("window_") and k != "events_seen"
+        }
         models.append(
             {
                 "name": slot.name,
@@ -157,7 +169,11 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
                 "version": slot.version,
                 "events_learned": slot.events_learned,
                 "metrics": metrics,
-                "window_metrics": {k.removeprefix("window_"): _round(v) for k, v in snapshot.items() if k.startswith("window_")},
+                "window_metrics": {
+                    k.removeprefix("window_"): _round(v)
+                    for k, v in snapshot.items()
+                    if k.startswith("window_")
+                },
                 "holdout": holdout.get(slot.name, {}),
             }
         )
@@ -182,7 +198,9 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
     }
 
 
-def _holdout_metrics(worker: Worker, demo: DemoEvents, results: str) -> dict[str, dict[str, float | None]]:
+def _holdout_metrics(
+    worker: Worker, demo: DemoEvents, results: str
+) -> dict[str, dict[str, float | None]]:
     """How well the withheld dates were classified, read back from the results table."""
     spec = worker.spec
     names = [slot.name for slot in worker.slots]
@@ -190,7 +208,9 @@ def _holdout_metrics(worker: Worker, demo: DemoEvents, results: str) -> dict[str
     for name in names[1:]:
         columns += [prediction_column(name), probability_column(name)]
     table = sa.Table(results, sa.MetaData(), autoload_with=worker.store.engine)
-    query = sa.select(*[table.c[c] for c in columns]).where(table.c.source_topic == spec.topics.score[0])
+    query = sa.select(*[table.c[c] for c in columns]).where(
+        table.c.source_topic == spec.topics.score[0]
+    )
     with worker.store.engine.connect() as conn:
         rows = conn.execute(query).all()
     if not rows:
@@ -201,7 +221,9 @@ def _holdout_metrics(worker: Worker, demo: DemoEvents, results: str) -> dict[str
     out: dict[str, dict[str, float | None]] = {}
     for i, name in enumerate(names):
         pred_col, prob_col = (
-            ("prediction", "probability") if i == 0 else (prediction_column(name), probability_column(name))
+            ("prediction", "probability")
+            if i == 0
+            else (prediction_column(name), probability_column(name))
         )
         predicted = frame[pred_col].astype(str).to_numpy()[known]
         confidence = frame[prob_col].astype(float).to_numpy()[known]
@@ -227,7 +249,8 @@ def example_queries(results: str, training: str) -> list[str]:
         f"AS predicted_matches, ROUND(AVG(probability), 3) AS avg_confidence FROM {results} "
         f"GROUP BY wave ORDER BY wave;",
         f"SELECT field, COUNT(*) AS dates, SUM(CASE WHEN prediction = '1' THEN 1 ELSE 0 END) "
-        f"AS predicted_matches FROM {results} GROUP BY field ORDER BY predicted_matches DESC LIMIT 10;",
+        f"AS predicted_matches FROM {results} GROUP BY field "
+        f"ORDER BY predicted_matches DESC LIMIT 10;",
     ]
 
 
@@ -240,18 +263,21 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines = [
         "",
         f"streamfit demo: {summary['pipeline']}",
-        f"  trained on {summary['events_trained']:,} labeled events, scored {summary['events_scored']:,} "
+        f"  trained on {summary['events_trained']:,} labeled events, "
+        f"scored {summary['events_scored']:,} "
         f"in {summary['elapsed_seconds']:.1f} s ({summary['events_per_second']:,.0f} events/s); "
         f"dead letters: {summary['dead_letters']}",
         "",
         f"  {'model':<16} {'prequential (train stream)':<34} {'withheld score stream':<30}",
-        f"  {'':<16} {'ROC AUC':>8} {'F1':>8} {'acc':>8} {'logloss':>8} {'ROC AUC':>9} {'F1':>8} {'acc':>8}",
+        f"  {'':<16} {'ROC AUC':>8} {'F1':>8} {'acc':>8} {'logloss':>8} "
+        f"{'ROC AUC':>9} {'F1':>8} {'acc':>8}",
     ]
     for model in summary["models"]:
         m, h = model["metrics"], model["holdout"]
         lines.append(
             f"  {model['name']:<16} {_fmt(m.get('roc_auc')):>8} {_fmt(m.get('f1')):>8} "
-            f"{_fmt(m.get('accuracy')):>8} {_fmt(m.get('log_loss')):>8} {_fmt(h.get('roc_auc')):>9} "
+            f"{_fmt(m.get('accuracy')):>8} {_fmt(m.get('log_loss')):>8} "
+            f"{_fmt(h.get('roc_auc')):>9} "
             f"{_fmt(h.get('f1')):>8} {_fmt(h.get('accuracy')):>8}"
         )
     tables = summary["tables"]
@@ -259,7 +285,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         "",
         f"  database: {summary['database']}",
         f"  tables:   {tables['results']} ({summary['result_rows']:,} rows, one per scored event), "
-        f"{tables['training']} ({summary['training_rows']:,} rows), {tables['dead_letters']}, {tables['models']}",
+        f"{tables['training']} ({summary['training_rows']:,} rows), "
+        f"{tables['dead_letters']}, {tables['models']}",
         "",
         "  Try next:",
     ]
@@ -277,5 +304,3 @@ def summary_json(summary: dict[str, Any]) -> str:
 
 def default_demo_db() -> str:
     return f"sqlite:///{Path.cwd() / 'streamfit_demo.db'}"
-
-

@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the speed-dating demo on the bundled data")
     demo.add_argument("--kafka", metavar="BOOTSTRAP", help="use this Kafka broker")
-    demo.add_argument("--db", metavar="URL", help="database URL (default sqlite:///streamfit_demo.db)")
+    demo.add_argument(
+        "--db", metavar="URL", help="database URL (default sqlite:///streamfit_demo.db)"
+    )
     demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     demo.set_defaults(handler=_demo)
     return parser
@@ -78,7 +80,9 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        log.warning("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        log.warning(
+            "received %s: finishing the current batch, then stopping", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGINT, handle)
@@ -94,7 +98,9 @@ def _run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     if args.db:
-        spec = spec.model_copy(update={"outputs": spec.outputs.model_copy(update={"database": args.db})})
+        spec = spec.model_copy(
+            update={"outputs": spec.outputs.model_copy(update={"database": args.db})}
+        )
     worker = build_worker(spec, Settings())
     stop = _stop_on_signals()
     idle_since = [time.monotonic()]
@@ -174,7 +180,9 @@ def _key_of(value: bytes, key_field: bytes | None) -> bytes | None:
 def _demo(args: argparse.Namespace) -> int:
     from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
 
-    summary = run_demo(kafka=args.kafka, database=args.db or default_demo_db(), progress=not args.json)
+    summary = run_demo(
+        kafka=args.kafka, database=args.db or default_demo_db(), progress=not args.json
+    )
     print(summary_json(summary) if args.json else render_summary(summary))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamfit.runtime.worker import Worker
 from streamfit.spec.model import (
     FileSourceSpec,
     KafkaSourceSpec,
@@ -13,7 +14,6 @@ from streamfit.store import Store
 from streamfit.streams.base import RecordSink, Source
 from streamfit.streams.memory import MemoryBroker, MemorySink, MemorySource
 from streamfit.streams.replay import FileReplaySource
-from streamfit.runtime.worker import Worker
 
 __all__ = ["build_worker", "database_url", "kafka_bootstrap"]
 

@@ -1,9 +1,10 @@
 """Load and validate a pipeline spec, turning every problem into a ``SpecError``.
 
->>> load_spec_text("name: x\\ntopics: {score: s}\\nmodels: [{name: m, builtin: nope}]")
-Traceback (most recent call last):
-...
-streamfit.errors.SpecError: models.0.builtin: Input should be 'logistic_regression' or 'linear_regression' (got 'nope')
+>>> try:
+...     load_spec_text("name: x\\ntopics: {score: s}\\nmodels: [{name: m, builtin: nope}]")
+... except SpecError as exc:
+...     print(exc.path)
+models.0.builtin
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def _to_spec_error(exc: ValidationError) -> SpecError:
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
-    elif "input" in first and first["type"] not in ("missing",) and not isinstance(
-        first["input"], dict | list
+    elif (
+        "input" in first
+        and first["type"] not in ("missing",)
+        and not isinstance(first["input"], dict | list)
     ):
         message = f"{message} (got {first['input']!r})"
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
