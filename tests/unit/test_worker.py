@@ -32,6 +32,7 @@ def make_spec(db: str, **overrides: Any) -> PipelineSpec:
             "dead_letter_topic": "dead",
         },
         "batch": {"max_records": 64, "timeout": 0.01},
+        "learning": {"block_events": 64},
     }
     data.update(overrides)
     return validate_spec(data)
@@ -51,8 +52,9 @@ def events(n: int, seed: int, labeled: bool) -> list[bytes]:
 
 
 def run_all(worker: Worker, broker: MemoryBroker) -> None:
-    total = sum(sum(broker.end_offsets(t).values()) for t in worker.spec.topics.all)
-    worker.run(until=lambda w: w.stats.events_in >= total)
+    """Run until the worker has read to the end of every topic."""
+    ends = {tp: o for t in worker.spec.topics.all for tp, o in broker.end_offsets(t).items()}
+    worker.run(until=lambda w: all(w.read.get(tp, 0) >= o for tp, o in ends.items()))
 
 
 @pytest.fixture
@@ -124,13 +126,32 @@ def test_one_topic_carries_both_roles(db: str) -> None:
 
 
 def test_replaying_the_same_offsets_upserts(db: str) -> None:
-    for _ in range(2):
-        broker = MemoryBroker()
-        broker.append("train", events(300, 7, True))
-        broker.append("score", events(50, 8, False))
-        worker = build_worker(make_spec(db), broker=broker)
-        run_all(worker, broker)
-    assert worker.store.count("t_results") == 50
+    """A worker that dies before its checkpoint leaves results its successor writes again."""
+    broker = MemoryBroker()
+    broker.append("train", events(300, 7, True))
+    broker.append("score", events(50, 8, False))
+    crashed = build_worker(make_spec(db), broker=broker)
+    while crashed.step(timeout=0):  # everything handled, nothing checkpointed: then it dies
+        pass
+    assert crashed.store.count("t_results") == 50
+    successor = build_worker(make_spec(db), broker=broker)
+    run_all(successor, broker)
+    assert successor.stats.events_scored == 50
+    assert successor.store.count("t_results") == 50
+
+
+def test_a_restarted_worker_resumes_from_its_checkpoint(db: str) -> None:
+    broker = MemoryBroker()
+    broker.append("train", events(1000, 10, True))
+    first = build_worker(make_spec(db), broker=broker)
+    first.run(until=lambda w: w.stats.events_in >= 600, drain=False)
+    broker.append("score", events(40, 11, False))
+    second = build_worker(make_spec(db), broker=broker)
+    assert second.slots[0].events_learned == first.slots[0].events_learned > 0
+    run_all(second, broker)
+    assert first.stats.events_in + second.stats.events_in >= 1040
+    assert second.slots[0].events_learned == 1000
+    assert second.store.count("t_results") == 40
 
 
 def test_learning_is_deterministic(db: str, tmp_path: Path) -> None:

@@ -21,12 +21,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from streamfit.runtime.build import build_worker
+from streamfit.runtime.build import build_worker, database_url
 from streamfit.runtime.worker import Worker
 from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
-from streamfit.store import prediction_column, probability_column
+from streamfit.store import Store, prediction_column, probability_column
 from streamfit.streams.memory import MemoryBroker
 from streamfit.streams.replay import frame_to_events
 
@@ -126,6 +126,8 @@ def run_demo(
         _publish_kafka(kafka, spec, demo.events)
     else:
         _publish_memory(broker, demo.events)
+    with Store(database_url(spec, settings), spec.name) as store:
+        store.delete_checkpoint()  # the demo replays its stream from the start every time
     worker = build_worker(spec, settings, broker=broker)
     total = len(demo.events)
     started = time.monotonic()

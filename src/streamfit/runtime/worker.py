@@ -1,18 +1,27 @@
-"""The worker loop: poll, decode, featurize, predict, write, learn, record, commit.
+"""The worker loop: poll, decode, score, write, learn in blocks, record, checkpoint.
 
-One ``Worker`` runs one pipeline over one ``Source``. Each batch is handled in a fixed order,
-so that a run is repeatable given the order of events:
+One ``Worker`` runs one pipeline over one ``Source``. Each poll is handled in a fixed order:
 
-1. decode the batch; malformed events become dead letters (table and topic) with a reason;
+1. decode; malformed events become dead letters (table and topic) with a reason;
 2. split rows by role: labeled rows of a ``train`` topic are training rows, every other row
    is scored;
-3. featurize all rows (the featurizer learns scaling statistics from every row);
-4. score the scoring rows with every model, then write them to the predictions topic and the
+3. score the scoring rows with every model and write them to the predictions topic and the
    results table;
-5. for the training rows, each model first predicts them (prequential: test), the evaluator
-   records how it did, then the model learns from them (train);
-6. at the evaluation interval, write each model's metrics to the training table;
-7. at the commit interval, flush the sinks and only then commit the input offsets.
+4. queue the training rows in a ``BlockBuffer``; each block of offsets that is complete is
+   learned on its own: featurize (the featurizer learns its statistics), every model predicts
+   the block (prequential: test), its evaluator records how it did, then it learns (train);
+5. at the evaluation interval, write each model's metrics to the training table;
+6. at the checkpoint interval: flush the sinks and the producer, write every model's state,
+   the featurizer, the evaluators and the offsets in ONE database transaction, then commit the
+   offsets to Kafka (the database leads; Kafka's committed offsets follow).
+
+Two frontiers per partition make restarts exact. ``learned``: the offset learning resumes at
+(the start of the first incomplete block); a restart seeks there and learns again what the
+crash lost, reproducing the same model bit for bit. ``emitted``: outputs were written below
+it; rows replayed below it are learned but not written again, so nothing is duplicated.
+
+With ``processing: exactly_once`` the outputs and the consumer offsets are committed in one
+Kafka transaction; the transaction's committed offsets are then the emitted frontier.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +41,19 @@ import scipy.sparse as sp
 
 from streamfit.batch import Batch, DeadLetter, Messages, Offsets
 from streamfit.codecs import decode_json
+from streamfit.errors import ServiceUnavailableError, StreamError
 from streamfit.evaluation import make_evaluator
 from streamfit.features import Featurizer
 from streamfit.models import build_model
 from streamfit.models.base import Model
+from streamfit.models.factory import model_from_state
+from streamfit.runtime.blocks import BlockBuffer
+from streamfit.runtime.state import (
+    decode_counters,
+    encode_counters,
+    evaluator_from_state,
+    names_of,
+)
 from streamfit.spec.model import ModelSpec, PipelineSpec
 from streamfit.store import ModelPredictions, Store
 from streamfit.streams.base import OutRecord, RecordSink, Source
@@ -43,6 +61,9 @@ from streamfit.streams.base import OutRecord, RecordSink, Source
 __all__ = ["ModelSlot", "RunStats", "Worker"]
 
 log = logging.getLogger("streamfit.worker")
+
+T = TypeVar("T")
+TopicPartition = tuple[str, int]
 
 
 def model_kind(spec: ModelSpec) -> str:
@@ -67,13 +88,14 @@ class ModelSlot:
 
 @dataclass(slots=True)
 class RunStats:
-    """What a worker has done so far."""
+    """What a worker has done in this process."""
 
     events_in: int = 0
     events_trained: int = 0
     events_scored: int = 0
     dead_letters: int = 0
     batches: int = 0
+    checkpoints: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -91,15 +113,18 @@ class Worker:
         store: Store,
         predictions: RecordSink | None = None,
         dead_letter_sink: RecordSink | None = None,
-        commit_interval: float = 5.0,
+        worker_id: str = "0",
+        transactions: Any | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
         self.store = store
         self.predictions = predictions
         self.dead_letter_sink = dead_letter_sink
-        self.commit_interval = commit_interval
+        self.worker_id = worker_id
+        self.transactions = transactions  # a KafkaTransactions for exactly_once, else None
         self.task = spec.task
+        self.names = names_of(worker_id)
         excluded = {name for name in (spec.target, spec.key) if name}
         self.featurizer = Featurizer(spec.features, exclude=excluded)
         self.slots = [
@@ -115,44 +140,159 @@ class Worker:
         self.results_table = spec.outputs.results_table_name(spec.name)
         self.training_table = spec.outputs.training_table_name(spec.name)
         self.stats = RunStats()
-        self._pending_offsets: Offsets = {}
-        self._last_commit = time.monotonic()
-        self._events_at_last_metrics = 0
+        self.blocks = BlockBuffer(spec.learning.block_events)
+        self.read: Offsets = {}  # next offset to read, per partition
+        self.emitted: Offsets = {}  # outputs written below these
+        self._replay_emitted: Offsets = {}  # from the checkpoint: do not write again below
+        self._events_learned_total = 0
+        self._metrics_mark = 0
         self._last_metrics = time.monotonic()
+        self._last_checkpoint = time.monotonic()
+        self._events_at_checkpoint = 0
+        self._last_event = time.monotonic()
+        self._stop = threading.Event()
+        self._install_hooks()
+        self.restore()
 
-    # -- one batch ---------------------------------------------------------------------------
+    # -- restore -------------------------------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        if hasattr(self.source, "on_assign"):
+            source: Any = self.source
+            source.on_assign = self._on_assign
+            source.on_revoke = self._on_revoke
+
+    def restore(self) -> bool:
+        """Load this worker's last checkpoint (state and offsets); False if there is none."""
+        checkpoint = self._retry("loading the checkpoint", self.store.load_checkpoint)
+        if checkpoint is None:
+            return False
+        states, extra = checkpoint.model_states, checkpoint.extra
+        restored = False
+        if self.names.featurizer in extra:
+            self.featurizer = Featurizer.from_state(extra[self.names.featurizer])
+            restored = True
+        for slot in self.slots:
+            blob = states.get(self.names.model(slot.name))
+            if blob is not None:
+                slot.model = model_from_state(blob)
+            evaluator = extra.get(self.names.evaluator(slot.name))
+            if evaluator is not None:
+                slot.evaluator = evaluator_from_state(evaluator)
+        counters = extra.get(self.names.counters)
+        if counters is not None:
+            values = decode_counters(counters)
+            for slot in self.slots:
+                slot.version, slot.events_learned = values.get("models", {}).get(slot.name, [0, 0])
+            self._events_learned_total = int(values.get("events_learned", 0))
+            self._metrics_mark = self._events_learned_total
+        if not hasattr(self.source, "on_assign"):  # no group: seek at once to everything
+            mine = {tp: o for tp, o in checkpoint.offsets.items() if tp[0] in self._topics()}
+            if mine:
+                self.source.seek(mine)
+                self.read.update(mine)
+                self._replay_emitted.update(
+                    {tp: checkpoint.emitted.get(tp, o) for tp, o in mine.items()}
+                )
+        if restored:
+            log.info(
+                "worker %s restored its checkpoint of %s", self.worker_id, checkpoint.written_at
+            )
+        return restored
+
+    def _topics(self) -> set[str]:
+        return set(self.spec.topics.all)
+
+    def _on_assign(self, partitions: list[TopicPartition]) -> None:
+        """Seek newly assigned partitions to where the database says learning resumes."""
+        checkpoint = self._retry("loading the checkpoint", self.store.load_checkpoint)
+        offsets = checkpoint.offsets if checkpoint else {}
+        emitted = checkpoint.emitted if checkpoint else {}
+        if self.transactions is not None:  # the transaction's offsets mark what was emitted
+            emitted = {**emitted, **self.transactions.committed(partitions)}
+        seek = {tp: offsets[tp] for tp in partitions if tp in offsets}
+        if seek:
+            self.source.seek(seek)
+        for tp in partitions:
+            if tp in seek:
+                self.read[tp] = seek[tp]
+                self._replay_emitted[tp] = max(emitted.get(tp, seek[tp]), seek[tp])
+        log.info("worker %s assigned %s (resuming at %s)", self.worker_id, partitions, seek)
+
+    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Checkpoint before partitions go, so their next owner resumes where we stop."""
+        try:
+            self.checkpoint()
+        except Exception:
+            log.exception("checkpoint before revocation failed")
+        self.blocks.drop(partitions)
+        for tp in partitions:
+            self.read.pop(tp, None)
+            self.emitted.pop(tp, None)
+            self._replay_emitted.pop(tp, None)
+
+    # -- one batch ------------------------------------------------------------------------------
 
     def step(self, timeout: float | None = None) -> int:
         """Poll one batch and handle it; return how many messages it held."""
-        messages = self.source.poll(
-            self.spec.batch.max_records, self.spec.batch.timeout if timeout is None else timeout
+        messages = self._retry(
+            "polling",
+            lambda: self.source.poll(
+                self.spec.batch.max_records,
+                self.spec.batch.timeout if timeout is None else timeout,
+            ),
         )
         if messages is None or len(messages) == 0:
+            self._learn_stale_blocks()
             self._maybe_write_metrics()
-            self._maybe_commit()
+            self._maybe_checkpoint()
             return 0
         self.process(messages)
         return len(messages)
 
     def process(self, messages: Messages) -> None:
-        """Handle one batch of raw messages (steps 1 to 7)."""
+        """Handle one batch of raw messages (steps 1 to 6)."""
         decoded = decode_json(messages, self.spec.target, self.task)
         if decoded.dead_letters:
-            self._dead_letter(decoded.dead_letters)
+            letters = [
+                letter
+                for letter in decoded.dead_letters
+                if letter.offset >= self._replay_emitted.get((letter.topic, letter.partition), -1)
+            ]
+            if letters:
+                self._dead_letter(letters)
         batch = decoded.batch
         if len(batch):
             train_rows, score_rows, labels = self._split_roles(batch)
-            X = self.featurizer.learn_transform(batch)
             if len(score_rows):
-                self._score(batch.take(score_rows), X[score_rows], labels[score_rows])
+                keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
+                if len(keep):
+                    self._score(batch.take(keep), labels[keep])
             if len(train_rows):
-                self._learn(X[train_rows], labels[train_rows])
+                self.blocks.add(batch.take(train_rows))
         self.stats.events_in += len(messages)
         self.stats.batches += 1
+        self._last_event = time.monotonic()
         for tp, offset in messages.next_offsets().items():
-            self._pending_offsets[tp] = max(offset, self._pending_offsets.get(tp, 0))
+            self.read[tp] = max(offset, self.read.get(tp, 0))
+            self.emitted[tp] = max(offset, self.emitted.get(tp, 0))
+        for block in self.blocks.take_complete(self.read):
+            self._learn(block)
         self._maybe_write_metrics()
-        self._maybe_commit()
+        self._maybe_checkpoint()
+
+    def _emit_mask(self, meta: Messages) -> npt.NDArray[np.bool_]:
+        """Rows whose outputs were not written before a restart."""
+        if not self._replay_emitted:
+            return np.ones(len(meta), dtype=bool)
+        limit = np.array(
+            [
+                self._replay_emitted.get((t, int(p)), -1)
+                for t, p in zip(meta.topics.tolist(), meta.partitions.tolist(), strict=True)
+            ],
+            dtype=np.int64,
+        )
+        return meta.offsets >= limit
 
     def _split_roles(
         self, batch: Batch
@@ -172,11 +312,20 @@ class Worker:
         is_train = labeled & in_train_topic
         return np.flatnonzero(is_train), np.flatnonzero(~is_train), labels
 
-    def _score(self, batch: Batch, X: sp.csr_matrix, labels: npt.NDArray[Any]) -> None:
+    def _score(self, batch: Batch, labels: npt.NDArray[Any]) -> None:
+        if self.train_topics:
+            X = self.featurizer.transform(batch)
+        else:  # nothing to learn from: the scored stream is all the featurizer will see
+            X = self.featurizer.learn_transform(batch)
         predictions = [self._predict(slot, X) for slot in self.slots]
         if self.spec.outputs.write_results:
             known = labels if _any_known(labels, self.task) else None
-            self.store.write_results(self.results_table, batch, predictions, known, self.task)
+            self._retry(
+                "writing results",
+                lambda: self.store.write_results(
+                    self.results_table, batch, predictions, known, self.task
+                ),
+            )
         if self.predictions is not None:
             self.predictions.write(self._prediction_records(batch, predictions))
         self.stats.events_scored += len(batch)
@@ -201,21 +350,36 @@ class Worker:
             slot.name, slot.version, np.asarray(model.predict_many(X), dtype=np.float64), None
         )
 
-    def _learn(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
+    def _learn(self, block: Batch) -> None:
+        """Test then train every model on one block of training rows."""
+        X = self.featurizer.learn_transform(block)
+        y = block.columns[self.spec.target or ""]
         for slot in self.slots:
             model: Any = slot.model
             if self.task == "classification":
                 slot.evaluator.update(y, model.predict_proba_many(X), list(model.classes))
             else:
-                slot.evaluator.update(
-                    y.astype(np.float64), np.asarray(model.predict_many(X), dtype=np.float64)
-                )
+                y = y.astype(np.float64)
+                slot.evaluator.update(y, np.asarray(model.predict_many(X), dtype=np.float64))
             model.learn_many(X, y)
             slot.version += 1
             slot.events_learned += X.shape[0]
         self.stats.events_trained += X.shape[0]
+        self._events_learned_total += X.shape[0]
+        self._maybe_write_metrics(interval_only=True)
 
-    # -- outputs -----------------------------------------------------------------------------
+    def _learn_stale_blocks(self) -> None:
+        wait = self.spec.learning.max_wait_seconds
+        if wait is not None and len(self.blocks) and time.monotonic() - self._last_event >= wait:
+            for block in self.blocks.take_all():
+                self._learn(block)
+
+    def learn_pending(self) -> None:
+        """Learn every queued training row now, complete block or not (end of a replay)."""
+        for block in self.blocks.take_all():
+            self._learn(block)
+
+    # -- outputs --------------------------------------------------------------------------------
 
     def _prediction_records(
         self, batch: Batch, predictions: list[ModelPredictions]
@@ -228,7 +392,7 @@ class Worker:
         for i in range(len(batch)):
             key = meta.keys[i]
             if key_values is not None and key_values[i] is not None:
-                key = str(key_values[i]).encode()
+                key = str(_plain(key_values[i])).encode()
             event: dict[str, Any] = {
                 "key": key.decode("utf-8", "replace") if key is not None else None,
                 "prediction": _plain(champion.prediction[i]),
@@ -256,7 +420,7 @@ class Worker:
         return records
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        self.store.write_dead_letters(letters)
+        self._retry("writing dead letters", lambda: self.store.write_dead_letters(letters))
         if self.dead_letter_sink is not None:
             self.dead_letter_sink.write(
                 [
@@ -304,62 +468,152 @@ class Worker:
             )
         return rows
 
-    def _maybe_write_metrics(self, force: bool = False) -> None:
-        new_events = self.stats.events_trained - self._events_at_last_metrics
-        if new_events == 0:
+    def _maybe_write_metrics(self, force: bool = False, interval_only: bool = False) -> None:
+        """Write metrics each time ``interval_events`` more events were learned (the same
+        points in every run, so a replay rewrites identical rows), or after
+        ``interval_seconds``, or when forced."""
+        new_events = self._events_learned_total - self._metrics_mark
+        if new_events <= 0:
             return
-        due = (
-            new_events >= self.spec.evaluation.interval_events
-            or time.monotonic() - self._last_metrics >= self.spec.evaluation.interval_seconds
+        every = self.spec.evaluation.interval_events
+        crossed = self._events_learned_total // every > self._metrics_mark // every
+        stale = (
+            not interval_only
+            and time.monotonic() - self._last_metrics >= self.spec.evaluation.interval_seconds
         )
-        if force or due:
-            self.store.write_training(self.training_table, self.metrics_rows())
-            self._events_at_last_metrics = self.stats.events_trained
+        if force or crossed or stale:
+            rows = self.metrics_rows()
+            self._retry(
+                "writing metrics", lambda: self.store.write_training(self.training_table, rows)
+            )
+            self._metrics_mark = self._events_learned_total
             self._last_metrics = time.monotonic()
 
-    def _maybe_commit(self, force: bool = False) -> None:
-        if not self._pending_offsets:
-            return
-        if force or time.monotonic() - self._last_commit >= self.commit_interval:
-            self.commit()
+    # -- checkpoints ----------------------------------------------------------------------------
 
-    def commit(self) -> None:
-        """Flush every sink, then commit the offsets of everything handled so far."""
-        for sink in (self.predictions, self.dead_letter_sink):
-            if sink is not None:
-                sink.flush()
-        if self._pending_offsets:
-            self.source.commit(dict(self._pending_offsets))
-            self._pending_offsets.clear()
-        self._last_commit = time.monotonic()
+    def _maybe_checkpoint(self) -> None:
+        spec = self.spec.checkpoint
+        events = self.stats.events_in - self._events_at_checkpoint
+        if events and (
+            events >= spec.interval_events
+            or time.monotonic() - self._last_checkpoint >= spec.interval_seconds
+        ):
+            self.checkpoint()
 
-    # -- the loop ----------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Flush sinks and producer, write state and offsets in one transaction, then commit
+        the offsets to Kafka."""
+        learned = self.blocks.learned_frontier(self.read)
+        emitted = {tp: max(o, learned.get(tp, o)) for tp, o in self.emitted.items()}
+        if self.transactions is None:
+            for sink in (self.predictions, self.dead_letter_sink):
+                if sink is not None:
+                    self._retry("flushing outputs", sink.flush)
+        else:
+            # outputs and the emitted frontier commit together; the database follows
+            transactions = self.transactions
+            self._retry("committing the Kafka transaction", lambda: transactions.commit(emitted))
+        model_states = {self.names.model(s.name): s.model.state() for s in self.slots}
+        extra = {self.names.evaluator(s.name): s.evaluator.state() for s in self.slots}
+        extra[self.names.featurizer] = self.featurizer.state()
+        extra[self.names.counters] = encode_counters(
+            {
+                "events_learned": self._events_learned_total,
+                "models": {s.name: [s.version, s.events_learned] for s in self.slots},
+            }
+        )
+        self._retry(
+            "saving a checkpoint",
+            lambda: self.store.save_checkpoint(learned, model_states, extra, emitted=emitted),
+        )
+        if self.transactions is None and learned:
+            self._retry("committing offsets", lambda: self.source.commit(dict(learned)))
+        self.stats.checkpoints += 1
+        self._last_checkpoint = time.monotonic()
+        self._events_at_checkpoint = self.stats.events_in
+
+    # -- outages --------------------------------------------------------------------------------
+
+    def _retry(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action``; while a service is unavailable, pause and retry with backoff."""
+        delay = 0.5
+        since: float | None = None
+        while True:
+            try:
+                result = action()
+            except (ServiceUnavailableError, StreamError) as exc:
+                if isinstance(exc, StreamError) and not _transient(exc):
+                    raise
+                if since is None:
+                    since = time.monotonic()
+                    log.warning("%s: %s; pausing and retrying until it is back", what, exc)
+                if self._stop.is_set() and time.monotonic() - since > 30:
+                    raise
+                retry_after = getattr(exc, "retry_after", delay)
+                self._pause(min(max(retry_after, delay), 10.0))
+                delay = min(delay * 2, 10.0)
+                continue
+            if since is not None:
+                log.warning("%s: back after %.1f s; resuming", what, time.monotonic() - since)
+            return result
+
+    def _pause(self, seconds: float) -> None:
+        keepalive = getattr(self.source, "keepalive", None)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if keepalive is not None:
+                keepalive()
+            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+
+    # -- the loop -------------------------------------------------------------------------------
 
     def run(
         self,
         stop: threading.Event | None = None,
         until: Callable[[Worker], bool] | None = None,
         on_batch: Callable[[Worker, int], None] | None = None,
+        drain: bool = True,
     ) -> RunStats:
-        """Handle batches until ``stop`` is set or ``until(worker)`` says so; then finish."""
-        stop = stop or threading.Event()
+        """Handle batches until ``stop`` is set or ``until(worker)`` says so; then finish.
+
+        ``drain`` learns the last, incomplete block before the final checkpoint (the end of a
+        replay); without it the block is left for the next run to learn (a clean restart).
+        """
+        if stop is not None:
+            self._stop = stop
         try:
-            while not stop.is_set():
+            while not self._stop.is_set():
                 if until is not None and until(self):
                     break
                 n = self.step()
                 if on_batch is not None:
                     on_batch(self, n)
         finally:
-            self.finish()
+            self.finish(drain=drain)
         return self.stats
 
-    def finish(self) -> None:
-        """Write the last metrics, save the models, flush and commit."""
+    def finish(self, drain: bool = True) -> None:
+        """Learn what is pending (if ``drain``), write the last metrics, save the models,
+        checkpoint."""
+        if drain:
+            self.learn_pending()
         self._maybe_write_metrics(force=True)
         for slot in self.slots:
-            self.store.save_model(slot.name, slot.version, slot.kind, slot.model.state())
-        self.commit()
+            self._retry(
+                "saving a model",
+                lambda slot=slot: self.store.save_model(  # type: ignore[misc]
+                    slot.name, slot.version, slot.kind, slot.model.state()
+                ),
+            )
+        self.checkpoint()
+
+
+def _transient(exc: StreamError) -> bool:
+    text = str(exc).lower()
+    return any(
+        word in text
+        for word in ("undelivered", "timed out", "transport", "all brokers down", "not delivered")
+    )
 
 
 def _any_known(labels: npt.NDArray[Any], task: str) -> bool:

@@ -32,10 +32,12 @@ from pydantic import (
 __all__ = [
     "BatchSpec",
     "BuiltinModelSpec",
+    "CheckpointSpec",
     "EvaluationSpec",
     "FeaturesSpec",
     "FileSourceSpec",
     "KafkaSourceSpec",
+    "LearningSpec",
     "MemorySourceSpec",
     "ModelSpec",
     "OutputsSpec",
@@ -195,6 +197,24 @@ class OutputsSpec(_Frozen):
         return self.training_table or f"{pipeline}_training"
 
 
+class CheckpointSpec(_Frozen):
+    """How often model state and input offsets are written, together, to the database."""
+
+    interval_events: int = Field(default=50_000, ge=1)
+    interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class LearningSpec(_Frozen):
+    """Learning happens in blocks of ``block_events`` offsets of a partition, aligned on
+    offsets, so that a replay after a crash learns exactly what an uninterrupted run learned.
+    A block still incomplete after ``max_wait_seconds`` without new events is learned as it is
+    (fresher models on a quiet stream, at the price of bit-exact replay across such pauses).
+    """
+
+    block_events: int = Field(default=512, ge=1, le=1_000_000)
+    max_wait_seconds: float | None = Field(default=2.0, gt=0)
+
+
 class BatchSpec(_Frozen):
     """How many events the worker takes at a time, and how long it waits for them."""
 
@@ -216,6 +236,9 @@ class PipelineSpec(_Frozen):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
     batch: BatchSpec = Field(default_factory=BatchSpec)
+    learning: LearningSpec = Field(default_factory=LearningSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    processing: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     @field_validator("name")
     @classmethod

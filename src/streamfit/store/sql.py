@@ -108,6 +108,7 @@ class Checkpoint:
     model_states: dict[str, bytes]
     extra: dict[str, bytes]
     written_at: dt.datetime | None
+    emitted: Offsets = field(default_factory=dict)  # outputs written below these offsets
 
 
 @dataclass(slots=True)
@@ -645,19 +646,23 @@ class Store:
         offsets: Offsets,
         model_states: Mapping[str, bytes],
         extra: Mapping[str, bytes] | None = None,
+        emitted: Offsets | None = None,
     ) -> None:
         """Write offsets and states in ONE transaction: all of it lands, or none of it.
 
-        Rows are upserted per (topic, partition) and per state name; those not named here
-        are kept (another worker's partitions, say).
+        ``offsets`` are where learning resumes; ``emitted`` (default: the same) where outputs
+        resume, at or past ``offsets``. Rows are upserted per (topic, partition) and per state
+        name; those not named here are kept (another worker's partitions, say).
         """
         now = _utcnow()
+        emitted = emitted or {}
         offset_rows = [
             {
                 "pipeline": self.pipeline,
                 "source_topic": topic,
                 "source_partition": int(partition),
                 "next_offset": int(offset),
+                "emitted_offset": int(emitted.get((topic, partition), offset)),
                 "written_at": now,
             }
             for (topic, partition), offset in offsets.items()
@@ -678,6 +683,14 @@ class Store:
                 statement = _bulk.upsert(self._dialect, states_table, list(state_rows[0]))
                 conn.execute(statement, state_rows)
 
+    def delete_checkpoint(self) -> None:
+        """Forget this pipeline's progress and state (the next run starts from scratch)."""
+        checkpoints = self._fixed.tables["checkpoints"]
+        states = self._fixed.tables["checkpoint_states"]
+        with self._guard("deleting the checkpoint"), self._engine.begin() as conn:
+            conn.execute(sa.delete(checkpoints).where(checkpoints.c.pipeline == self.pipeline))
+            conn.execute(sa.delete(states).where(states.c.pipeline == self.pipeline))
+
     def load_checkpoint(self) -> Checkpoint | None:
         """The last checkpoint of this pipeline, or None if it never wrote one."""
         checkpoints = self._fixed.tables["checkpoints"]
@@ -694,10 +707,16 @@ class Store:
         offsets: Offsets = {
             (r.source_topic, int(r.source_partition)): int(r.next_offset) for r in offset_rows
         }
+        emitted: Offsets = {
+            (r.source_topic, int(r.source_partition)): int(
+                r.next_offset if r.emitted_offset is None else r.emitted_offset
+            )
+            for r in offset_rows
+        }
         model_states = {r.name: bytes(r.state) for r in state_rows if r.slot == "model"}
         extra = {r.name: bytes(r.state) for r in state_rows if r.slot == "extra"}
         written = [_as_utc(r.written_at) for r in [*offset_rows, *state_rows]]
-        return Checkpoint(offsets, model_states, extra, max(written) if written else None)
+        return Checkpoint(offsets, model_states, extra, max(written) if written else None, emitted)
 
     # -- reading --------------------------------------------------------------------------------
 

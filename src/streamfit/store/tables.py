@@ -8,6 +8,7 @@ Fixed tables (one set per database, shared by every pipeline, keyed by ``pipelin
                     source_offset)
 ``models``          the model registry: (pipeline, name, version) -> kind, state bytes
 ``checkpoints``     progress: (pipeline, source_topic, source_partition) -> next_offset
+                    (learned up to) and emitted_offset (outputs written up to)
 ``checkpoint_states``  the state blobs saved with those offsets: (pipeline, slot, name)
 ``result_fields``   how each event field of a results table maps to a column
 ==================  ===========================================================================
@@ -176,6 +177,8 @@ def fixed_metadata() -> sa.MetaData:
         sa.Column("source_topic", _key_string(_TOPIC), primary_key=True),
         sa.Column("source_partition", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("next_offset", sa.BigInteger, nullable=False),
+        # outputs (predictions, results, dead letters) were written for offsets below this
+        sa.Column("emitted_offset", sa.BigInteger, nullable=True),
         sa.Column("written_at", UTCDateTime(), nullable=False),
     )
     sa.Table(

@@ -1,0 +1,142 @@
+"""Learning in blocks aligned on offsets, so that a replay learns exactly what a first run did.
+
+A poll returns whatever the broker had; where one batch ends depends on timing. If models
+learned each poll's rows as one step, a worker restarted from a checkpoint would cut the
+stream differently and end with a different model. So training rows wait in a ``BlockBuffer``
+until their block, offsets ``[k * size, (k + 1) * size)`` of their partition, is complete (the
+source has read past it); each block is then learned on its own. Blocks depend only on the
+offsets, never on timing, so the model is a function of the events alone.
+
+>>> import numpy as np
+>>> from streamfit.batch import Batch, Messages
+>>> buf = BlockBuffer(size=4)
+>>> rows = Batch({"x": np.arange(6.0)}, Messages.from_values([b""] * 6, topic="t"))
+>>> buf.add(rows)
+>>> [len(b) for b in buf.take_complete({("t", 0): 6})]  # offsets 0-3 form a whole block
+[4]
+>>> buf.learned_frontier({("t", 0): 6})  # learning resumes at the pending block's start
+{('t', 0): 4}
+>>> [b.meta.offsets.tolist() for b in buf.take_all()]
+[[4, 5]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamfit.batch import Batch, Offsets
+
+__all__ = ["BlockBuffer"]
+
+TopicPartition = tuple[str, int]
+
+
+class BlockBuffer:
+    """Training rows waiting for their block to complete, per topic-partition."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pending: dict[TopicPartition, list[Batch]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(b) for parts in self._pending.values() for b in parts)
+
+    def add(self, batch: Batch) -> None:
+        """Queue training rows (any partitions, offsets increasing within each)."""
+        if len(batch) == 0:
+            return
+        meta = batch.meta
+        if len(set(meta.topics.tolist())) == 1 and (meta.partitions == meta.partitions[0]).all():
+            key = (str(meta.topics[0]), int(meta.partitions[0]))
+            self._pending.setdefault(key, []).append(batch)
+            return
+        for key, rows in _by_partition(batch):
+            self._pending.setdefault(key, []).append(batch.take(rows))
+
+    def take_complete(self, read: Offsets) -> list[Batch]:
+        """Every whole block below the read positions, one batch per block, in offset order."""
+        out: list[Batch] = []
+        for key in list(self._pending):
+            boundary = (read.get(key, 0) // self.size) * self.size
+            out.extend(self._split(key, boundary))
+        return out
+
+    def take_all(self) -> list[Batch]:
+        """Every pending row, as blocks (the last ones possibly partial)."""
+        out: list[Batch] = []
+        for key in list(self._pending):
+            out.extend(self._split(key, None))
+        return out
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget the rows of partitions this worker no longer owns."""
+        for key in partitions:
+            self._pending.pop(key, None)
+
+    def learned_frontier(self, read: Offsets) -> Offsets:
+        """Where learning resumes per partition: the first pending row's block, else ``read``."""
+        out = dict(read)
+        for key, parts in self._pending.items():
+            if parts:
+                first = int(parts[0].meta.offsets[0])
+                out[key] = min(out.get(key, first), (first // self.size) * self.size)
+        return out
+
+    def _split(self, key: TopicPartition, boundary: int | None) -> list[Batch]:
+        parts = self._pending.get(key, [])
+        if not parts:
+            return []
+        merged = parts[0] if len(parts) == 1 else _concat(parts)
+        offsets = merged.meta.offsets
+        cut = len(offsets) if boundary is None else int(np.searchsorted(offsets, boundary))
+        if cut == 0:
+            return []
+        done, rest = merged.take(np.arange(cut)), merged.take(np.arange(cut, len(offsets)))
+        if len(rest):
+            self._pending[key] = [rest]
+        else:
+            del self._pending[key]
+        blocks = done.meta.offsets // self.size
+        edges = np.flatnonzero(np.diff(blocks)) + 1
+        starts = [0, *edges.tolist()]
+        ends = [*edges.tolist(), len(blocks)]
+        if len(starts) == 1:
+            return [done]
+        return [done.take(np.arange(a, b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _by_partition(batch: Batch) -> list[tuple[TopicPartition, npt.NDArray[np.intp]]]:
+    meta = batch.meta
+    keys = list(zip(meta.topics.tolist(), meta.partitions.tolist(), strict=True))
+    groups: dict[TopicPartition, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault((str(key[0]), int(key[1])), []).append(i)
+    return [(key, np.array(rows, dtype=np.intp)) for key, rows in groups.items()]
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    """Rows of several batches of one partition, in order; fields missing in a part are
+    missing values (NaN for numbers, None otherwise)."""
+    from streamfit.batch import Messages
+
+    names: dict[str, np.dtype[Any]] = {}
+    for part in parts:
+        for name, column in part.columns.items():
+            if name not in names or column.dtype == object:
+                names[name] = column.dtype
+    columns = {}
+    for name, dtype in names.items():
+        pieces = []
+        for part in parts:
+            found = part.columns.get(name)
+            if found is None:
+                fill = np.nan if dtype.kind == "f" else None
+                found = np.full(len(part), fill, dtype=dtype if dtype.kind == "f" else object)
+            pieces.append(found.astype(dtype) if found.dtype != dtype else found)
+        columns[name] = np.concatenate(pieces)
+    booleans = frozenset().union(*(p.booleans for p in parts))
+    return Batch(columns, Messages.concat([p.meta for p in parts]), booleans)
