@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline until stopped (SIGINT/SIGTERM)")
     run.add_argument("spec", help="pipeline spec (YAML)")
     run.add_argument("--db", help="database URL (overrides the spec and STREAMFIT_DATABASE_URL)")
+    run.add_argument("--worker-id", default=None, help="this worker's id in a group (default 0)")
     run.add_argument(
         "--stop-when-idle",
         type=float,
@@ -101,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         spec = spec.model_copy(
             update={"outputs": spec.outputs.model_copy(update={"database": args.db})}
         )
-    worker = build_worker(spec, Settings())
+    worker = build_worker(spec, Settings(), worker_id=args.worker_id)
     stop = _stop_on_signals()
     idle_since = [time.monotonic()]
     report = [time.monotonic()]
@@ -123,8 +124,12 @@ def _run(args: argparse.Namespace) -> int:
             )
 
     def idle(w: Worker) -> bool:
+        """Idle: nothing new for ``--stop-when-idle`` seconds since partitions were assigned
+        (joining a group can take longer than that when a dead member is still in it)."""
         limit = args.stop_when_idle
-        return limit is not None and time.monotonic() - idle_since[0] >= limit
+        if limit is None or not (w.read or w.assigned):
+            return False
+        return time.monotonic() - max(idle_since[0], w.assigned_at) >= limit
 
     stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
     worker.store.close()

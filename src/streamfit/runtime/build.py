@@ -40,6 +40,7 @@ def build_worker(
     settings: Settings | None = None,
     broker: MemoryBroker | None = None,
     store: Store | None = None,
+    worker_id: str | None = None,
 ) -> Worker:
     """Everything a pipeline needs, connected: source, sinks, store and worker."""
     settings = settings or Settings()
@@ -80,4 +81,11 @@ def build_worker(
                 predictions = MemorySink(broker, outputs.predictions_topic)
             if outputs.dead_letter_topic:
                 dead_letters = MemorySink(broker, outputs.dead_letter_topic)
-    return Worker(spec, source, store, predictions=predictions, dead_letter_sink=dead_letters)
+    return Worker(
+        spec,
+        source,
+        store,
+        predictions=predictions,
+        dead_letter_sink=dead_letters,
+        worker_id=worker_id or settings.worker_id,
+    )

@@ -150,6 +150,8 @@ class Worker:
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = 0
         self._last_event = time.monotonic()
+        self.assigned_at = time.monotonic()  # when partitions were last assigned
+        self.assigned: set[TopicPartition] = set()
         self._stop = threading.Event()
         self._install_hooks()
         self.restore()
@@ -210,9 +212,11 @@ class Worker:
         emitted = checkpoint.emitted if checkpoint else {}
         if self.transactions is not None:  # the transaction's offsets mark what was emitted
             emitted = {**emitted, **self.transactions.committed(partitions)}
+        self.assigned_at = time.monotonic()
         seek = {tp: offsets[tp] for tp in partitions if tp in offsets}
         if seek:
             self.source.seek(seek)
+        self.assigned.update(partitions)
         for tp in partitions:
             if tp in seek:
                 self.read[tp] = seek[tp]
@@ -226,6 +230,7 @@ class Worker:
         except Exception:
             log.exception("checkpoint before revocation failed")
         self.blocks.drop(partitions)
+        self.assigned.difference_update(partitions)
         for tp in partitions:
             self.read.pop(tp, None)
             self.emitted.pop(tp, None)
@@ -577,7 +582,8 @@ class Worker:
         """Handle batches until ``stop`` is set or ``until(worker)`` says so; then finish.
 
         ``drain`` learns the last, incomplete block before the final checkpoint (the end of a
-        replay); without it the block is left for the next run to learn (a clean restart).
+        replay). A stop by ``stop`` (a signal) never drains: the block is left for the next run,
+        which learns it exactly as an uninterrupted run would.
         """
         if stop is not None:
             self._stop = stop
@@ -589,7 +595,7 @@ class Worker:
                 if on_batch is not None:
                     on_batch(self, n)
         finally:
-            self.finish(drain=drain)
+            self.finish(drain=drain and not self._stop.is_set())
         return self.stats
 
     def finish(self, drain: bool = True) -> None:

@@ -207,12 +207,14 @@ class CheckpointSpec(_Frozen):
 class LearningSpec(_Frozen):
     """Learning happens in blocks of ``block_events`` offsets of a partition, aligned on
     offsets, so that a replay after a crash learns exactly what an uninterrupted run learned.
-    A block still incomplete after ``max_wait_seconds`` without new events is learned as it is
-    (fresher models on a quiet stream, at the price of bit-exact replay across such pauses).
+    By default an incomplete block waits for its last events (scoring never waits). With
+    ``max_wait_seconds`` set, a block still incomplete after that long without new events is
+    learned as it is: fresher models on a quiet stream, at the price of bit-exact replay
+    (where the stream paused depends on timing).
     """
 
     block_events: int = Field(default=512, ge=1, le=1_000_000)
-    max_wait_seconds: float | None = Field(default=2.0, gt=0)
+    max_wait_seconds: float | None = Field(default=None, gt=0)
 
 
 class BatchSpec(_Frozen):
