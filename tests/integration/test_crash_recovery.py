@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pytest
 
 from streamfit.store import Store
 from streamfit.streams.base import OutRecord
