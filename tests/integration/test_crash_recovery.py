@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
+from confluent_kafka import Consumer
 
 from streamfit.store import Store
 from streamfit.streams.base import OutRecord
@@ -42,7 +44,12 @@ def events(n: int, seed: int, labeled: bool) -> list[bytes]:
 
 
 def write_spec(
-    path: Path, name: str, bootstrap: str, database: str, topics: dict[str, str]
+    path: Path,
+    name: str,
+    bootstrap: str,
+    database: str,
+    topics: dict[str, str],
+    processing: str = "at_least_once",
 ) -> None:
     spec = {
         "name": name,
@@ -57,7 +64,8 @@ def write_spec(
         "target": "y",
         "models": [{"name": "logistic", "builtin": "logistic_regression"}],
         "evaluation": {"interval_events": 20_000},
-        "outputs": {"database": database},
+        "outputs": {"database": database, "predictions_topic": f"{topics['score']}_{name}_out"},
+        "processing": processing,
         "batch": {"max_records": 2000, "timeout": 0.2},
         "learning": {"block_events": 1000},
         "checkpoint": {"interval_events": 15_000, "interval_seconds": 0.5},
@@ -89,8 +97,34 @@ def result_offsets(database: str, name: str) -> list[tuple[str, int]]:
     return sorted((str(t).rsplit("_", 1)[-1], int(o)) for t, o in rows)
 
 
+def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
+    """What a ``read_committed`` consumer sees of ``topic``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}_reader",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    idle_since = time.monotonic()
+    while time.monotonic() - idle_since < 10 or len(out) < expected:
+        msgs = consumer.consume(5000, 1.0)
+        if msgs:
+            idle_since = time.monotonic()
+        out.extend(orjson.loads(m.value()) for m in msgs if m.error() is None)
+        if time.monotonic() - idle_since > 60:
+            break
+    consumer.close()
+    return out
+
+
+@pytest.mark.parametrize("processing", ["at_least_once", "exactly_once"])
 def test_sigkill_at_random_points_changes_nothing(
-    kafka_bootstrap: str, tmp_path: Path, unique_name: str
+    kafka_bootstrap: str, tmp_path: Path, unique_name: str, processing: str
 ) -> None:
     topics = {"train": f"{unique_name}_train", "score": f"{unique_name}_score"}
     create_topics(kafka_bootstrap, list(topics.values()))
@@ -106,14 +140,14 @@ def test_sigkill_at_random_points_changes_nothing(
     # one uninterrupted run
     calm_db = f"sqlite:///{tmp_path / 'calm.db'}"
     calm_spec = tmp_path / "calm.json"
-    write_spec(calm_spec, "calm", kafka_bootstrap, calm_db, topics)
+    write_spec(calm_spec, "calm", kafka_bootstrap, calm_db, topics, processing)
     calm = start(calm_spec, tmp_path / "calm.log")
     assert calm.wait(timeout=300) == 0, (tmp_path / "calm.log").read_text()[-3000:]
 
     # one run killed with SIGKILL at random points, restarted each time
     crash_db = f"sqlite:///{tmp_path / 'crash.db'}"
     crash_spec = tmp_path / "crash.json"
-    write_spec(crash_spec, "crash", kafka_bootstrap, crash_db, topics)
+    write_spec(crash_spec, "crash", kafka_bootstrap, crash_db, topics, processing)
     rng = random.Random(20261121)
     kills_mid_stream = 0
     for _ in range(4):
@@ -143,3 +177,8 @@ def test_sigkill_at_random_points_changes_nothing(
             (topics["train"], 0): TRAIN_EVENTS,
             (topics["score"], 0): SCORE_EVENTS,
         }
+
+    if processing == "exactly_once":  # each prediction once, for a read_committed consumer
+        seen = read_committed(kafka_bootstrap, f"{topics['score']}_crash_out", SCORE_EVENTS)
+        offsets = [p["offset"] for p in seen]
+        assert len(offsets) == len(set(offsets)) == SCORE_EVENTS

@@ -49,6 +49,8 @@ def build_worker(
     predictions: RecordSink | None = None
     dead_letters: RecordSink | None = None
     outputs = spec.outputs
+    worker_id = worker_id or settings.worker_id
+    transactions = None
     match spec.source:
         case KafkaSourceSpec() as kafka:
             from streamfit.streams.kafka import KafkaSink, KafkaSource
@@ -62,10 +64,21 @@ def build_worker(
                 auto_offset_reset=kafka.auto_offset_reset,
                 config=config,
             )
-            if outputs.predictions_topic:
-                predictions = KafkaSink(bootstrap, outputs.predictions_topic, config=config)
-            if outputs.dead_letter_topic:
-                dead_letters = KafkaSink(bootstrap, outputs.dead_letter_topic, config=config)
+            if spec.processing == "exactly_once":
+                from streamfit.streams.kafka import KafkaTransactions
+
+                transactions = KafkaTransactions(
+                    bootstrap, f"streamfit-{spec.name}-{worker_id}", source, config=config
+                )
+                if outputs.predictions_topic:
+                    predictions = transactions.sink(outputs.predictions_topic)
+                if outputs.dead_letter_topic:
+                    dead_letters = transactions.sink(outputs.dead_letter_topic)
+            else:
+                if outputs.predictions_topic:
+                    predictions = KafkaSink(bootstrap, outputs.predictions_topic, config=config)
+                if outputs.dead_letter_topic:
+                    dead_letters = KafkaSink(bootstrap, outputs.dead_letter_topic, config=config)
         case MemorySourceSpec():
             broker = broker or MemoryBroker()
             source = MemorySource(broker, spec.topics.all, group_id(spec))
@@ -87,5 +100,6 @@ def build_worker(
         store,
         predictions=predictions,
         dead_letter_sink=dead_letters,
-        worker_id=worker_id or settings.worker_id,
+        worker_id=worker_id,
+        transactions=transactions,
     )

@@ -560,6 +560,9 @@ class Worker:
                 continue
             if since is not None:
                 log.warning("%s: back after %.1f s; resuming", what, time.monotonic() - since)
+                resume = getattr(self.source, "resume", None)
+                if resume is not None:
+                    resume()
             return result
 
     def _pause(self, seconds: float) -> None:

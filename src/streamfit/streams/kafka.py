@@ -16,6 +16,7 @@ Settings are printed with secrets masked:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -159,6 +160,7 @@ class KafkaSource:
         self._fatal: KafkaError | None = None
         self._assigning: Offsets | None = None  # seeks made inside on_assign
         self._closed = False
+        self._paused = False
         try:
             self._consumer = Consumer(settings)
             self._consumer.subscribe(
@@ -265,6 +267,39 @@ class KafkaSource:
                 raise StreamError(f"reading the end offset of {tp} failed: {exc}") from exc
             out[(tp.topic, tp.partition)] = high
         return out
+
+    def committed(self, partitions: Iterable[tuple[str, int]], timeout: float = 10.0) -> Offsets:
+        """The group's committed offsets for ``partitions`` (those with none are left out)."""
+        self._check_open()
+        wanted = [TopicPartition(t, p) for t, p in partitions]
+        if not wanted:
+            return {}
+        try:
+            found = self._consumer.committed(wanted, timeout=timeout)
+        except KafkaException as exc:
+            raise StreamError(f"reading committed offsets failed: {exc}") from exc
+        return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+
+    def group_metadata(self) -> Any:
+        """This member's group metadata, for ``send_offsets_to_transaction``."""
+        self._check_open()
+        return self._consumer.consumer_group_metadata()
+
+    def keepalive(self) -> None:
+        """Stay in the group while the worker waits for a service: serve callbacks, take no
+        messages (the assignment is paused while it waits)."""
+        self._check_open()
+        parts = self._consumer.assignment()
+        if parts:
+            self._consumer.pause(parts)
+            self._consumer.poll(0)
+            self._paused = True
+
+    def resume(self) -> None:
+        """Take messages again after ``keepalive``."""
+        if self._paused:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
 
     # ------------------------------------------------------------------------------ internals
 
@@ -513,3 +548,99 @@ def delete_topics(
                 raise StreamError(f"cannot delete topic {name!r}: {exc}") from exc
         except TimeoutError as exc:
             raise StreamError(f"deleting topic {name!r} timed out") from exc
+
+
+class KafkaTransactions:
+    """Exactly-once output: one transactional producer for every output topic, whose records
+    and the consumer's offsets commit together (``processing: exactly_once``).
+
+    ``sink(topic)`` gives a ``RecordSink`` writing inside the open transaction; ``commit(offsets)``
+    sends ``offsets`` (next to read) to the transaction for the source's group, commits it and
+    opens the next one. A consumer reading with ``isolation.level=read_committed`` sees each
+    record once. ``transactional_id`` must be stable per worker: a restarted worker fences its
+    predecessor and aborts what that one left open.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        transactional_id: str,
+        source: KafkaSource,
+        config: Mapping[str, ConfigValue] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.source = source
+        self.transactional_id = transactional_id
+        self.timeout = timeout
+        settings = _client_config(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "transactional.id": transactional_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "logger": log,
+            },
+            config,
+        )
+        try:
+            self._producer = Producer(settings)
+            self._producer.init_transactions(timeout)
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise StreamError(f"cannot start Kafka transactions: {exc}") from exc
+
+    def sink(self, topic: str) -> _TransactionalSink:
+        return _TransactionalSink(self, topic)
+
+    def produce(self, topic: str, records: list[OutRecord]) -> None:
+        produce = self._producer.produce
+        for record in records:
+            while True:
+                try:
+                    produce(topic, record.value, record.key)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self._producer.poll(0)
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit what was produced since the last commit, with ``offsets``, atomically."""
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    _tp_list(offsets), self.source.group_metadata(), self.timeout
+                )
+            self._producer.commit_transaction(self.timeout)
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if error is not None and getattr(error, "txn_requires_abort", lambda: False)():
+                self._producer.abort_transaction(self.timeout)
+                self._producer.begin_transaction()
+            raise StreamError(f"committing the Kafka transaction failed: {exc}") from exc
+
+    def committed(self, partitions: Iterable[tuple[str, int]]) -> Offsets:
+        """What the last committed transaction recorded as consumed, per partition."""
+        return self.source.committed(partitions)
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaException):
+            self._producer.abort_transaction(10)
+
+
+class _TransactionalSink:
+    """A ``RecordSink`` writing into a ``KafkaTransactions``' open transaction."""
+
+    def __init__(self, transactions: KafkaTransactions, topic: str) -> None:
+        self.transactions = transactions
+        self.topic = topic
+
+    def write(self, records: list[OutRecord]) -> None:
+        self.transactions.produce(self.topic, records)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Records become visible when the transaction commits (``KafkaTransactions.commit``)."""
+
+    def close(self) -> None:
+        pass
