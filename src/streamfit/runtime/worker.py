@@ -140,6 +140,9 @@ class Worker:
         self.results_table = spec.outputs.results_table_name(spec.name)
         self.training_table = spec.outputs.training_table_name(spec.name)
         self.stats = RunStats()
+        # per model: what scores events; the local model merged with the other workers' ones
+        # where the learner is mergeable (refreshed at each checkpoint), else the local model
+        self.serving: dict[str, Model] = {}
         self.blocks = BlockBuffer(spec.learning.block_events)
         self.read: Offsets = {}  # next offset to read, per partition
         self.emitted: Offsets = {}  # outputs written below these
@@ -336,7 +339,7 @@ class Worker:
         self.stats.events_scored += len(batch)
 
     def _predict(self, slot: ModelSlot, X: sp.csr_matrix) -> ModelPredictions:
-        model: Any = slot.model
+        model: Any = self.serving.get(slot.name, slot.model)
         if self.task == "classification":
             proba = model.predict_proba_many(X)
             classes = list(model.classes)
@@ -531,11 +534,43 @@ class Worker:
             "saving a checkpoint",
             lambda: self.store.save_checkpoint(learned, model_states, extra, emitted=emitted),
         )
+        self._merge_other_workers()
         if self.transactions is None and learned:
             self._retry("committing offsets", lambda: self.source.commit(dict(learned)))
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = self.stats.events_in
+
+    def _merge_other_workers(self) -> None:
+        """Serve with each mergeable model merged with the other workers' latest states.
+
+        Every worker of a pipeline learns from its own partitions; through the checkpoint
+        tables each one scores with a model that has learned from all of them. The local model
+        keeps learning alone (merging it in place would count shared history twice).
+        """
+        mergeable = [s for s in self.slots if hasattr(s.model, "merge")]
+        if not mergeable:
+            return
+        checkpoint = self._retry("loading other workers' models", self.store.load_checkpoint)
+        if checkpoint is None:
+            return
+        mine = f"{self.worker_id}/"
+        for slot in mergeable:
+            suffix = f"/model/{slot.name}"
+            others = [
+                blob
+                for name, blob in sorted(checkpoint.model_states.items())
+                if name.endswith(suffix) and not name.startswith(mine)
+            ]
+            if not others:
+                self.serving.pop(slot.name, None)
+                continue
+            merged: Any = model_from_state(slot.model.state())
+            for blob in others:
+                other: Any = model_from_state(blob)
+                if type(other) is type(merged):
+                    merged.merge(other)
+            self.serving[slot.name] = merged
 
     # -- outages --------------------------------------------------------------------------------
 
