@@ -1,0 +1,142 @@
+"""Offset-aligned learning blocks: a model learned through any poll sizes and restarts is the
+same model, byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from streamfit.batch import Batch, Messages
+from streamfit.runtime.blocks import BlockBuffer
+from streamfit.runtime.build import build_worker
+from streamfit.spec import validate_spec
+from streamfit.spec.model import PipelineSpec
+from streamfit.streams.memory import MemoryBroker
+
+
+def rows(offsets: list[int], partition: int = 0, **columns: list[Any]) -> Batch:
+    meta = Messages.from_values([b""] * len(offsets), topic="t", partition=partition)
+    meta = Messages(
+        meta.values,
+        meta.keys,
+        meta.topics,
+        meta.partitions,
+        np.array(offsets, dtype=np.int64),
+        meta.timestamps,
+    )
+    cols = {
+        k: np.array(v, dtype=float if all(isinstance(x, float) for x in v) else object)
+        for k, v in columns.items()
+    }
+    return Batch(cols or {"x": np.zeros(len(offsets))}, meta)
+
+
+def test_a_block_is_learned_only_once_read_past_its_end() -> None:
+    buf = BlockBuffer(size=10)
+    buf.add(rows([0, 3, 7]))
+    assert buf.take_complete({("t", 0): 8}) == []
+    buf.add(rows([9, 12]))
+    blocks = buf.take_complete({("t", 0): 13})
+    assert [b.meta.offsets.tolist() for b in blocks] == [[0, 3, 7, 9]]
+    assert buf.learned_frontier({("t", 0): 13}) == {("t", 0): 10}
+
+
+def test_several_complete_blocks_come_out_separately_in_order() -> None:
+    buf = BlockBuffer(size=4)
+    buf.add(rows(list(range(11))))
+    blocks = buf.take_complete({("t", 0): 11})
+    assert [b.meta.offsets.tolist() for b in blocks] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [b.meta.offsets.tolist() for b in buf.take_all()] == [[8, 9, 10]]
+    assert len(buf) == 0
+
+
+def test_partitions_are_blocked_independently_and_can_be_dropped() -> None:
+    buf = BlockBuffer(size=5)
+    buf.add(rows([0, 1, 2, 3, 4, 5], partition=0))
+    buf.add(rows([0, 1], partition=1))
+    read = {("t", 0): 6, ("t", 1): 2}
+    assert [b.meta.partitions[0] for b in buf.take_complete(read)] == [0]
+    assert buf.learned_frontier(read) == {("t", 0): 5, ("t", 1): 0}
+    buf.drop([("t", 1)])
+    assert len(buf) == 1
+
+
+def test_pieces_with_different_fields_join_with_missing_values() -> None:
+    buf = BlockBuffer(size=4)
+    buf.add(rows([0, 1], a=[1.0, 2.0]))
+    buf.add(rows([2, 3], b=["x", "y"]))
+    (block,) = buf.take_complete({("t", 0): 4})
+    assert np.isnan(block.columns["a"][2:]).all()
+    assert block.columns["b"].tolist() == [None, None, "x", "y"]
+
+
+def spec(db: str, max_records: int) -> PipelineSpec:
+    return validate_spec(
+        {
+            "name": "blocks",
+            "topics": {"train": "train", "score": "score"},
+            "target": "y",
+            "models": [{"name": "lr", "builtin": "logistic_regression"}],
+            "outputs": {"database": db},
+            "batch": {"max_records": max_records, "timeout": 0.01},
+            "learning": {"block_events": 300},
+        }
+    )
+
+
+def stream() -> MemoryBroker:
+    rng = np.random.default_rng(3)
+    broker = MemoryBroker()
+    for _ in range(5):
+        X = rng.normal(size=(900, 3)).tolist()
+        broker.append(
+            "train", [orjson.dumps({"a": a, "b": b, "c": c, "y": int(a > b)}) for a, b, c in X]
+        )
+        broker.append("score", [orjson.dumps({"a": a, "b": b, "c": c}) for a, b, c in X[:50]])
+    return broker
+
+
+def test_poll_sizes_and_restarts_do_not_change_the_model(tmp_path: Path) -> None:
+    def done(w: Any) -> bool:
+        return bool(w.read.get(("train", 0), 0) >= 4500 and w.read.get(("score", 0), 0) >= 250)
+
+    calm = build_worker(spec(f"sqlite:///{tmp_path / 'calm.db'}", 1000), broker=stream())
+    calm.run(until=done)
+
+    broker = stream()
+    db = f"sqlite:///{tmp_path / 'restarts.db'}"
+    for max_records, stop_at in ((77, 1234), (501, 2900)):
+        worker = build_worker(spec(db, max_records), broker=broker)
+        while worker.stats.events_in < stop_at:
+            worker.step(timeout=0)
+        worker.checkpoint()  # then the process "dies": nothing else is saved
+    last = build_worker(spec(db, 333), broker=broker)
+    last.run(until=done)
+
+    assert last.slots[0].model.state() == calm.slots[0].model.state()
+    assert last.featurizer.state() == calm.featurizer.state()
+    assert last.slots[0].evaluator.state() == calm.slots[0].evaluator.state()
+
+
+def test_workers_serve_with_models_merged_through_the_store(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'merge.db'}"
+    broker = MemoryBroker()
+    rng = np.random.default_rng(5)
+    for topic in ("left", "right"):
+        X = rng.normal(size=(1000, 2)).tolist()
+        broker.append(topic, [orjson.dumps({"a": a, "b": b, "y": int(a > b)}) for a, b in X])
+    workers = []
+    for worker_id, topic in (("a", "left"), ("b", "right")):
+        data = spec(db, 500).model_dump()
+        data["topics"] = {"train": topic}
+        worker = build_worker(validate_spec(data), broker=broker, worker_id=worker_id)
+        worker.run(until=lambda w, t=topic: w.read.get((t, 0), 0) >= 1000)
+        workers.append(worker)
+    a, b = workers
+    a.checkpoint()  # a now sees b's state in the store
+    serving: Any = a.serving["lr"]
+    assert serving.n_seen == a.slots[0].events_learned + b.slots[0].events_learned
+    assert a.slots[0].model.state() != serving.state()  # a keeps learning alone
