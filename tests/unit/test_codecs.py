@@ -327,3 +327,123 @@ def test_matches_reference_on_random_events(seed: int) -> None:
         expected, is_boolean = reference_column([r.get(name) for r in rows])
         assert same(column(result, name), expected), name
         assert (name in result.batch.booleans) == is_boolean, name
+
+
+# -- the flat fast path gives exactly what the exact path gives --------------------------------
+
+
+def _same_result(a: Any, b: Any) -> None:
+    assert list(a.batch.columns) == list(b.batch.columns)
+    assert a.batch.booleans == b.batch.booleans
+    assert a.batch.meta.offsets.tolist() == b.batch.meta.offsets.tolist()
+    assert [(d.offset, d.reason) for d in a.dead_letters] == [
+        (d.offset, d.reason) for d in b.dead_letters
+    ]
+    for name, col in a.batch.columns.items():
+        other = b.batch.columns[name]
+        assert col.dtype == other.dtype, name
+        if col.dtype == object:
+            assert [(type(v), v) for v in col.tolist()] == [(type(v), v) for v in other.tolist()], (
+                name
+            )
+        else:
+            assert np.array_equal(col, other, equal_nan=True), name
+            assert np.array_equal(np.signbit(col), np.signbit(other)), name
+
+
+def _flat_rows(rng: np.random.Generator, n: int, spaced: bool) -> list[bytes]:
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {
+            "a": float(rng.normal()) if rng.random() > 0.1 else None,
+            "b": int(rng.integers(-5, 5)),
+            "big": int(rng.integers(0, 2**62)) * 3,
+            "flag": bool(rng.random() > 0.5) if rng.random() > 0.1 else None,
+            "city": str(rng.choice(["Paris", "Oslo", "Zürich", "a b c"])) if i % 7 else None,
+            "e": float(rng.choice([1e300, -2.5e-300, 0.0, -0.0, 1e16])),
+            "nothing": None,
+            "y": int(rng.integers(0, 2)) if i % 5 else None,
+        }
+        text = orjson.dumps(row)
+        if spaced:
+            text = text.replace(b'":', b'": ').replace(b',"', b', "')
+        rows.append(text)
+    return rows
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_flat_fast_path_equals_the_exact_path(
+    spaced: bool, task: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamfit.codecs.json._FLAT_MIN_ROWS", 64)
+    from streamfit.codecs.json import _decode, _decode_flat
+
+    rng = np.random.default_rng(7)
+    values = _flat_rows(rng, 300, spaced)
+    msgs = Messages.from_values(values)
+    fast = _decode_flat(msgs, "y", task)
+    assert fast is not None  # this layout takes the fast path
+    _same_result(fast, _decode(msgs, "y", task))
+    _same_result(decode_json(msgs, None, task), _decode(msgs, None, task))
+
+
+_ODD_ROWS = [
+    b"oops",
+    b"null",
+    b"",
+    b"[1, 2]",
+    b'{"a": 1}',
+    b'{"b":1,"a":2.5,"flag":true,"city":"x","y":1}',
+    b'{"a":01,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":+1,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":.5,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":5.,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":1.e5,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":NaN,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":Infinity,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":1e400,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":-0,"b":-0.0,"flag":true,"city":"x","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x, y","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x\\"y","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x\\u00e9","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"\xff","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x\ty","y":1}',
+    b'{"a":1,"b":1,"flag":1,"city":"x","y":1}',
+    b'{"a":"1","b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":[1],"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":{},"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":2,"y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1.0}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1.5}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":true}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":"yes"}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":[1]}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":18446744073709551615}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1,"a":2}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1} {"a":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1}\r',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1}\n',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1 }',
+    b'{"a":1 ,"b":1,"flag":true,"city":"x","y":1}',
+    b'\xef\xbb\xbf{"a":1,"b":1,"flag":true,"city":"x","y":1}',
+    b'{"a":1,"b":1,"flag":tru,"city":"x","y":1}',
+    b'{"a":1e5,"b":-1E-5,"flag":false,"city":"","y":0}',
+    b'{"a":1,"b":1,"flag":null,"city":null,"y":null}',
+]
+
+
+@pytest.mark.parametrize("odd", range(len(_ODD_ROWS)))
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_flat_fast_path_on_odd_rows(odd: int, task: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamfit.codecs.json import _decode
+
+    base = b'{"a":%d,"b":%d.5,"flag":%s,"city":"c%d","y":%d}'
+    values = [base % (i, i, b"true" if i % 2 else b"false", i % 3, i % 2) for i in range(100)]
+    monkeypatch.setattr("streamfit.codecs.json._FLAT_MIN_ROWS", 64)
+    for at in (0, 50, 99):
+        rows = list(values)
+        rows[at] = _ODD_ROWS[odd]
+        msgs = Messages.from_values(rows)
+        _same_result(decode_json(msgs, "y", task), _decode(msgs, "y", task))
+        _same_result(decode_json(msgs, None, task), _decode(msgs, None, task))

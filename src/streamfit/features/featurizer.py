@@ -122,9 +122,14 @@ class Featurizer:
         self._include_patterns = tuple(p for p in self._include or () if _is_pattern(p))
         self._n_features = 1 << self._spec.hash_bits
         self._schema: dict[str, FieldType] = {}
-        self._moments: dict[str, Moments] = {}
         self._vocab: dict[str, HashedVocabulary] = {}
         self._index: dict[str, tuple[int, int]] = {}  # numeric / boolean: value, missing
+        # running moments of the numeric fields, in schema order (one entry per field)
+        self._numeric: dict[str, int] = {}  # field -> position in the arrays below
+        self._count: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._mean: Floats = np.zeros(0)
+        self._m2: Floats = np.zeros(0)
+        self._layout: _Layout | None = None  # numeric and boolean columns, rebuilt lazily
 
     # --- properties ---------------------------------------------------------------------------
 
@@ -149,8 +154,8 @@ class Featurizer:
 
     def moments(self, field: str) -> Moments:
         """The running count, mean and variance of a numeric field (a copy)."""
-        m = self._moments[field]
-        return Moments(m.count, m.mean, m.m2)
+        i = self._numeric[field]
+        return Moments(int(self._count[i]), float(self._mean[i]), float(self._m2[i]))
 
     def __repr__(self) -> str:
         return f"Featurizer(n_features={self._n_features}, schema={self._schema})"
@@ -160,13 +165,14 @@ class Featurizer:
     def learn_transform(self, batch: Batch) -> sp.csr_matrix:
         """Learn from ``batch`` (new fields, running moments), then transform it."""
         prepared = self._prepare(batch, learn=True)
-        for name, values in prepared.numbers.items():
-            self._moments[name].update(values)
-        return self._assemble(prepared, len(batch))
+        numbers = self._numbers(prepared, len(batch))
+        self._update_moments(numbers)
+        return self._assemble(prepared, numbers, len(batch))
 
     def transform(self, batch: Batch) -> sp.csr_matrix:
         """The features of ``batch`` as they stand; nothing is learned."""
-        return self._assemble(self._prepare(batch, learn=False), len(batch))
+        prepared = self._prepare(batch, learn=False)
+        return self._assemble(prepared, self._numbers(prepared, len(batch)), len(batch))
 
     def merge(self, other: Featurizer) -> None:
         """Add what ``other`` has learned: its new fields, and its moments to ours.
@@ -184,7 +190,10 @@ class Featurizer:
             if name not in self._schema:
                 self._add_field(name, kind)
             if kind == "numeric":
-                self._moments[name].merge(other._moments[name])
+                mine_m, theirs = self.moments(name), other.moments(name)
+                mine_m.merge(theirs)
+                i = self._numeric[name]
+                self._count[i], self._mean[i], self._m2[i] = mine_m.count, mine_m.mean, mine_m.m2
 
     # --- state --------------------------------------------------------------------------------
 
@@ -197,14 +206,13 @@ class Featurizer:
                 "schema": [[name, kind] for name, kind in self._schema.items()],
             }
         )
-        numeric = [self._moments[n] for n, kind in self._schema.items() if kind == "numeric"]
         body = b"".join(
             [
                 _PREAMBLE.pack(_MAGIC, STATE_VERSION, len(header)),
                 header,
-                np.array([m.count for m in numeric], dtype="<i8").tobytes(),
-                np.array([m.mean for m in numeric], dtype="<f8").tobytes(),
-                np.array([m.m2 for m in numeric], dtype="<f8").tobytes(),
+                self._count.astype("<i8").tobytes(),
+                self._mean.astype("<f8").tobytes(),
+                self._m2.astype("<f8").tobytes(),
             ]
         )
         return body + _CRC.pack(zlib.crc32(body))
@@ -241,11 +249,9 @@ class Featurizer:
         arrays = data[start + header_length : -_CRC.size]
         if len(arrays) != 24 * k:
             raise StateFormatError("featurizer state arrays do not match its schema")
-        counts = np.frombuffer(arrays, dtype="<i8", count=k).tolist()
-        means = np.frombuffer(arrays, dtype="<f8", count=k, offset=8 * k).tolist()
-        m2s = np.frombuffer(arrays, dtype="<f8", count=k, offset=16 * k).tolist()
-        for name, count, mean, m2 in zip(numeric, counts, means, m2s, strict=True):
-            featurizer._moments[name] = Moments(count, mean, m2)
+        featurizer._count = np.frombuffer(arrays, dtype="<i8", count=k).astype(np.int64)
+        featurizer._mean = np.frombuffer(arrays, "<f8", count=k, offset=8 * k).astype(np.float64)
+        featurizer._m2 = np.frombuffer(arrays, "<f8", count=k, offset=16 * k).astype(np.float64)
         return featurizer
 
     # --- internals ----------------------------------------------------------------------------
@@ -268,9 +274,13 @@ class Featurizer:
         self._schema[name] = kind
         n = self._n_features
         if kind == "numeric":
-            self._moments[name] = Moments()
+            self._numeric[name] = len(self._numeric)
+            self._count = np.append(self._count, np.int64(0))
+            self._mean = np.append(self._mean, 0.0)
+            self._m2 = np.append(self._m2, 0.0)
         if kind in ("numeric", "boolean"):
             self._index[name] = (feature_index(name, n), feature_index(f"{name}={MISSING}", n))
+            self._layout = None
         elif kind == "categorical":
             self._vocab[name] = HashedVocabulary(f"{name}=", n)
         else:
@@ -307,7 +317,8 @@ class Featurizer:
                     continue
                 self._add_field(name, kind)
             if kind == "numeric":
-                prepared.numbers[name] = as_numbers(column)
+                # float columns go as they are: ``_numbers`` copies them and drops non-finite
+                prepared.numbers[name] = column if column.dtype.kind == "f" else as_numbers(column)
             elif kind == "boolean":
                 prepared.flags[name] = as_flags(column, boolean=boolean)
             elif kind == "categorical":
@@ -318,32 +329,99 @@ class Featurizer:
                 prepared.texts[name] = as_texts(column, boolean=boolean)
         return prepared
 
-    def _assemble(self, prepared: _Prepared, n_rows: int) -> sp.csr_matrix:
+    def _numbers(self, prepared: _Prepared, n_rows: int) -> Floats:
+        """Every numeric field of the schema as one ``(fields, rows)`` matrix, NaN missing."""
+        values = np.empty((len(self._numeric), n_rows))
+        for name, i in self._numeric.items():
+            column = prepared.numbers.get(name)
+            values[i] = np.nan if column is None else column
+        if values.size:
+            bad = ~np.isfinite(values)
+            if bad.any():
+                values[bad] = np.nan
+        return values
+
+    def _update_moments(self, values: Floats) -> None:
+        """Add a batch to the running moments of every numeric field at once (Chan et al.)."""
+        k, n = values.shape
+        if k == 0 or n == 0:
+            return
+        missing = np.isnan(values)
+        if missing.any():
+            size = n - missing.sum(axis=1)
+            mean = np.where(missing, 0.0, values).sum(axis=1) / np.maximum(size, 1)
+            deviations = np.where(missing, 0.0, values - mean[:, None])
+        else:
+            size = np.full(k, n, dtype=np.int64)
+            mean = values.mean(axis=1)
+            deviations = values - mean[:, None]
+        m2 = np.einsum("ij,ij->i", deviations, deviations)
+        count = self._count
+        total = count + size
+        fresh = count == 0
+        delta = mean - self._mean
+        safe = np.maximum(total, 1)
+        combined_mean = self._mean + delta * (size / safe)
+        combined_m2 = self._m2 + (m2 + delta * delta * (count * size / safe))
+        seen = size > 0
+        self._mean = np.where(seen, np.where(fresh, mean, combined_mean), self._mean)
+        self._m2 = np.where(seen, np.where(fresh, m2, combined_m2), self._m2)
+        self._count = total
+
+    def _standardized(self, values: Floats) -> Floats:
+        """``(x - mean) / std`` clipped to [-5, 5] per field; 0 where std is 0; NaN stays."""
+        count = self._count
+        variance = np.where(count > 1, self._m2 / np.maximum(count, 1), 0.0)
+        std = np.sqrt(variance)
+        scaled = std > 0
+        z = (values - self._mean[:, None]) / np.where(scaled, std, 1.0)[:, None]
+        np.clip(z, -_CLIP, _CLIP, out=z)
+        if not scaled.all():
+            flat = ~scaled
+            z[flat] = np.where(np.isnan(values[flat]), np.nan, 0.0)
+        return z
+
+    def _fixed_layout(self) -> _Layout:
+        if self._layout is None:
+            names = list(self._numeric)
+            names += [name for name, kind in self._schema.items() if kind == "boolean"]
+            self._layout = _Layout(
+                [self._index[name][0] for name in names],
+                [self._index[name][1] for name in names],
+                names[len(self._numeric) :],
+            )
+        return self._layout
+
+    def _assemble(self, prepared: _Prepared, numbers: Floats, n_rows: int) -> sp.csr_matrix:
+        layout = self._fixed_layout()
+        if prepared.flags or len(layout.booleans):
+            fixed = np.empty((layout.size, n_rows))
+            fixed[: numbers.shape[0]] = self._standardized(numbers)
+            for i, name in enumerate(layout.booleans, start=numbers.shape[0]):
+                flags = prepared.flags.get(name)
+                fixed[i] = np.nan if flags is None else flags
+        else:
+            fixed = self._standardized(numbers)
+        data, indices, counts = layout.entries(fixed)
+        only_fixed = len(layout.booleans) + len(self._numeric) == len(self._schema)
+        if only_fixed and layout.distinct:  # sorted and free of duplicates by construction
+            indptr = np.zeros(n_rows + 1, dtype=indices.dtype)
+            np.cumsum(counts, out=indptr[1:])
+            X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, self._n_features))
+            X.has_canonical_format = True
+            return X
         parts = _Parts()
-        all_rows = np.arange(n_rows)
+        if data.size:
+            parts.add(np.repeat(np.arange(n_rows), counts), indices.astype(np.int64), data)
         for name, kind in self._schema.items():
-            if kind == "numeric" or kind == "boolean":
-                value_index, missing_index = self._index[name]
-                if kind == "numeric":
-                    x = prepared.numbers.get(name)
-                    values = None if x is None else self._standardize(name, x)
-                else:
-                    values = prepared.flags.get(name)
-                if values is None:
-                    parts.add(all_rows, missing_index, 1.0)
-                    continue
-                missing = np.isnan(values)
-                parts.add(np.flatnonzero(missing), missing_index, 1.0)
-                rows = np.flatnonzero(~missing & (values != 0))
-                parts.add(rows, value_index, values[rows])
-            elif kind == "categorical":
+            if kind == "categorical":
                 found = prepared.categories.get(name)
                 if found is None:
                     continue
                 codes, values_text = found
                 rows = np.flatnonzero(codes >= 0)
                 parts.add(rows, self._vocab[name].indices(values_text)[codes[rows]], 1.0)
-            else:
+            elif kind == "text":
                 texts = prepared.texts.get(name)
                 if texts is None:
                     continue
@@ -351,15 +429,54 @@ class Featurizer:
                 parts.add(rows, self._vocab[name].indices(words)[word_codes], weights)
         return parts.matrix(n_rows, self._n_features)
 
-    def _standardize(self, name: str, x: Floats) -> Floats:
-        moments = self._moments[name]
-        std = moments.std
-        if std > 0:
-            z = (x - moments.mean) / std
-            np.clip(z, -_CLIP, _CLIP, out=z)
-        else:
-            z = np.where(np.isnan(x), np.nan, 0.0)
-        return z
+
+class _Layout:
+    """Where the numeric and boolean fields' features go, and how to emit them in order.
+
+    Each such field has two candidate columns, its value and its missing indicator, and gives
+    at most one entry per row. With the candidates sorted by column once, a row's entries come
+    out sorted by taking the candidates in that order: no per-batch sort.
+    """
+
+    __slots__ = (
+        "booleans",
+        "distinct",
+        "order",
+        "size",
+        "sorted_cols",
+        "value_cols",
+        "value_order",
+    )
+
+    def __init__(self, value_cols: list[int], missing_cols: list[int], booleans: list[str]):
+        self.size = len(value_cols)
+        self.booleans = booleans
+        candidates = np.array([*value_cols, *missing_cols], dtype=np.int64)
+        self.order = np.argsort(candidates, kind="stable")
+        self.sorted_cols = candidates[self.order].astype(np.int32)
+        self.distinct = bool(np.unique(candidates).size == candidates.size)
+        values = np.array(value_cols, dtype=np.int64)
+        self.value_order = np.argsort(values, kind="stable")
+        self.value_cols = values[self.value_order].astype(np.int32)
+
+    def entries(self, fixed: Floats) -> tuple[Floats, npt.NDArray[np.int32], npt.NDArray[np.intp]]:
+        """CSR pieces of ``fixed`` (``(fields, rows)``, NaN missing): data and column of each
+        entry, row by row in candidate order, and the number of entries per row."""
+        d, n = fixed.shape
+        missing = np.isnan(fixed)
+        nonzero = fixed != 0
+        if not missing.any() and nonzero.all():  # the usual case: one value per field and row
+            data = fixed[self.value_order].T.ravel()
+            return data, np.tile(self.value_cols, n), np.full(n, d, dtype=np.intp)
+        values = np.empty((2 * d, n))
+        values[:d] = fixed
+        values[d:] = 1.0
+        keep = np.empty((2 * d, n), dtype=bool)
+        np.logical_and(~missing, nonzero, out=keep[:d])
+        keep[d:] = missing
+        values, keep = values[self.order].T, keep[self.order].T
+        columns = np.broadcast_to(self.sorted_cols, keep.shape)[keep]
+        return values[keep], columns, keep.sum(axis=1)
 
 
 class _Prepared:
@@ -368,7 +485,7 @@ class _Prepared:
     __slots__ = ("categories", "flags", "numbers", "texts")
 
     def __init__(self) -> None:
-        self.numbers: dict[str, Floats] = {}
+        self.numbers: dict[str, npt.NDArray[Any]] = {}
         self.flags: dict[str, Floats] = {}
         self.categories: dict[str, _Codes] = {}
         self.texts: dict[str, npt.NDArray[np.object_]] = {}

@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -72,17 +73,20 @@ class HashedVocabulary:
     def indices(self, values: Sequence[str]) -> npt.NDArray[np.int64]:
         """The column of each value (values are usually the unique ones of a batch)."""
         cache = self._cache
-        found = list(map(cache.get, values))
-        unknown = found.count(None)
-        if unknown:
-            if len(cache) + unknown > self.max_size:
+        found = np.fromiter(map(cache.get, values, repeat(-1)), dtype=np.int64, count=len(values))
+        unknown = np.flatnonzero(found < 0)
+        if unknown.size:
+            if len(cache) + unknown.size > self.max_size:
                 cache.clear()
-            keep = unknown <= self.max_size
             prefix, n = self.prefix, self.n_features
-            for i, value in enumerate(values):
-                if found[i] is None:
-                    index = int(murmurhash3_32(prefix + value, seed=0, positive=True)) % n
-                    found[i] = index
-                    if keep:
-                        cache[value] = index
-        return np.array(found, dtype=np.int64)
+            fresh = [values[i] for i in unknown.tolist()]
+            hashed = np.fromiter(
+                (murmurhash3_32(prefix + value, seed=0, positive=True) for value in fresh),
+                dtype=np.int64,
+                count=len(fresh),
+            )
+            hashed %= n
+            found[unknown] = hashed
+            if unknown.size <= self.max_size:
+                cache.update(zip(fresh, hashed.tolist(), strict=True))
+        return found
