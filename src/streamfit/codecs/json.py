@@ -292,10 +292,11 @@ def _flat_column(body: Any) -> tuple[npt.NDArray[Any], bool] | None:
     n = len(body)
     raw, offsets = _value_bytes(body)
     starts, ends = offsets[:-1], offsets[1:]
-    if (ends <= starts).any():
+    lengths = ends - starts
+    if (lengths <= 0).any():
         return None
     lead = raw[starts]
-    is_null = pc.equal(body, b"null").to_numpy(zero_copy_only=False)
+    is_null = _is_word(raw, starts, lengths, lead, b"null")
     is_text = lead == _QUOTE
     is_flag = ((lead == _T) | (lead == _F)) & ~is_null
     is_number = ~(is_null | is_text | is_flag)
@@ -308,14 +309,32 @@ def _flat_column(body: Any) -> tuple[npt.NDArray[Any], bool] | None:
         numbers = _flat_numbers(body, raw, starts, ends, is_null)
         return (numbers, False) if numbers is not None else None
     if is_flag.any():
-        true = pc.equal(body, b"true").to_numpy(zero_copy_only=False)
-        false = pc.equal(body, b"false").to_numpy(zero_copy_only=False)
+        true = _is_word(raw, starts, lengths, lead, b"true")
+        false = _is_word(raw, starts, lengths, lead, b"false")
         if not (true | false | is_null).all():
             return None
         flags = np.where(true, 1.0, np.where(false, 0.0, np.nan))
         return flags, True
     texts = _flat_texts(body, raw, starts, ends, is_text, is_null)
     return (texts, False) if texts is not None else None
+
+
+def _is_word(
+    raw: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    lead: npt.NDArray[np.uint8],
+    word: bytes,
+) -> npt.NDArray[np.bool_]:
+    """Which texts are exactly ``word``."""
+    found = (lead == word[0]) & (lengths == len(word))
+    if found.any():
+        at = starts[found]
+        same = np.ones(at.size, dtype=bool)
+        for i in range(1, len(word)):
+            same &= raw[at + i] == word[i]
+        found[found] = same
+    return found
 
 
 def _flat_numbers(
@@ -326,17 +345,26 @@ def _flat_numbers(
     is_null: npt.NDArray[np.bool_],
 ) -> npt.NDArray[np.float64] | None:
     """float64 (NaN for null) of JSON numbers, ``None`` unless each is valid JSON."""
-    if not _valid_numbers(raw, starts[~is_null], ends[~is_null], bool(is_null.any())):
+    has_nulls = bool(is_null.any())
+    present = ~is_null
+    if not _valid_numbers(raw, starts[present], ends[present], has_nulls):
         return None
-    text = pc.if_else(pc.equal(body, b"null"), _NULL, body) if is_null.any() else body
+    text = body
+    if has_nulls:  # the same texts, the nulls marked as such (the cast skips them)
+        _, offsets, data = body.buffers()
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+        text = pa.Array.from_buffers(
+            pa.binary(), len(body), [validity, offsets, data], offset=body.offset
+        )
     try:
         numbers = _to_float64(pc.cast(text, pa.float64()))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if not np.isfinite(numbers[~is_null]).all():
+    if np.isinf(numbers).any():
         return None  # orjson rejects a number too large for a double
-    negative_zero = pc.equal(body, b"-0").to_numpy(zero_copy_only=False)
+    negative_zero = ((ends - starts) == 2) & (raw[starts] == _MINUS)
     if negative_zero.any():  # the integer -0 is 0 (orjson reads it as int 0)
+        negative_zero[negative_zero] = raw[starts[negative_zero] + 1] == _ZERO
         numbers[negative_zero] = 0.0
     return numbers
 
