@@ -327,7 +327,7 @@ def _is_word(
     word: bytes,
 ) -> npt.NDArray[np.bool_]:
     """Which texts are exactly ``word``."""
-    found = (lead == word[0]) & (lengths == len(word))
+    found: npt.NDArray[np.bool_] = (lead == word[0]) & (lengths == len(word))
     if found.any():
         at = starts[found]
         same = np.ones(at.size, dtype=bool)
