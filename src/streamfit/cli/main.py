@@ -129,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
         limit = args.stop_when_idle
         if limit is None or not (w.read or w.assigned):
             return False
-        return bool(time.monotonic() - max(idle_since[0], w.assigned_at) >= limit)
+        since = max(idle_since[0], w.assigned_at, w.resumed_at)
+        return bool(time.monotonic() - since >= limit)
 
     stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
     worker.store.close()

@@ -155,6 +155,7 @@ class Worker:
         self._last_event = time.monotonic()
         self.assigned_at = time.monotonic()  # when partitions were last assigned
         self.assigned: set[TopicPartition] = set()
+        self.resumed_at = time.monotonic()  # when a service last came back after an outage
         self._stop = threading.Event()
         self._install_hooks()
         self.restore()
@@ -536,7 +537,10 @@ class Worker:
         )
         self._merge_other_workers()
         if self.transactions is None and learned:
-            self._retry("committing offsets", lambda: self.source.commit(dict(learned)))
+            try:  # Kafka's offsets only follow the database's: a failed commit is harmless
+                self.source.commit(dict(learned))
+            except StreamError as exc:
+                log.warning("committing offsets to Kafka failed (the checkpoint holds): %s", exc)
         self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = self.stats.events_in
@@ -589,12 +593,12 @@ class Worker:
                     log.warning("%s: %s; pausing and retrying until it is back", what, exc)
                 if self._stop.is_set() and time.monotonic() - since > 30:
                     raise
-                retry_after = getattr(exc, "retry_after", delay)
-                self._pause(min(max(retry_after, delay), 10.0))
-                delay = min(delay * 2, 10.0)
+                self._pause(min(delay, 5.0))
+                delay = min(delay * 2, 5.0)
                 continue
             if since is not None:
                 log.warning("%s: back after %.1f s; resuming", what, time.monotonic() - since)
+                self.resumed_at = time.monotonic()
                 resume = getattr(self.source, "resume", None)
                 if resume is not None:
                     resume()

@@ -236,6 +236,26 @@ class Store:
             if _is_unavailable(exc):
                 raise
             metadata.create_all(self._engine, checkfirst=True)  # lost a race: they exist now
+        self._add_missing_columns(metadata)
+
+    def _add_missing_columns(self, metadata: sa.MetaData) -> None:
+        """Tables made by an older streamfit get the nullable columns added since."""
+        inspector = sa.inspect(self._engine)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                kind = column.type.compile(dialect=self._engine.dialect)
+                with self._engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {self._quote(table.name)} "
+                        f"ADD COLUMN {self._quote(column.name)} {kind}"
+                    )
+                log.info("added column %s.%s", table.name, column.name)
+
+    def _quote(self, name: str) -> str:
+        return str(self._engine.dialect.identifier_preparer.quote(name))
 
     def _write(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         """Upsert ``rows`` (all with the same keys) in one transaction, in chunks."""

@@ -68,6 +68,7 @@ _TRANSIENT = frozenset(
         KafkaError._TIMED_OUT,
         KafkaError.LEADER_NOT_AVAILABLE,
         KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError._MAX_POLL_EXCEEDED,  # the group rejoins; the checkpoint says where to resume
     }
 )
 
