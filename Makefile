@@ -28,10 +28,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# bench/setup installs .[dev,bench] and the Quix Streams baseline's own environment (once).
 bench: $(STAMP)
+	bench/setup $(BIN)/python $(PYTHON)
 	$(BIN)/python -m bench.run
 
 bench-quick: $(STAMP)
+	bench/setup $(BIN)/python $(PYTHON)
 	$(BIN)/python -m bench.run --quick
 
 KAFKA_DIR ?= .kafka

@@ -1,11 +1,28 @@
-"""``make bench``: streamfit against baselines, on the local Kafka broker, in one run.
+"""``make bench``: streamfit against a bare consumer and three baselines, on the local broker.
 
-Every scenario reads the same topic from the beginning in its own process. Results go to
-``bench/results/results.json`` and ``results.md`` (the table the README shows, between the
-``bench:start``/``bench:end`` markers) and a plot, ``throughput.png``.
+One run, one broker, the same topics for every scenario (see ``bench/README.md``):
 
-Use ``STREAMFIT_BENCH_KAFKA=host:port`` to run against an existing broker; otherwise a fresh
-broker is started with ``scripts/kafka`` in a temporary directory and stopped afterwards.
+* two topics of 1M events each (``--quick``: 50k): ``numeric10`` (10 numeric features) and
+  ``mixed30`` (30 mixed features: 5 high-cardinality categoricals, a short text field,
+  missing values), produced once;
+* on each topic, each scenario in its own process (``bench.scenarios``), so peak RSS is per
+  scenario: (a) bare consume, the ceiling; (b) streamfit test-then-train, built-in logistic
+  regression, predictions to a topic, metrics to SQLite; (b') the same with a results row
+  per event in SQLite; (c) River, Quix Streams + River, kafka-python + scikit-learn; the
+  slow baselines read a capped number of events (shown in the table);
+* produce→prediction latency of (b) at a fixed rate below saturation (``bench.latency``);
+* results in ``bench/results/``: ``results.json`` (every number, the machine, the date, the
+  commit), ``results.md`` (tables), ``throughput.png``, ``latency.png``; the tables also go to
+  the README between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+
+``--quick`` (``make bench-quick``) runs the same suite small, in under two minutes, and
+writes to ``bench/results/quick/`` (the README is left alone). ``--memory`` measures
+streamfit's peak RSS over 1M and 10M events of ``numeric10``; ``--scale`` runs one, then two
+streamfit workers of one consumer group on a 4-partition topic. Both add their section to
+``results.json``/``results.md`` and keep the rest.
+
+``STREAMFIT_BENCH_KAFKA=host:port`` uses an existing broker; otherwise a fresh one is started
+with ``scripts/kafka`` in a temporary directory and stopped afterwards.
 """
 
 from __future__ import annotations
@@ -19,19 +36,80 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.data import numeric_events, produce_events
+from bench.data import DATASETS, create_topic, events, produce
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+QUIX_PYTHON = ROOT / "bench" / ".venv-quix" / "bin" / "python"
+SCENARIO_TIMEOUT = 1800
 
 LABELS = {
-    "bare_consume": "bare confluent-kafka consume (ceiling)",
-    "streamfit": "streamfit test-then-train, built-in logistic",
-    "river_logistic": "River LogisticRegression, one event at a time (baseline)",
+    "bare_consume": "(a) bare confluent-kafka consume (ceiling)",
+    "streamfit": "(b) streamfit test-then-train, predictions to a topic",
+    "streamfit_results": "(b') streamfit, + a results row per event in SQLite",
+    "streamfit_tt": "(b) streamfit test-then-train (no predictions emitted)",
+    "streamfit_scored": "(b) streamfit, half learned / half scored to a topic",
+    "streamfit_scored_results": "(b') streamfit, half learned / half scored + results rows",
+    "river": "(c1) River LogisticRegression, one event at a time",
+    "quix_river": "(c2) Quix Streams + River",
+    "kafka_python_sklearn": "(c3) kafka-python + scikit-learn partial_fit",
 }
+
+
+@dataclass
+class Plan:
+    """Sizes of one run."""
+
+    events: int
+    caps: dict[str, dict[str, int]]
+    latency_rate: float
+    latency_seconds: float
+    repeat: int = 1
+    quick: bool = False
+    out: Path = RESULTS
+    memory_events: tuple[int, int] = (1_000_000, 10_000_000)
+    scale_events: int = 2_000_000
+
+
+FULL = Plan(
+    events=1_000_000,
+    caps={
+        "river": {"numeric10": 200_000, "mixed30": 50_000},
+        "quix_river": {"numeric10": 100_000, "mixed30": 30_000},
+        "kafka_python_sklearn": {"numeric10": 10_000, "mixed30": 5_000},
+    },
+    latency_rate=20_000,
+    latency_seconds=30,
+)
+QUICK = Plan(
+    events=50_000,
+    caps={
+        "river": {"numeric10": 10_000, "mixed30": 3_000},
+        "quix_river": {"numeric10": 5_000, "mixed30": 2_000},
+        "kafka_python_sklearn": {"numeric10": 500, "mixed30": 300},
+    },
+    latency_rate=20_000,
+    latency_seconds=4,
+    quick=True,
+    out=RESULTS / "quick",
+    memory_events=(100_000, 1_000_000),
+    scale_events=200_000,
+)
+
+
+_T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------ broker
 
 
 def start_broker(workdir: Path) -> str:
@@ -50,77 +128,565 @@ def stop_broker(workdir: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(workdir)], check=False)
 
 
-def run_scenario(name: str, bootstrap: str, topic: str, events: int, repeat: int) -> dict[str, Any]:
-    """Best of ``repeat`` runs of one scenario (each in a fresh process)."""
+def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, name, partitions)
+    return name
+
+
+def fill_topic(
+    bootstrap: str, dataset: str, n: int, partitions: int = 1, unlabeled_every: int = 0
+) -> str:
+    suffix = f"_u{unlabeled_every}" if unlabeled_every else ""
+    topic = new_topic(bootstrap, f"bench_{dataset}{suffix}", partitions)
+    started = time.perf_counter()
+    sent = produce(
+        bootstrap, topic, events(dataset, n, unlabeled_every=unlabeled_every), partitions
+    )
+    elapsed = time.perf_counter() - started
+    log(f"  {sent:,} events to {topic} in {elapsed:.1f}s ({sent / elapsed:,.0f}/s)")
+    return topic
+
+
+# --------------------------------------------------------------------------------- scenarios
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the scenario processes: compiled bytecode is cached under
+    ``bench/.cache/pycache`` (even where ``PYTHONDONTWRITEBYTECODE`` is set), so that the
+    ~20 processes of a run do not each compile numpy, scipy, River and streamfit again.
+    Only start-up time changes; every measurement starts after the imports."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(ROOT / "bench" / ".cache" / "pycache")
+    return env
+
+
+def python_for(scenario: str) -> Path | None:
+    if scenario == "quix_river":
+        return QUIX_PYTHON if QUIX_PYTHON.exists() else None
+    return Path(sys.executable)
+
+
+def scenario_command(
+    scenario: str, bootstrap: str, topic: str, n: int, dataset: str, extra: list[str]
+) -> list[str]:
+    python = python_for(scenario)
+    assert python is not None
+    return [
+        str(python),
+        "-m",
+        "bench.scenarios",
+        scenario,
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--events",
+        str(n),
+        "--dataset",
+        dataset,
+        *extra,
+    ]
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            result: dict[str, Any] = json.loads(line)
+            return result
+    raise ValueError("no result line")
+
+
+def run_scenario(
+    row: str,
+    scenario: str,
+    bootstrap: str,
+    topic: str,
+    n: int,
+    dataset: str,
+    extra: list[str],
+    repeat: int,
+) -> dict[str, Any]:
+    """Best of ``repeat`` runs (by events/s), each in a fresh process; failures are recorded."""
+    if python_for(scenario) is None:
+        log(f"  {row}: skipped ({QUIX_PYTHON} missing; `make bench` creates it)")
+        return {"row": row, "scenario": scenario, "dataset": dataset, "error": "not installed"}
     best: dict[str, Any] | None = None
     for attempt in range(repeat):
-        print(f"  {name} (run {attempt + 1}/{repeat}) ...", file=sys.stderr, flush=True)
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.scenarios", name, "--bootstrap", bootstrap,
-             "--topic", topic, "--events", str(events)],
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        detail = [line for line in out.stderr.splitlines() if "ROC AUC" in line]
-        if detail:
-            result["note"] = detail[-1]
-        print(f"    {result['events_per_second']:,.0f} events/s, peak RSS {result['peak_rss_mb']} MB",
-              file=sys.stderr)
-        if best is None or result["events_per_second"] > best["events_per_second"]:
+        log(f"  {row} on {dataset}, {n:,} events (run {attempt + 1}/{repeat}) ...")
+        try:
+            out = subprocess.run(
+                scenario_command(scenario, bootstrap, topic, n, dataset, extra),
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=child_env(),
+                timeout=SCENARIO_TIMEOUT,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else "")
+            result = last_json(out.stdout)
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            log(f"    FAILED: {exc}")
+            result = {"scenario": scenario, "dataset": dataset, "error": str(exc)[-300:]}
+        else:
+            log(
+                f"    {result['events_per_second']:,.0f} events/s, "
+                f"peak RSS {result['peak_rss_mb']:.0f} MB"
+            )
+        result = {"row": row, "requested": n, **result}
+        if best is None or result.get("events_per_second", 0) > best.get("events_per_second", 0):
             best = result
     assert best is not None
     return best
 
 
-def write_outputs(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    by_name = {r["scenario"]: r for r in results}
-    river = by_name.get("river_logistic", {}).get("events_per_second")
-    ceiling = by_name.get("bare_consume", {}).get("events_per_second")
-    lines = [
-        f"{meta['events']:,} events, 10 numeric features, one partition; {meta['machine']}; "
-        f"{meta['date']}; best of {meta['repeat']}.",
-        "",
-        "| scenario | events/s | vs River baseline | vs bare consume | peak RSS (MB) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+def score_training_supported() -> bool:
+    """Whether this streamfit can emit predictions for the training events it predicts."""
+    from streamfit.spec.model import OutputsSpec
+
+    return "score_training_events" in OutputsSpec.model_fields
+
+
+@dataclass
+class Topics:
+    labeled: dict[str, str] = field(default_factory=dict)
+    interleaved: dict[str, str] = field(default_factory=dict)
+
+
+def streamfit_rows(
+    bootstrap: str, dataset: str, topics: Topics, option: bool
+) -> list[tuple[str, str, list[str]]]:
+    """(row, topic, arguments) of the streamfit scenarios; see bench/README.md for why."""
+
+    def preds() -> list[str]:
+        return ["--predictions-topic", new_topic(bootstrap, "bench_predictions")]
+
+    if option:
+        base = [*preds(), "--score-training"]
+        return [
+            ("streamfit", topics.labeled[dataset], base),
+            (
+                "streamfit_results",
+                topics.labeled[dataset],
+                [*preds(), "--score-training", "--write-results"],
+            ),
+        ]
+    mixed = topics.interleaved[dataset]
+    return [
+        ("streamfit_tt", topics.labeled[dataset], preds()),
+        ("streamfit_scored", mixed, [*preds(), "--roles", "both"]),
+        ("streamfit_scored_results", mixed, [*preds(), "--roles", "both", "--write-results"]),
     ]
-    for r in results:
-        eps = r["events_per_second"]
-        lines.append(
-            f"| {LABELS.get(r['scenario'], r['scenario'])} | {eps:,.0f} | "
-            f"{eps / river:.1f}x | {eps / ceiling:.0%} | {r['peak_rss_mb']:.0f} |"
-            if river and ceiling
-            else f"| {r['scenario']} | {eps:,.0f} | | | {r['peak_rss_mb']:.0f} |"
+
+
+def throughput_suite(
+    bootstrap: str, plan: Plan, option: bool
+) -> tuple[list[dict[str, Any]], Topics]:
+    topics = Topics()
+    log(f"producing {len(DATASETS)} topics of {plan.events:,} events ...")
+    for dataset in DATASETS:
+        topics.labeled[dataset] = fill_topic(bootstrap, dataset, plan.events)
+        if not option:
+            topics.interleaved[dataset] = fill_topic(
+                bootstrap, dataset, plan.events, unlabeled_every=2
+            )
+    results = []
+    for dataset in DATASETS:
+        log(f"{dataset}:")
+        topic = topics.labeled[dataset]
+        results.append(
+            run_scenario(
+                "bare_consume",
+                "bare_consume",
+                bootstrap,
+                topic,
+                plan.events,
+                dataset,
+                [],
+                plan.repeat,
+            )
         )
-    table = "\n".join(lines) + "\n"
-    (RESULTS / "results.md").write_text(table)
-    (RESULTS / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    plot(results, RESULTS / "throughput.png", meta)
-    update_readme(table)
-    return table
+        for row, row_topic, extra in streamfit_rows(bootstrap, dataset, topics, option):
+            results.append(
+                run_scenario(
+                    row, "streamfit", bootstrap, row_topic, plan.events, dataset, extra, plan.repeat
+                )
+            )
+        for scenario in ("river", "quix_river", "kafka_python_sklearn"):
+            n = min(plan.events, plan.caps[scenario][dataset])
+            results.append(
+                run_scenario(scenario, scenario, bootstrap, topic, n, dataset, [], plan.repeat)
+            )
+    return results, topics
 
 
-def plot(results: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> None:
-    import matplotlib
+# ----------------------------------------------------------------------------------- latency
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = [LABELS.get(r["scenario"], r["scenario"]) for r in results]
-    values = [r["events_per_second"] for r in results]
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(results) + 1.5))
-    bars = ax.barh(names, values, color=["#999999", "#1f77b4", "#ff7f0e"][: len(values)])
-    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3)
-    ax.set_xlabel("events per second (higher is better)")
-    ax.set_title(f"End-to-end throughput, {meta['events']:,} events from Kafka")
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(values) * 1.25)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+#: The latency run's worker settings: small batches that do not wait long, and the model's
+#: metrics written to SQLite every 100k events or 5 s (the default, every 1,000 events, is a
+#: SQLite transaction every 50 ms at 20k events/s).
+LATENCY_BATCH = {"max_records": 2000, "timeout": 0.01}
+LATENCY_METRICS_EVERY = 100_000
+
+
+def latency_run(
+    bootstrap: str,
+    dataset: str,
+    rate: float,
+    seconds: float,
+    option: bool,
+    scenario: str = "streamfit",
+) -> dict[str, Any]:
+    """Worker, then collector, then the paced producer; see ``bench.latency``."""
+    n = int(rate * seconds)
+    topic = new_topic(bootstrap, f"bench_latency_{dataset}")
+    predictions = new_topic(bootstrap, "bench_latency_predictions")
+    unlabeled_every = 0 if option else 2
+    expect = n if option else n // unlabeled_every
+    roles = ["--score-training"] if option else ["--roles", "both"]
+    log(f"  latency of {scenario} on {dataset}: {rate:,.0f} events/s for {seconds:.0f}s ...")
+    if scenario == "echo":
+        expect, roles = n, []
+    worker = subprocess.Popen(
+        scenario_command(
+            scenario,
+            bootstrap,
+            topic,
+            n,
+            dataset,
+            [
+                "--predictions-topic",
+                predictions,
+                "--batch",
+                str(LATENCY_BATCH["max_records"]),
+                "--timeout",
+                str(LATENCY_BATCH["timeout"]),
+                "--ready",
+                *roles,
+                "--metrics-every",
+                str(LATENCY_METRICS_EVERY),
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+    )
+    collector = None
+    try:
+        _await_ready(worker, "worker")
+        collector = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.latency",
+                "collect",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                predictions,
+                "--expect",
+                str(expect),
+                *(
+                    [f"--dump={dump}-{dataset}.npy"]
+                    if (dump := os.environ.get("BENCH_LATENCY_DUMP"))
+                    else []
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=child_env(),
+        )
+        _await_ready(collector, "collector")
+        produced = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.latency",
+                "produce",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--dataset",
+                dataset,
+                "--events",
+                str(n),
+                "--rate",
+                str(rate),
+                "--unlabeled-every",
+                str(unlabeled_every),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=child_env(),
+            check=True,
+        )
+        sent = last_json(produced.stdout)
+        out, _ = collector.communicate(timeout=seconds + 120)
+        measured = last_json(out)
+        w_out, _ = worker.communicate(timeout=120)
+        worker_result = last_json(w_out)
+    except (subprocess.SubprocessError, ValueError, RuntimeError) as exc:
+        log(f"    FAILED: {exc}")
+        for proc in (worker, collector):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        tail = worker.stderr.read()[-500:] if worker.stderr else ""
+        return {
+            "scenario": scenario,
+            "dataset": dataset,
+            "rate": rate,
+            "error": f"{exc} {tail}"[-600:],
+        }
+    result = {
+        "scenario": scenario,
+        "dataset": dataset,
+        "rate": rate,
+        "achieved_rate": sent["rate"],
+        "events": n,
+        "batch": LATENCY_BATCH,
+        "metrics_every": LATENCY_METRICS_EVERY,
+        "predictions_for": "every event" if option else "the unlabeled half of the events",
+        **measured,
+        "worker_peak_rss_mb": worker_result.get("peak_rss_mb"),
+    }
+    e2e, pred = result.get("end_to_end_ms", {}), result.get("to_prediction_ms", {})
+    log(
+        f"    p50/p99 to prediction {pred.get('p50')}/{pred.get('p99')} ms, "
+        f"end to end {e2e.get('p50')}/{e2e.get('p99')} ms ({result['predictions']:,} predictions)"
+    )
+    return result
+
+
+def _await_ready(proc: subprocess.Popen[str], what: str, timeout: float = 90) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip() == "READY":
+            return
+        if not line and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"{what} exited: {err.strip()[-400:]}")
+    raise RuntimeError(f"{what} not ready after {timeout}s")
+
+
+def latency_suite(
+    bootstrap: str, plan: Plan, option: bool, throughput: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """20k events/s on numeric10 (the target); on mixed30 the same, or half of (b)'s measured
+    throughput there when that is lower (a fixed rate must stay below saturation)."""
+    out = []
+    for dataset in DATASETS:
+        rate = plan.latency_rate
+        if dataset != "numeric10":
+            measured = [
+                r.get("events_per_second") or 0
+                for r in throughput
+                if r["dataset"] == dataset and r["row"] in ("streamfit", "streamfit_scored")
+            ]
+            if measured and measured[0]:
+                rate = min(rate, round(measured[0] / 2, -2))
+        out.append(latency_run(bootstrap, dataset, rate, plan.latency_seconds, option))
+        if dataset == "numeric10" and not plan.quick:
+            # the floor: the same consumer settings and a producer, no model
+            out.append(latency_run(bootstrap, dataset, rate, plan.latency_seconds, option, "echo"))
+    return out
+
+
+# ------------------------------------------------------------------------ memory and scale
+
+
+def memory_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
+    small, large = plan.memory_events
+    log(f"memory: producing {large:,} numeric10 events ...")
+    topic = fill_topic(bootstrap, "numeric10", large)
+    runs = []
+    for n in (small, large):
+        extra = ["--predictions-topic", new_topic(bootstrap, "bench_predictions")]
+        extra += ["--score-training"] if option else []
+        runs.append(
+            run_scenario("streamfit", "streamfit", bootstrap, topic, n, "numeric10", extra, 1)
+        )
+    ratio = (
+        runs[1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
+        if all("peak_rss_mb" in r for r in runs)
+        else None
+    )
+    return {"runs": runs, "rss_ratio": ratio, "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
+    """Time to drain one 4-partition topic with 1, then 2 streamfit workers of one group.
+
+    The workers start together on the complete topic and each stops once the partitions it
+    holds are read to the end, so the group's start-up rebalance is part of the time (events
+    read again after a rebalance show as ``replayed``). Each worker has its own SQLite file."""
+    partitions = 4
+    log(f"scale: producing {plan.scale_events:,} numeric10 events over {partitions} partitions")
+    topic = fill_topic(bootstrap, "numeric10", plan.scale_events, partitions=partitions)
+    out: dict[str, Any] = {"partitions": partitions, "events": plan.scale_events}
+    for workers in (1, 2):
+        group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+        predictions = new_topic(bootstrap, "bench_predictions")
+        log(f"  {workers} worker(s) in group {group} ...")
+        extra = ["--predictions-topic", predictions, "--group", group, "--drain"]
+        extra += ["--score-training"] if option else []
+        command = scenario_command(
+            "streamfit", bootstrap, topic, plan.scale_events, "numeric10", extra
+        )
+        procs = [
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=child_env(),
+            )
+            for _ in range(workers)
+        ]
+        try:
+            results = []
+            for proc in procs:
+                stdout, stderr = proc.communicate(timeout=SCENARIO_TIMEOUT)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"a worker failed: {stderr.strip()[-400:]}")
+                results.append(last_json(stdout))
+        except (subprocess.SubprocessError, ValueError, RuntimeError) as exc:
+            log(f"    FAILED: {exc}")
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            out[f"workers_{workers}"] = {"error": str(exc)[-400:]}
+            continue
+        starts = [r["wall_start"] for r in results if r.get("wall_start")]
+        span = max(r["wall_end"] for r in results) - min(starts)
+        handled = sum(r["events"] for r in results)
+        out[f"workers_{workers}"] = {
+            "events": plan.scale_events,
+            "seconds": round(span, 3),
+            "events_per_second": round(plan.scale_events / span, 1),
+            "replayed": handled - plan.scale_events,
+            "per_worker": results,
+        }
+        log(
+            f"    {plan.scale_events / span:,.0f} events/s aggregate "
+            f"(per worker: {[r['events'] for r in results]})"
+        )
+    one, two = out.get("workers_1", {}), out.get("workers_2", {})
+    if "events_per_second" in one and "events_per_second" in two:
+        out["ratio"] = round(two["events_per_second"] / one["events_per_second"], 3)
+    out["date"] = time.strftime("%Y-%m-%d %H:%M")
+    return out
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gb = round(pages / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in ("streamfit", "confluent-kafka", "river", "scikit-learn", "kafka-python", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    if QUIX_PYTHON.exists():
+        probe = subprocess.run(
+            [
+                str(QUIX_PYTHON),
+                "-c",
+                "import importlib.metadata as m; "
+                "print(m.version('quixstreams'), m.version('confluent-kafka'))",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.split():
+            quix, ck = probe.stdout.split()
+            out["quixstreams"] = quix
+            out["confluent-kafka (quix env)"] = ck
+    kafka = (ROOT / "scripts" / "kafka").read_text()
+    for line in kafka.splitlines():
+        if line.startswith("KAFKA_VERSION="):
+            out["kafka broker"] = line.split("=", 1)[1]
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+
+    import streamfit
+
+    where = Path(streamfit.__file__).resolve().parent
+    in_tree = where == ROOT / "src" / "streamfit"
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "src_uncommitted_changes": in_tree and bool(git("status", "--porcelain", "--", "src")),
+        "streamfit_from": "src/streamfit" if in_tree else str(where),
+    }
+
+
+def load_previous(out: Path) -> dict[str, Any]:
+    path = out / "results.json"
+    if path.exists():
+        try:
+            previous: dict[str, Any] = json.loads(path.read_text())
+            return previous
+        except json.JSONDecodeError:
+            pass
+    return {}
+
+
+def write_outputs(data: dict[str, Any], out: Path, readme: bool) -> str:
+    from bench.report import markdown, plot_latency, plot_throughput
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
+    text = markdown(data)
+    (out / "results.md").write_text(text)
+    if data.get("throughput"):
+        plot_throughput(data, out / "throughput.png")
+    if data.get("latency"):
+        plot_latency(data, out / "latency.png")
+    if readme:
+        update_readme(text)
+    return text
 
 
 def update_readme(table: str) -> None:
@@ -134,37 +700,66 @@ def update_readme(table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="50k events, one run each")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--memory", action="store_true", help="peak RSS at 1M and 10M events")
+    parser.add_argument("--scale", action="store_true", help="1 vs 2 workers, 4 partitions")
+    parser.add_argument("--events", type=int, help="events per topic (default 1M, quick 50k)")
+    parser.add_argument("--repeat", type=int, help="runs per scenario, best kept (default 1)")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.events, args.repeat = 50_000, 1
+    plan = QUICK if args.quick else FULL
+    if args.events:
+        plan.events = args.events
+    if args.repeat:
+        plan.repeat = args.repeat
+    started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="streamfit-bench-"))
     bootstrap = os.environ.get("STREAMFIT_BENCH_KAFKA")
     started_here = bootstrap is None
     if bootstrap is None:
-        print("starting a local Kafka broker ...", file=sys.stderr)
+        log("starting a local Kafka broker ...")
         bootstrap = start_broker(workdir)
+    option = score_training_supported()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    data = load_previous(plan.out)
     try:
-        topic = f"bench_numeric_{uuid.uuid4().hex[:8]}"
-        print(f"producing {args.events:,} events to {topic} ...", file=sys.stderr)
-        produce_events(bootstrap, topic, numeric_events(args.events))
-        results = [
-            run_scenario(name, bootstrap, topic, args.events, args.repeat)
-            for name in ("bare_consume", "streamfit", "river_logistic")
-        ]
+        if args.memory or args.scale:
+            if args.memory:
+                data["memory"] = memory_suite(bootstrap, plan, option)
+            if args.scale:
+                data["scale"] = scale_suite(bootstrap, plan, option)
+        else:
+            throughput, _ = throughput_suite(bootstrap, plan, option)
+            latency = latency_suite(bootstrap, plan, option, throughput)
+            data["meta"] = {
+                "mode": "quick" if plan.quick else "full",
+                "events_per_topic": plan.events,
+                "repeat": plan.repeat,
+                "caps": plan.caps,
+                "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+                "machine": machine(),
+                "load_average_before": load_before,
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                "versions": versions(),
+                "git": git_state(),
+                "score_training_events": option,
+                "latency_batch": LATENCY_BATCH,
+                "latency_metrics_every": LATENCY_METRICS_EVERY,
+            }
+            data["throughput"] = throughput
+            data["latency"] = latency
     finally:
         if started_here:
             stop_broker(workdir)
-    meta = {
-        "events": args.events,
-        "repeat": args.repeat,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    print(write_outputs(results, meta))
+    print(
+        write_outputs(
+            data, plan.out, readme=not plan.quick and not args.no_readme and "meta" in data
+        )
+    )
+    log(f"done in {time.monotonic() - started:.0f}s; results in {plan.out}")
     return 0
 
 

@@ -1,15 +1,51 @@
 """One benchmark scenario per process: ``python -m bench.scenarios NAME --bootstrap B ...``.
 
-Each consumes ``--events`` events of ``--topic`` from the beginning with a fresh consumer
-group, and prints one JSON line: events, seconds (from the first event received to the last
-one handled), events per second and the process's peak RSS. Running each in its own process
-keeps peak memory honest and the scenarios independent.
+Each scenario reads ``--events`` events of ``--topic`` from the beginning with a fresh consumer
+group and prints one JSON line: events handled, seconds (from the moment the first batch of
+events was received to the moment the last one was handled, outputs flushed), events per
+second, the process's peak RSS (``ru_maxrss``) and what it produced (predictions, results rows,
+ROC AUC). One process per scenario keeps peak memory per scenario and the scenarios apart.
+
+Scenarios:
+
+``bare_consume``
+    (a) The ceiling: a confluent-kafka consumer (librdkafka defaults, as the streamfit worker
+    uses) that only receives the messages, in batches of 5,000.
+``streamfit``
+    (b)/(b') A streamfit worker built from a spec with ``streamfit.spec.validate_spec`` and
+    ``streamfit.runtime.build.build_worker``: built-in logistic regression, metrics to SQLite,
+    predictions to ``--predictions-topic``, results rows to SQLite with ``--write-results``.
+    ``--roles train`` makes the topic a ``train`` topic (test-then-train: every labeled event
+    is predicted, scored by the evaluator, then learned); ``--roles both`` makes it a
+    ``train`` and a ``score`` topic (labeled events are learned, unlabeled ones are scored and
+    written out). ``--score-training`` sets ``outputs.score_training_events`` where the worker
+    has it (predictions and results rows for training events too). ``--ready`` waits for the
+    partition assignment and prints ``READY`` first (the latency run starts producing then);
+    ``--drain`` (the scale run, several workers in one ``--group``) runs until the partitions
+    this worker holds are read to their end.
+``river``
+    (c1) River, one event at a time from a confluent-kafka consumer: ``orjson.loads``, then
+    ``predict_proba_one``, ``metrics.ROCAUC.update``, ``learn_one``. The model is River's
+    canonical ``StandardScaler | LogisticRegression``; on ``mixed30`` a ``TransformerUnion``
+    of scaled numerics, one-hot categoricals and a bag of words of the text (missing values
+    are dropped from the event dict, River's convention).
+``quix_river``
+    (c2) Quix Streams + River: an ``Application`` with a JSON topic and ``sdf.update`` calling
+    the same River model and metric per event. Runs in ``bench/.venv-quix`` (Quix Streams
+    pins an older confluent-kafka and pydantic than streamfit).
+``kafka_python_sklearn``
+    (c3) kafka-python ``KafkaConsumer`` iterated message by message, scikit-learn
+    ``SGDClassifier(loss="log_loss")``: ``predict_proba`` then ``partial_fit`` on a 1-row
+    array (``FeatureHasher`` over the event dict on ``mixed30``), and a running log loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -18,17 +54,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
-SCENARIOS: dict[str, Callable[[argparse.Namespace], tuple[int, float]]] = {}
+Result = dict[str, Any]
+SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {}
 
 
-def scenario(name: str) -> Callable[[Callable[[argparse.Namespace], tuple[int, float]]], Any]:
-    def register(fn: Callable[[argparse.Namespace], tuple[int, float]]) -> Any:
+def scenario(name: str) -> Callable[[Callable[[argparse.Namespace], Result]], Any]:
+    def register(fn: Callable[[argparse.Namespace], Result]) -> Any:
         SCENARIOS[name] = fn
         return fn
 
     return register
+
+
+def _group() -> str:
+    return f"bench-{uuid.uuid4().hex[:8]}"
 
 
 def _consumer(args: argparse.Namespace) -> Any:
@@ -37,41 +79,121 @@ def _consumer(args: argparse.Namespace) -> Any:
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
-            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "group.id": _group(),
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-            "queued.min.messages": 200_000,
         }
     )
     consumer.subscribe([args.topic])
     return consumer
 
 
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """ROC AUC from ranks (ties averaged), for the final report only."""
+    if len(np.unique(y)) < 2:
+        return None
+    from scipy.stats import rankdata
+
+    ranks = rankdata(p)
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ------------------------------------------------------------------------------- (a) ceiling
+
+
 @scenario("bare_consume")
-def bare_consume(args: argparse.Namespace) -> tuple[int, float]:
-    """The ceiling: a confluent-kafka consumer that only receives the messages."""
+def bare_consume(args: argparse.Namespace) -> Result:
     consumer = _consumer(args)
     seen = 0
     first = 0.0
     while seen < args.events:
-        msgs = consumer.consume(10_000, 1.0)
+        msgs = consumer.consume(5_000, 1.0)
         if msgs and not first:
             first = time.perf_counter()
         seen += sum(1 for m in msgs if m.error() is None)
     elapsed = time.perf_counter() - first
     consumer.close()
-    return seen, elapsed
+    return {"events": seen, "seconds": elapsed}
 
 
-@scenario("river_logistic")
-def river_logistic(args: argparse.Namespace) -> tuple[int, float]:
-    """Baseline: River LogisticRegression, test-then-train one event at a time."""
-    from river import linear_model, metrics
+@scenario("echo")
+def echo(args: argparse.Namespace) -> Result:
+    """The latency floor: consume and produce every event's key to the predictions topic."""
+    from confluent_kafka import Producer
 
     consumer = _consumer(args)
-    model = linear_model.LogisticRegression()
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    while not consumer.assignment():
+        consumer.poll(0.1)
+    print("READY", flush=True)
+    seen = 0
+    first = 0.0
+    while seen < args.events:
+        msgs = consumer.consume(args.batch, args.timeout)
+        if msgs and not first:
+            first = time.perf_counter()
+        for msg in msgs:
+            if msg.error() is None:
+                producer.produce(args.predictions_topic, b"{}", msg.key())
+                seen += 1
+        producer.poll(0)
+    producer.flush(30)
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return {"events": seen, "seconds": elapsed}
+
+
+# ---------------------------------------------------------------------------- (c) baselines
+
+
+def river_model(dataset: str) -> Any:
+    """River's canonical online logistic regression for ``dataset`` (see the module doc)."""
+    import numbers
+
+    from river import compose, feature_extraction, linear_model, preprocessing
+
+    if dataset == "numeric10":
+        return preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    features = compose.TransformerUnion(
+        compose.SelectType(numbers.Number) | preprocessing.StandardScaler(),
+        compose.Discard("text")
+        | compose.SelectType(str)
+        | preprocessing.OneHotEncoder(drop_zeros=True),
+        feature_extraction.BagOfWords(on="text"),
+    )
+    return features | linear_model.LogisticRegression()
+
+
+def river_features(dataset: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Event dict (label removed) to River's input: missing values dropped."""
+    if dataset == "numeric10":
+        return lambda x: x
+
+    def clean(x: dict[str, Any]) -> dict[str, Any]:
+        x = {k: v for k, v in x.items() if v is not None}
+        x.setdefault("text", "")
+        return x
+
+    return clean
+
+
+@scenario("river")
+def river_baseline(args: argparse.Namespace) -> Result:
+    from river import metrics
+
+    consumer = _consumer(args)
+    model = river_model(args.dataset)
+    features = river_features(args.dataset)
     metric = metrics.ROCAUC()
     loads = orjson.loads
     seen = 0
@@ -85,48 +207,266 @@ def river_logistic(args: argparse.Namespace) -> tuple[int, float]:
                 continue
             x = loads(msg.value())
             y = x.pop("y")
+            x = features(x)
             metric.update(y, model.predict_proba_one(x))
             model.learn_one(x, y)
             seen += 1
+            if seen >= args.events:
+                break
     elapsed = time.perf_counter() - first
     consumer.close()
-    print(f"river ROC AUC {metric.get():.4f}", file=sys.stderr)
-    return seen, elapsed
+    return {"events": seen, "seconds": elapsed, "roc_auc": metric.get()}
 
 
-@scenario("streamfit")
-def streamfit_pipeline(args: argparse.Namespace) -> tuple[int, float]:
-    """streamfit test-then-train, built-in logistic regression, metrics to SQLite."""
-    from streamfit.runtime.build import build_worker
+@scenario("quix_river")
+def quix_river(args: argparse.Namespace) -> Result:
+    import logging
+
+    from quixstreams import Application
+    from river import metrics
+
+    app = Application(
+        broker_address=args.bootstrap,
+        consumer_group=_group(),
+        auto_offset_reset="earliest",
+        loglevel=logging.WARNING,
+    )
+    topic = app.topic(args.topic, value_deserializer="json")
+    model = river_model(args.dataset)
+    features = river_features(args.dataset)
+    metric = metrics.ROCAUC()
+    state = {"seen": 0, "first": 0.0, "last": 0.0}
+
+    def predict_then_learn(value: dict[str, Any]) -> None:
+        if not state["first"]:
+            state["first"] = time.perf_counter()
+        x = dict(value)
+        y = x.pop("y")
+        x = features(x)
+        metric.update(y, model.predict_proba_one(x))
+        model.learn_one(x, y)
+        state["seen"] += 1
+        if state["seen"] == args.events:
+            state["last"] = time.perf_counter()
+            app.stop()
+
+    sdf = app.dataframe(topic)
+    sdf = sdf.update(predict_then_learn)
+    app.run()
+    return {
+        "events": state["seen"],
+        "seconds": (state["last"] or time.perf_counter()) - state["first"],
+        "roc_auc": metric.get(),
+    }
+
+
+@scenario("kafka_python_sklearn")
+def kafka_python_sklearn(args: argparse.Namespace) -> Result:
+    from kafka import KafkaConsumer
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.linear_model import SGDClassifier
+
+    from bench.data import NUMERICS_NUMERIC
+
+    consumer = KafkaConsumer(
+        args.topic,
+        bootstrap_servers=args.bootstrap,
+        group_id=_group(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    model = SGDClassifier(loss="log_loss")
+    classes = np.array([0, 1])
+    hasher = FeatureHasher(n_features=2**12, input_type="dict")
+
+    def vectorize(x: dict[str, Any]) -> Any:
+        if args.dataset == "numeric10":
+            return np.array([[x[name] for name in NUMERICS_NUMERIC]])
+        row: dict[str, Any] = {}
+        for key, value in x.items():
+            if value is None:
+                continue
+            if key == "text":
+                for token in value.split():
+                    row[f"text={token}"] = 1.0
+            else:
+                row[key] = value  # strings hash as "key=value"
+        return hasher.transform([row])
+
+    ys = np.empty(args.events, dtype=np.int64)
+    ps = np.empty(args.events)
+    log_loss = 0.0
+    seen = 0
+    first = 0.0
+    for msg in consumer:
+        if not first:
+            first = time.perf_counter()
+        x = orjson.loads(msg.value)
+        y = x.pop("y")
+        X = vectorize(x)
+        p = float(model.predict_proba(X)[0, 1]) if seen else 0.5
+        log_loss -= math.log(max(p if y == 1 else 1.0 - p, 1e-15))
+        model.partial_fit(X, [y], classes=classes)
+        ys[seen], ps[seen] = y, p
+        seen += 1
+        if seen >= args.events:
+            break
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return {
+        "events": seen,
+        "seconds": elapsed,
+        "roc_auc": _auc(ys[:seen], ps[:seen]),
+        "log_loss": log_loss / max(seen, 1),
+    }
+
+
+# --------------------------------------------------------------------------- (b) streamfit
+
+
+def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
     from streamfit.spec import validate_spec
+    from streamfit.spec.model import OutputsSpec
 
-    db = Path(tempfile.mkdtemp()) / "bench.db"
-    spec = validate_spec(
+    outputs: dict[str, Any] = {
+        "database": f"sqlite:///{db}",
+        "predictions_topic": args.predictions_topic,
+        "write_results": args.write_results,
+    }
+    if args.score_training:
+        if "score_training_events" not in OutputsSpec.model_fields:
+            raise SystemExit("this streamfit has no outputs.score_training_events")
+        outputs["score_training_events"] = True
+    roles = (
+        {"train": args.topic}
+        if args.roles == "train"
+        else {"train": args.topic, "score": args.topic}
+    )
+    return validate_spec(
         {
             "name": "bench",
             "source": {
                 "kind": "kafka",
                 "bootstrap_servers": args.bootstrap,
-                "group_id": f"bench-{uuid.uuid4().hex[:8]}",
+                "group_id": args.group or _group(),
             },
-            "topics": {"train": args.topic},
+            "topics": roles,
             "target": "y",
             "models": [{"name": "logistic", "builtin": "logistic_regression"}],
-            "outputs": {"database": f"sqlite:///{db}"},
-            "batch": {"max_records": args.batch, "timeout": 0.5},
+            "outputs": outputs,
+            "batch": {"max_records": args.batch, "timeout": args.timeout},
+            **(
+                {"evaluation": {"interval_events": args.metrics_every}}
+                if args.metrics_every
+                else {}
+            ),
         }
     )
-    worker = build_worker(spec)
-    first = [0.0]
 
-    def on_batch(w: Any, n: int) -> None:
-        if n and not first[0]:
-            first[0] = time.perf_counter() - 0.0
-    worker.run(until=lambda w: w.stats.events_in >= args.events, on_batch=on_batch)
-    elapsed = time.perf_counter() - first[0]
+
+class _Drained:
+    """``until`` for the scale run: True once this worker holds partitions and has read each
+    of them to its end (the topic is complete before the run starts, so its end offsets are
+    read once; positions are checked every 0.2 s)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.ends = _end_offsets(bootstrap, topic)
+        self.next_check = 0.0
+
+    def __call__(self, worker: Any) -> bool:
+        now = time.monotonic()
+        if now < self.next_check:
+            return False
+        self.next_check = now + 0.2
+        source = worker.source
+        assigned = source.assignment()
+        if not assigned:
+            return False
+        position = source.position()
+        return all(position.get(tp, -1) >= self.ends[tp] for tp in assigned)
+
+
+@scenario("streamfit")
+def streamfit_pipeline(args: argparse.Namespace) -> Result:
+    from streamfit.runtime.build import build_worker
+
+    db = Path(tempfile.mkdtemp(prefix="streamfit-bench-")) / "bench.db"
+    spec = streamfit_spec(args, db)
+    worker = build_worker(spec)
+    source = worker.source
+    target = args.events
+    if args.ready:
+        while not source.assignment():
+            worker.step(timeout=0.1)
+        print("READY", flush=True)
+
+    first = [0.0]
+    poll = source.poll
+
+    def timed_poll(max_records: int, timeout: float) -> Any:
+        messages = poll(max_records, timeout)
+        if messages is not None and len(messages) and not first[0]:
+            first[0] = time.perf_counter()
+            first.append(time.time())
+        return messages
+
+    source.poll = timed_poll
+    until = (
+        _Drained(args.bootstrap, args.topic)
+        if args.drain
+        else lambda w: w.stats.events_in >= target
+    )
+    worker.run(until=until)
+    end = time.perf_counter()
+    source.poll = poll
+    stats = worker.stats
     auc = worker.slots[0].evaluator.snapshot().get("roc_auc")
-    print(f"streamfit ROC AUC {auc}", file=sys.stderr)
-    return worker.stats.events_in, elapsed
+    predictions = (
+        _topic_size(args.bootstrap, args.predictions_topic) if args.predictions_topic else 0
+    )
+    rows = _count_rows(db, spec.outputs.results_table_name(spec.name))
+    training_rows = _count_rows(db, spec.outputs.training_table_name(spec.name))
+    return {
+        "events": stats.events_in,
+        "seconds": end - first[0],
+        "wall_start": first[1] if len(first) > 1 else None,
+        "wall_end": time.time(),
+        "events_trained": stats.events_trained,
+        "events_scored": stats.events_scored,
+        "predictions_emitted": predictions,
+        "results_rows": rows,
+        "training_rows": training_rows,
+        "roc_auc": auc,
+        "batch": {"max_records": args.batch, "timeout": args.timeout},
+    }
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": _group()})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def _topic_size(bootstrap: str, topic: str) -> int:
+    return sum(_end_offsets(bootstrap, topic).values())
+
+
+def _count_rows(db: Path, table: str) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()[0]
+        return int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]) if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,21 +475,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, required=True)
+    parser.add_argument("--dataset", default="numeric10")
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--timeout", type=float, default=0.5)
+    parser.add_argument("--predictions-topic")
+    parser.add_argument("--write-results", action="store_true")
+    parser.add_argument("--roles", choices=("train", "both"), default="train")
+    parser.add_argument("--score-training", action="store_true")
+    parser.add_argument("--metrics-every", type=int, default=0)
+    parser.add_argument("--group")
+    parser.add_argument("--ready", action="store_true")
+    parser.add_argument("--drain", action="store_true")
     args = parser.parse_args(argv)
-    events, seconds = SCENARIOS[args.name](args)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        orjson.dumps(
-            {
-                "scenario": args.name,
-                "events": events,
-                "seconds": round(seconds, 4),
-                "events_per_second": round(events / seconds, 1) if seconds > 0 else None,
-                "peak_rss_mb": round(peak_rss_mb, 1),
-            }
-        ).decode()
-    )
+    if os.environ.get("BENCH_DEBUG"):
+        import logging
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    result = SCENARIOS[args.name](args)
+    seconds = result["seconds"]
+    result = {
+        "scenario": args.name,
+        "dataset": args.dataset,
+        **result,
+        "seconds": round(seconds, 4),
+        "events_per_second": round(result["events"] / seconds, 1) if seconds > 0 else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode(), flush=True)
     return 0
 
 

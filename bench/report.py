@@ -1,0 +1,333 @@
+"""Tables (Markdown) and plots (PNG, matplotlib Agg) from ``results.json``.
+
+``python -m bench.report [DIR]`` rebuilds ``results.md`` and the plots of ``DIR`` (default
+``bench/results``) from its ``results.json`` without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DATASET_TITLES = {
+    "numeric10": "numeric10: 10 numeric features",
+    "mixed30": "mixed30: 30 features (5 high-cardinality categoricals, 24 numerics, text; "
+    "~10% missing)",
+}
+
+#: The row that is "(b)" for the targets: test-then-train on the labeled topic.
+B_ROWS = ("streamfit", "streamfit_tt")
+TARGET_RATE = 20_000
+
+
+def _label(row: str) -> str:
+    from bench.run import LABELS
+
+    return LABELS.get(row, row)
+
+
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _by_row(data: dict[str, Any], dataset: str) -> dict[str, dict[str, Any]]:
+    return {r["row"]: r for r in data.get("throughput", []) if r["dataset"] == dataset}
+
+
+def _outputs(r: dict[str, Any]) -> str:
+    notes = []
+    requested, events = r.get("requested"), r.get("events")
+    if r.get("error"):
+        return f"failed: {r['error'][:80]}"
+    if r["scenario"] not in ("streamfit", "bare_consume") and requested:
+        notes.append(f"capped at {requested:,} events")
+    if r["scenario"] == "streamfit":
+        notes.append(f"learned {r.get('events_trained', 0):,}")
+        notes.append(f"predictions to topic {r.get('predictions_emitted', 0):,}")
+        notes.append(f"results rows {r.get('results_rows', 0):,}")
+    elif r["scenario"] == "bare_consume":
+        notes.append("receive only")
+    elif events:
+        notes.append("predict + metric + learn per event")
+    return "; ".join(notes)
+
+
+def throughput_tables(data: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for dataset in ("numeric10", "mixed30"):
+        rows = _by_row(data, dataset)
+        if not rows:
+            continue
+        ceiling = rows.get("bare_consume", {}).get("events_per_second")
+        river = rows.get("river", {}).get("events_per_second")
+        lines += [
+            f"**{DATASET_TITLES[dataset]}**",
+            "",
+            "| scenario | events/s | vs (a) | vs River | peak RSS (MB) | ROC AUC | what it did |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for row, r in rows.items():
+            eps = r.get("events_per_second")
+            vs_river = f"{eps / river:.1f}x" if eps and river else ""
+            lines.append(
+                f"| {_label(row)} | {_fmt(eps)} | "
+                f"{_fmt(eps / ceiling if eps and ceiling else None, '.0%')} | {vs_river} | "
+                f"{_fmt(r.get('peak_rss_mb'))} | {_fmt(r.get('roc_auc'), '.3f')} | {_outputs(r)} |"
+            )
+        lines.append("")
+    return lines
+
+
+PIPELINES = {
+    "streamfit": "streamfit (b)",
+    "echo": "floor: consume → produce, no model",
+}
+
+
+def latency_table(data: dict[str, Any]) -> list[str]:
+    runs = data.get("latency") or []
+    if not runs:
+        return []
+    lines = [
+        "**Latency from produce to prediction at a fixed rate** "
+        "(ms; *to prediction*: the prediction record's Kafka timestamp; *end to end*: "
+        "received by a consumer of the predictions topic)",
+        "",
+        "| pipeline | topic | rate (achieved) | settings | predictions measured | "
+        "to prediction p50 / p99 / p99.9 | end to end p50 / p99 / p99.9 | peak RSS (MB) |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs:
+        pipeline = PIPELINES.get(r.get("scenario", "streamfit"), "")
+        if r.get("error"):
+            lines.append(
+                f"| {pipeline} | {r['dataset']} | {r['rate']:,.0f} | | | "
+                f"failed: {r['error'][:80]} | | |"
+            )
+            continue
+        tp, e2e, batch = r.get("to_prediction_ms", {}), r.get("end_to_end_ms", {}), r["batch"]
+        every = r.get("metrics_every")
+        metrics = f"; metrics every {every:,} events or 5 s" if every else ""
+        if r.get("scenario") == "echo":
+            metrics = ""
+        lines.append(
+            f"| {pipeline} | {r['dataset']} | {r['rate']:,.0f}/s ({r['achieved_rate']:,.0f}) | "
+            f"max {batch['max_records']}, timeout {batch['timeout'] * 1000:g} ms{metrics} | "
+            f"{r.get('measured', 0):,} of {r['predictions']:,} | "
+            f"{tp.get('p50')} / {tp.get('p99')} / {tp.get('p99.9')} | "
+            f"{e2e.get('p50')} / {e2e.get('p99')} / {e2e.get('p99.9')} | "
+            f"{_fmt(r.get('worker_peak_rss_mb'))} |"
+        )
+    lines.append("")
+    return lines
+
+
+def targets(data: dict[str, Any]) -> list[str]:
+    rows = _by_row(data, "numeric10")
+    b = next((rows[name] for name in B_ROWS if name in rows), {})
+    eps = b.get("events_per_second")
+    ceiling = rows.get("bare_consume", {}).get("events_per_second")
+    river = rows.get("river", {}).get("events_per_second")
+    lines = [
+        "**Targets** (ratios within this run)",
+        "",
+        "| target | measured | met |",
+        "| --- | ---: | --- |",
+    ]
+
+    def add(name: str, value: float | None, spec: str, ok: bool | None) -> None:
+        shown = "" if value is None else format(value, spec)
+        lines.append(f"| {name} | {shown} | {'' if ok is None else ('yes' if ok else 'no')} |")
+
+    if eps and ceiling:
+        add("(b) ≥ 50% of (a) on numeric10", eps / ceiling, ".0%", eps / ceiling >= 0.5)
+    if eps and river:
+        add("(b) ≥ 10x River on numeric10", eps / river, ".1f", eps / river >= 10)
+    for run in data.get("latency") or []:
+        if (
+            run["dataset"] == "numeric10"
+            and run.get("scenario", "streamfit") == "streamfit"
+            and "end_to_end_ms" in run
+        ):
+            p99 = run["end_to_end_ms"].get("p99")
+            add(
+                f"p99 < 50 ms at {run['rate']:,.0f} events/s (end to end, numeric10)",
+                p99,
+                ".1f",
+                p99 is not None and p99 < 50 and run["rate"] >= TARGET_RATE,
+            )
+    memory = data.get("memory")
+    if memory and memory.get("rss_ratio"):
+        add(
+            "peak RSS at 10M events within 10% of 1M",
+            memory["rss_ratio"],
+            ".3f",
+            memory["rss_ratio"] <= 1.10,
+        )
+    scale = data.get("scale")
+    if scale and scale.get("ratio"):
+        add("2 workers / 1 worker, aggregate events/s (4 partitions)", scale["ratio"], ".2f", None)
+    lines.append("")
+    return lines
+
+
+def memory_table(data: dict[str, Any]) -> list[str]:
+    memory = data.get("memory")
+    if not memory:
+        return []
+    lines = [
+        f"**Memory** (`--memory`, {memory.get('date', '')}): streamfit (b) on numeric10",
+        "",
+        "| events | events/s | peak RSS (MB) |",
+        "| ---: | ---: | ---: |",
+    ]
+    for r in memory["runs"]:
+        lines.append(
+            f"| {r.get('events', 0):,} | {_fmt(r.get('events_per_second'))} | "
+            f"{_fmt(r.get('peak_rss_mb'), '.1f')} |"
+        )
+    lines.append("")
+    return lines
+
+
+def scale_table(data: dict[str, Any]) -> list[str]:
+    scale = data.get("scale")
+    if not scale:
+        return []
+    lines = [
+        f"**Scale-out** (`--scale`, {scale.get('date', '')}): numeric10, "
+        f"{scale['events']:,} events on {scale['partitions']} partitions, streamfit (b) "
+        "workers in one consumer group",
+        "",
+        "| workers | aggregate events/s | seconds | events per worker |",
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for workers in (1, 2):
+        r = scale.get(f"workers_{workers}", {})
+        per = ", ".join(f"{w['events']:,}" for w in r.get("per_worker", []))
+        lines.append(
+            f"| {workers} | {_fmt(r.get('events_per_second'))} | {_fmt(r.get('seconds'), '.1f')} | "
+            f"{per or r.get('error', '')} |"
+        )
+    lines.append("")
+    return lines
+
+
+def markdown(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    lines: list[str] = []
+    if meta:
+        m, v, g = meta["machine"], meta["versions"], meta["git"]
+        dirty = " + uncommitted src changes" if g["src_uncommitted_changes"] else ""
+        lines += [
+            f"{meta['mode']} run, {meta['date']}: {meta['events_per_topic']:,} events per topic, "
+            f"one partition, local Kafka {v.get('kafka broker')} broker on the same machine; "
+            f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; "
+            f"streamfit at {g['commit']}{dirty}; "
+            f"best of {meta['repeat']}. How each scenario works: `bench/README.md`.",
+            "",
+        ]
+    lines += throughput_tables(data)
+    lines += latency_table(data)
+    lines += targets(data)
+    lines += memory_table(data)
+    lines += scale_table(data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_throughput(data: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    datasets = [d for d in ("numeric10", "mixed30") if _by_row(data, d)]
+    fig, axes = plt.subplots(
+        len(datasets), 1, figsize=(10, 3.2 * len(datasets) + 0.8), squeeze=False
+    )
+    colors = {
+        "bare_consume": "#999999",
+        "river": "#ff7f0e",
+        "quix_river": "#d62728",
+        "kafka_python_sklearn": "#9467bd",
+    }
+    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+        rows = [r for r in _by_row(data, dataset).values() if r.get("events_per_second")]
+        names = [_label(r["row"]) for r in rows]
+        values = [r["events_per_second"] for r in rows]
+        bars = ax.barh(names, values, color=[colors.get(r["row"], "#1f77b4") for r in rows])
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values], padding=3, fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 2, max(values) * 6)
+        ax.invert_yaxis()
+        ax.set_title(DATASET_TITLES[dataset], fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+    axes[-1, 0].set_xlabel("events per second, log scale (higher is better)")
+    meta = data.get("meta", {})
+    fig.suptitle(
+        f"Throughput from Kafka, {meta.get('events_per_topic', 0):,} events per topic", fontsize=11
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+KIND = {"end_to_end_ms": "end to end", "to_prediction_ms": "to prediction"}
+
+
+def plot_latency(data: dict[str, Any], path: Path) -> None:
+    import math
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run in data.get("latency") or []:
+        for key, style in (("end_to_end_ms", "-"), ("to_prediction_ms", "--")):
+            curve = run.get(key, {}).get("curve")
+            if not curve:
+                continue
+            x = [-math.log10(1 - p / 100) for p, _ in curve]
+            ax.plot(
+                x,
+                [v for _, v in curve],
+                style,
+                marker="o",
+                markersize=3,
+                label=f"{PIPELINES.get(run.get('scenario', 'streamfit'))}, {run['dataset']} at "
+                f"{run['rate']:,.0f}/s, {KIND[key]}",
+            )
+    ticks = [50, 90, 99, 99.9, 99.99]
+    ax.set_xticks([-math.log10(1 - p / 100) for p in ticks], [f"p{p:g}" for p in ticks])
+    ax.axhline(50, color="#cc0000", linewidth=0.8, linestyle=":", label="50 ms target")
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_xlabel("percentile")
+    ax.set_title("streamfit: produce → prediction latency at a fixed rate")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    out = Path(argv[0]) if argv else Path(__file__).resolve().parent / "results"
+    data = json.loads((out / "results.json").read_text())
+    (out / "results.md").write_text(markdown(data))
+    if data.get("throughput"):
+        plot_throughput(data, out / "throughput.png")
+    if data.get("latency"):
+        plot_latency(data, out / "latency.png")
+    print((out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
