@@ -478,3 +478,22 @@ def test_include_and_exclude_take_glob_patterns() -> None:
     )
     featurizer.learn_transform(batch)
     assert list(featurizer.schema) == ["a1"]
+
+
+def test_learn_transform_blocks_equals_one_call_per_block() -> None:
+    rng = np.random.default_rng(11)
+    rows = rows_of(rng, 900)
+    for row in rows[600:]:
+        row["late"] = float(rng.normal())  # a field that appears in a later batch
+    polls = [batch(*rows[a:b], target="y") for a, b in ((0, 300), (300, 600), (600, 900))]
+    one, many = featurizer(exclude=("y",)), featurizer(exclude=("y",))
+    for poll in polls:
+        bounds = [0, 1, 64, 64, 200, len(poll)]
+        got = many.learn_transform_blocks(poll, bounds)
+        assert len(got) == len(bounds) - 1
+        for X, a, b in zip(got, bounds[:-1], bounds[1:], strict=True):
+            expected = one.learn_transform(poll.take(np.arange(a, b)))
+            assert X.has_canonical_format and same_matrix(X, expected)
+        assert many.state() == one.state()
+    with pytest.raises(ValueError, match="bounds"):
+        many.learn_transform_blocks(polls[0], [0, 10])

@@ -168,7 +168,11 @@ def token_counts(
     pairs, counts = np.unique(present[text_of_token] * n_words + codes, return_counts=True)
     rows, codes = np.divmod(pairs, n_words)
     weights = np.log1p(counts.astype(np.float64))
-    norms = np.sqrt(np.bincount(rows, weights=weights * weights))
+    # each row's norm summed in an order that depends on the row alone (by count, not by the
+    # batch's word codes), so a text gets the same weights in any batch, bit for bit
+    by_count = np.argsort(rows * (int(counts.max(initial=0)) + 1) + counts, kind="stable")
+    squares = (weights * weights)[by_count]
+    norms = np.sqrt(np.bincount(rows[by_count], weights=squares))
     weights /= norms[rows]
     return rows, codes, words_list, weights
 

@@ -48,7 +48,8 @@ from __future__ import annotations
 import fnmatch
 import struct
 import zlib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -167,12 +168,48 @@ class Featurizer:
         prepared = self._prepare(batch, learn=True)
         numbers = self._numbers(prepared, len(batch))
         self._update_moments(numbers)
-        return self._assemble(prepared, numbers, len(batch))
+        return self._assemble(prepared, self._standardized(numbers), len(batch))
+
+    def learn_transform_blocks(self, batch: Batch, bounds: Sequence[int]) -> list[sp.csr_matrix]:
+        """``learn_transform`` of each block ``batch[bounds[i]:bounds[i + 1]]`` in turn.
+
+        The same matrices and the same state, bit for bit, as one ``learn_transform`` call
+        per block, with the work that does not depend on the running moments (reading the
+        columns, hashing, tokenizing, building the sparse rows) done once for all the
+        blocks: the moments are updated block by block and each block is scaled with the
+        moments after its own update, as ``learn_transform`` does. ``bounds`` starts at 0,
+        ends at ``len(batch)`` and never decreases.
+
+        A batch that brings a new field is handled block by block, since when a field
+        appears (and what kind it gets) depends on where the blocks start.
+        """
+        n = len(batch)
+        if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != n:
+            raise ValueError(f"bounds must run from 0 to {n}, got {list(bounds)}")
+        if self._brings_new_fields(batch):
+            return [self.learn_transform(batch.take(np.arange(a, b))) for a, b in pairwise(bounds)]
+        prepared = self._prepare(batch, learn=True)
+        numbers = self._numbers(prepared, n)
+        scaled = np.empty_like(numbers)
+        for a, b in pairwise(bounds):
+            self._update_moments(numbers[:, a:b])
+            scaled[:, a:b] = self._standardized(numbers[:, a:b])
+        X = self._assemble(prepared, scaled, n)
+        return [_rows(X, a, b) for a, b in pairwise(bounds)]
+
+    def _brings_new_fields(self, batch: Batch) -> bool:
+        for name, column in batch.columns.items():
+            if name in self._schema or not self._wanted(name):
+                continue
+            if self._infer(name, column, name in batch.booleans) is not None:
+                return True
+        return False
 
     def transform(self, batch: Batch) -> sp.csr_matrix:
         """The features of ``batch`` as they stand; nothing is learned."""
         prepared = self._prepare(batch, learn=False)
-        return self._assemble(prepared, self._numbers(prepared, len(batch)), len(batch))
+        scaled = self._standardized(self._numbers(prepared, len(batch)))
+        return self._assemble(prepared, scaled, len(batch))
 
     def merge(self, other: Featurizer) -> None:
         """Add what ``other`` has learned: its new fields, and its moments to ours.
@@ -392,16 +429,17 @@ class Featurizer:
             )
         return self._layout
 
-    def _assemble(self, prepared: _Prepared, numbers: Floats, n_rows: int) -> sp.csr_matrix:
+    def _assemble(self, prepared: _Prepared, scaled: Floats, n_rows: int) -> sp.csr_matrix:
+        """The matrix; ``scaled``: the numeric fields, standardized, ``(fields, rows)``."""
         layout = self._fixed_layout()
         if prepared.flags or len(layout.booleans):
             fixed = np.empty((layout.size, n_rows))
-            fixed[: numbers.shape[0]] = self._standardized(numbers)
-            for i, name in enumerate(layout.booleans, start=numbers.shape[0]):
+            fixed[: scaled.shape[0]] = scaled
+            for i, name in enumerate(layout.booleans, start=scaled.shape[0]):
                 flags = prepared.flags.get(name)
                 fixed[i] = np.nan if flags is None else flags
         else:
-            fixed = self._standardized(numbers)
+            fixed = scaled
         data, indices, counts = layout.entries(fixed)
         only_fixed = len(layout.booleans) + len(self._numeric) == len(self._schema)
         if only_fixed and layout.distinct:  # sorted and free of duplicates by construction
@@ -520,6 +558,19 @@ class _Parts:
             return sp.csr_matrix((n_rows, n_cols), dtype=np.float64)
         coords = (np.concatenate(self.rows), np.concatenate(self.cols))
         return sp.csr_matrix((np.concatenate(self.data), coords), shape=(n_rows, n_cols))
+
+
+def _rows(X: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of a canonical CSR matrix, sharing its arrays where it can."""
+    if start == 0 and stop == X.shape[0]:
+        return X
+    lo, hi = int(X.indptr[start]), int(X.indptr[stop])
+    part = sp.csr_matrix(
+        (X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
+        shape=(stop - start, X.shape[1]),
+    )
+    part.has_canonical_format = True
+    return part
 
 
 def _is_pattern(name: str) -> bool:
