@@ -500,3 +500,14 @@ def test_nan_probabilities_count_as_zero() -> None:
     snap = ev.snapshot()
     assert all(v is not None and math.isfinite(v) for v in snap.values())
     assert close(snap["log_loss"], (-math.log(EPS) - math.log(0.8) - math.log(0.4)) / 3)
+
+
+def test_average_ranks_are_scipys() -> None:
+    from scipy.stats import rankdata
+
+    from streamfit.evaluation.metrics import _average_ranks
+
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 5, 1000):
+        for values in (rng.random(n), np.round(rng.random(n), 1), np.zeros(n)):
+            assert np.array_equal(_average_ranks(values), rankdata(values))
