@@ -552,25 +552,21 @@ class Worker:
         tables each one scores with a model that has learned from all of them. The local model
         keeps learning alone (merging it in place would count shared history twice).
         """
-        mergeable = [s for s in self.slots if hasattr(s.model, "merge")]
-        if not mergeable:
-            return
-        checkpoint = self._retry("loading other workers' models", self.store.load_checkpoint)
-        if checkpoint is None:
-            return
         mine = f"{self.worker_id}/"
-        for slot in mergeable:
-            suffix = f"/model/{slot.name}"
-            others = [
-                blob
-                for name, blob in sorted(checkpoint.model_states.items())
-                if name.endswith(suffix) and not name.startswith(mine)
-            ]
+        for slot in self.slots:
+            if not hasattr(slot.model, "merge"):
+                continue
+            others = self._retry(
+                "loading other workers' models",
+                lambda slot=slot: self.store.load_states(  # type: ignore[misc]
+                    suffix=f"/model/{slot.name}", exclude_prefix=mine
+                ),
+            )
             if not others:
                 self.serving.pop(slot.name, None)
                 continue
             merged: Any = model_from_state(slot.model.state())
-            for blob in others:
+            for _, blob in sorted(others.items()):
                 other: Any = model_from_state(blob)
                 if type(other) is type(merged):
                     merged.merge(other)

@@ -703,6 +703,19 @@ class Store:
                 statement = _bulk.upsert(self._dialect, states_table, list(state_rows[0]))
                 conn.execute(statement, state_rows)
 
+    def load_states(self, *, suffix: str, exclude_prefix: str) -> dict[str, bytes]:
+        """Checkpointed model states whose name ends with ``suffix`` and does not start with
+        ``exclude_prefix`` (other workers' copies of one model), without the rest."""
+        states = self._fixed.tables["checkpoint_states"]
+        query = sa.select(states.c.name, states.c.state).where(
+            states.c.pipeline == self.pipeline,
+            states.c.slot == "model",
+            states.c.name.endswith(suffix, autoescape=True),
+            sa.not_(states.c.name.startswith(exclude_prefix, autoescape=True)),
+        )
+        with self._guard("loading model states"), self._engine.connect() as conn:
+            return {str(r.name): bytes(r.state) for r in conn.execute(query)}
+
     def delete_checkpoint(self) -> None:
         """Forget this pipeline's progress and state (the next run starts from scratch)."""
         checkpoints = self._fixed.tables["checkpoints"]
