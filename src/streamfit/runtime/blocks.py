@@ -23,6 +23,7 @@ offsets, never on timing, so the model is a function of the events alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -59,17 +60,32 @@ class BlockBuffer:
 
     def take_complete(self, read: Offsets) -> list[Batch]:
         """Every whole block below the read positions, one batch per block, in offset order."""
-        out: list[Batch] = []
+        return [
+            block for run, bounds in self.take_complete_runs(read) for block in _cut(run, bounds)
+        ]
+
+    def take_complete_runs(self, read: Offsets) -> list[tuple[Batch, list[int]]]:
+        """The whole blocks below the read positions as runs: per partition, one batch of
+        consecutive blocks and the row indices where each block starts (and the last ends)."""
+        out: list[tuple[Batch, list[int]]] = []
         for key in list(self._pending):
             boundary = (read.get(key, 0) // self.size) * self.size
-            out.extend(self._split(key, boundary))
+            run = self._split(key, boundary)
+            if run is not None:
+                out.append(run)
         return out
 
     def take_all(self) -> list[Batch]:
         """Every pending row, as blocks (the last ones possibly partial)."""
-        out: list[Batch] = []
+        return [block for run, bounds in self.take_all_runs() for block in _cut(run, bounds)]
+
+    def take_all_runs(self) -> list[tuple[Batch, list[int]]]:
+        """Every pending row, as runs of blocks (see ``take_complete_runs``)."""
+        out: list[tuple[Batch, list[int]]] = []
         for key in list(self._pending):
-            out.extend(self._split(key, None))
+            run = self._split(key, None)
+            if run is not None:
+                out.append(run)
         return out
 
     def drop(self, partitions: Iterable[TopicPartition]) -> None:
@@ -86,27 +102,30 @@ class BlockBuffer:
                 out[key] = min(out.get(key, first), (first // self.size) * self.size)
         return out
 
-    def _split(self, key: TopicPartition, boundary: int | None) -> list[Batch]:
+    def _split(self, key: TopicPartition, boundary: int | None) -> tuple[Batch, list[int]] | None:
         parts = self._pending.get(key, [])
         if not parts:
-            return []
+            return None
         merged = parts[0] if len(parts) == 1 else _concat(parts)
         offsets = merged.meta.offsets
         cut = len(offsets) if boundary is None else int(np.searchsorted(offsets, boundary))
         if cut == 0:
-            return []
-        done, rest = merged.take(np.arange(cut)), merged.take(np.arange(cut, len(offsets)))
-        if len(rest):
+            return None
+        if cut < len(offsets):
+            done, rest = merged.take(np.arange(cut)), merged.take(np.arange(cut, len(offsets)))
             self._pending[key] = [rest]
         else:
+            done = merged
             del self._pending[key]
         blocks = done.meta.offsets // self.size
-        edges = np.flatnonzero(np.diff(blocks)) + 1
-        starts = [0, *edges.tolist()]
-        ends = [*edges.tolist(), len(blocks)]
-        if len(starts) == 1:
-            return [done]
-        return [done.take(np.arange(a, b)) for a, b in zip(starts, ends, strict=True)]
+        edges = (np.flatnonzero(np.diff(blocks)) + 1).tolist()
+        return done, [0, *edges, len(blocks)]
+
+
+def _cut(run: Batch, bounds: list[int]) -> list[Batch]:
+    if len(bounds) == 2:
+        return [run]
+    return [run.take(np.arange(a, b)) for a, b in pairwise(bounds)]
 
 
 def _by_partition(batch: Batch) -> list[tuple[TopicPartition, npt.NDArray[np.intp]]]:

@@ -27,11 +27,13 @@ Kafka transaction; the transaction's committed offsets are then the emitted fron
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import numpy as np
@@ -285,8 +287,8 @@ class Worker:
         for tp, offset in messages.next_offsets().items():
             self.read[tp] = max(offset, self.read.get(tp, 0))
             self.emitted[tp] = max(offset, self.emitted.get(tp, 0))
-        for block in self.blocks.take_complete(self.read):
-            self._learn(block)
+        for run, bounds in self.blocks.take_complete_runs(self.read):
+            self._learn_run(run, bounds)
         self._maybe_write_metrics()
         self._maybe_checkpoint()
 
@@ -313,7 +315,7 @@ class Worker:
             if self.task == "regression":
                 labeled = ~np.isnan(labels.astype(np.float64))
             else:
-                labeled = np.array([v is not None for v in labels], dtype=bool)
+                labeled = np.asarray(labels != None, dtype=bool)  # noqa: E711 (elementwise)
         else:
             labels = np.full(n, None, dtype=object)
             labeled = np.zeros(n, dtype=bool)
@@ -359,10 +361,15 @@ class Worker:
             slot.name, slot.version, np.asarray(model.predict_many(X), dtype=np.float64), None
         )
 
-    def _learn(self, block: Batch) -> None:
-        """Test then train every model on one block of training rows."""
-        X = self.featurizer.learn_transform(block)
-        y = block.columns[self.spec.target or ""]
+    def _learn_run(self, run: Batch, bounds: list[int]) -> None:
+        """Learn consecutive blocks of one partition: featurized in one pass (the moments
+        still move block by block), then tested and trained block by block."""
+        matrices = self.featurizer.learn_transform_blocks(run, bounds)
+        labels = run.columns[self.spec.target or ""]
+        for X, (a, b) in zip(matrices, pairwise(bounds), strict=True):
+            self._learn_block(X, labels[a:b])
+
+    def _learn_block(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
         for slot in self.slots:
             model: Any = slot.model
             if self.task == "classification":
@@ -380,13 +387,12 @@ class Worker:
     def _learn_stale_blocks(self) -> None:
         wait = self.spec.learning.max_wait_seconds
         if wait is not None and len(self.blocks) and time.monotonic() - self._last_event >= wait:
-            for block in self.blocks.take_all():
-                self._learn(block)
+            self.learn_pending()
 
     def learn_pending(self) -> None:
         """Learn every queued training row now, complete block or not (end of a replay)."""
-        for block in self.blocks.take_all():
-            self._learn(block)
+        for run, bounds in self.blocks.take_all_runs():
+            self._learn_run(run, bounds)
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -625,6 +631,11 @@ class Worker:
         """
         if stop is not None:
             self._stop = stop
+        # the hot path allocates many short-lived arrays and no reference cycles: the cyclic
+        # collector's frequent passes over long-lived objects only cost time
+        gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 50)
         try:
             while not self._stop.is_set():
                 if until is not None and until(self):
@@ -633,6 +644,8 @@ class Worker:
                 if on_batch is not None:
                     on_batch(self, n)
         finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
             self.finish(drain=drain and not self._stop.is_set())
         return self.stats
 

@@ -176,7 +176,7 @@ class EvaluationSpec(_Frozen):
     """Prequential evaluation: every labeled event is predicted before it is learned from."""
 
     window: int = Field(default=1000, ge=10)
-    interval_events: int = Field(default=1000, ge=1)
+    interval_events: int = Field(default=10_000, ge=1)
     interval_seconds: float = Field(default=5.0, gt=0)
 
 
