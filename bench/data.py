@@ -13,7 +13,9 @@ features, so every learner has something real to learn:
     the events. The label depends on six numerics, on two categoricals (a random effect per
     value) and on sentiment words in the text.
 
-Generation is vectorized per column with numpy and serialized with orjson, in chunks, so
+Generation is vectorized per column with numpy and serialized with orjson, in chunks of 100k
+events, each with its own seed; chunks are cached as JSON lines in ``bench/.cache/`` (made in
+parallel processes the first time), so a run reads them back instead of generating again and
 10M events never sit in memory at once. ``produce`` writes chunks with a batching,
 lz4-compressing producer (round-robin over the topic's partitions) and waits for every ack.
 

@@ -137,14 +137,14 @@ def targets(data: dict[str, Any]) -> list[str]:
         "| --- | ---: | --- |",
     ]
 
-    def add(name: str, value: float | None, spec: str, ok: bool | None) -> None:
-        shown = "" if value is None else format(value, spec)
+    def add(name: str, value: float | None, spec: str, ok: bool | None, unit: str = "") -> None:
+        shown = "" if value is None else format(value, spec) + unit
         lines.append(f"| {name} | {shown} | {'' if ok is None else ('yes' if ok else 'no')} |")
 
     if eps and ceiling:
         add("(b) ≥ 50% of (a) on numeric10", eps / ceiling, ".0%", eps / ceiling >= 0.5)
     if eps and river:
-        add("(b) ≥ 10x River on numeric10", eps / river, ".1f", eps / river >= 10)
+        add("(b) ≥ 10x River on numeric10", eps / river, ".1f", eps / river >= 10, "x")
     for run in data.get("latency") or []:
         if (
             run["dataset"] == "numeric10"
@@ -168,7 +168,13 @@ def targets(data: dict[str, Any]) -> list[str]:
         )
     scale = data.get("scale")
     if scale and scale.get("ratio"):
-        add("2 workers / 1 worker, aggregate events/s (4 partitions)", scale["ratio"], ".2f", None)
+        add(
+            "2 workers / 1 worker, aggregate events/s (4 partitions)",
+            scale["ratio"],
+            ".2f",
+            None,
+            "x",
+        )
     lines.append("")
     return lines
 

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -656,7 +657,7 @@ def git_state() -> dict[str, Any]:
     where = Path(streamfit.__file__).resolve().parent
     in_tree = where == ROOT / "src" / "streamfit"
     return {
-        "commit": git("rev-parse", "--short", "HEAD"),
+        "commit": os.environ.get("STREAMFIT_BENCH_COMMIT") or git("rev-parse", "--short", "HEAD"),
         "src_uncommitted_changes": in_tree and bool(git("status", "--porcelain", "--", "src")),
         "streamfit_from": "src/streamfit" if in_tree else str(where),
     }
@@ -716,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat:
         plan.repeat = args.repeat
     started = time.monotonic()
+    # stop the broker (finally, below) when killed, too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="streamfit-bench-"))
     bootstrap = os.environ.get("STREAMFIT_BENCH_KAFKA")
     started_here = bootstrap is None
@@ -724,13 +727,14 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = start_broker(workdir)
     option = score_training_supported()
     load_before = [round(x, 2) for x in os.getloadavg()]
+    git = git_state()  # before the run: others may commit while it runs
     data = load_previous(plan.out)
     try:
         if args.memory or args.scale:
             if args.memory:
-                data["memory"] = memory_suite(bootstrap, plan, option)
+                data["memory"] = {**memory_suite(bootstrap, plan, option), "git": git}
             if args.scale:
-                data["scale"] = scale_suite(bootstrap, plan, option)
+                data["scale"] = {**scale_suite(bootstrap, plan, option), "git": git}
         else:
             throughput, _ = throughput_suite(bootstrap, plan, option)
             latency = latency_suite(bootstrap, plan, option, throughput)
@@ -744,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
                 "load_average_before": load_before,
                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
                 "versions": versions(),
-                "git": git_state(),
+                "git": git,
                 "score_training_events": option,
                 "latency_batch": LATENCY_BATCH,
                 "latency_metrics_every": LATENCY_METRICS_EVERY,
