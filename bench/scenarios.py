@@ -356,6 +356,13 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
             "models": [{"name": "logistic", "builtin": "logistic_regression"}],
             "outputs": outputs,
             "batch": {"max_records": args.batch, "timeout": args.timeout},
+            "processing": args.processing,
+            "checkpoint": {
+                "interval_events": 10**12 if args.checkpoint_seconds <= 0 else 10**9,
+                "interval_seconds": 10**9
+                if args.checkpoint_seconds <= 0
+                else args.checkpoint_seconds,
+            },
             **(
                 {"evaluation": {"interval_events": args.metrics_every}}
                 if args.metrics_every
@@ -501,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group")
     parser.add_argument("--ready", action="store_true")
     parser.add_argument("--drain", action="store_true")
+    parser.add_argument(
+        "--checkpoint-seconds", type=float, default=5.0, help="0: only the final checkpoint"
+    )
+    parser.add_argument(
+        "--processing", choices=("at_least_once", "exactly_once"), default="at_least_once"
+    )
     args = parser.parse_args(argv)
     if os.environ.get("BENCH_DEBUG"):
         import logging
