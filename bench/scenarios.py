@@ -357,6 +357,7 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
             "outputs": outputs,
             "batch": {"max_records": args.batch, "timeout": args.timeout},
             "processing": args.processing,
+            "learning": {"block_events": args.block_events},
             "checkpoint": {
                 "interval_events": 10**12 if args.checkpoint_seconds <= 0 else 10**9,
                 "interval_seconds": 10**9
@@ -508,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group")
     parser.add_argument("--ready", action="store_true")
     parser.add_argument("--drain", action="store_true")
+    parser.add_argument("--block-events", type=int, default=4096)
     parser.add_argument(
         "--checkpoint-seconds", type=float, default=5.0, help="0: only the final checkpoint"
     )
