@@ -232,7 +232,9 @@ def markdown(data: dict[str, Any]) -> str:
             f"one partition, local Kafka {v.get('kafka broker')} broker on the same machine; "
             f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; "
             f"streamfit at {g['commit']}{dirty}; "
-            f"best of {meta['repeat']}. How each scenario works: `bench/README.md`.",
+            f"best of {meta['repeat']} (bare consume: best of "
+            f"{max(meta['repeat'], meta.get('ceiling_repeat', 1))}). "
+            "How each scenario works: `bench/README.md`.",
             "",
         ]
     lines += throughput_tables(data)

@@ -62,6 +62,12 @@ LABELS = {
 }
 
 
+#: Runs of (a), the best kept: it takes a few seconds and is the noisiest figure (it has
+#: varied from 0.2M to 1.1M events/s between runs on a shared 2-core VM), and every ratio
+#: divides by it.
+CEILING_REPEAT = 3
+
+
 @dataclass
 class Plan:
     """Sizes of one run."""
@@ -306,7 +312,7 @@ def throughput_suite(
                 plan.events,
                 dataset,
                 [],
-                plan.repeat,
+                max(plan.repeat, CEILING_REPEAT),
             )
         )
         for row, row_topic, extra in streamfit_rows(bootstrap, dataset, topics, option):
@@ -742,6 +748,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mode": "quick" if plan.quick else "full",
                 "events_per_topic": plan.events,
                 "repeat": plan.repeat,
+                "ceiling_repeat": CEILING_REPEAT,
                 "caps": plan.caps,
                 "date": time.strftime("%Y-%m-%d %H:%M %Z"),
                 "machine": machine(),
