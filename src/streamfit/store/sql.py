@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -230,12 +231,19 @@ class Store:
 
     def _create(self, metadata: sa.MetaData) -> None:
         """CREATE TABLE IF NOT EXISTS, tolerating another worker creating them at once."""
-        try:
-            metadata.create_all(self._engine, checkfirst=True)
-        except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
-            if _is_unavailable(exc):
-                raise
-            metadata.create_all(self._engine, checkfirst=True)  # lost a race: they exist now
+        for attempt in range(5):
+            try:
+                metadata.create_all(self._engine, checkfirst=True)
+                break
+            except (
+                sa.exc.ProgrammingError,
+                sa.exc.IntegrityError,
+                sa.exc.OperationalError,
+            ) as exc:
+                # another worker created a table between our check and our CREATE: look again
+                if _is_unavailable(exc) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         self._add_missing_columns(metadata)
 
     def _add_missing_columns(self, metadata: sa.MetaData) -> None:
