@@ -66,7 +66,7 @@ def write_spec(
         "evaluation": {"interval_events": 20_000},
         "outputs": {"database": database, "predictions_topic": f"{topics['score']}_{name}_out"},
         "processing": processing,
-        "batch": {"max_records": 2000, "timeout": 0.2},
+        "batch": {"max_records": 500, "timeout": 0.2},
         "learning": {"block_events": 1000},
         "checkpoint": {"interval_events": 15_000, "interval_seconds": 0.5},
     }
@@ -152,7 +152,15 @@ def test_sigkill_at_random_points_changes_nothing(
     kills_mid_stream = 0
     for _ in range(4):
         proc = start(crash_spec, tmp_path / "crash.log")
-        time.sleep(rng.uniform(2.5, 6.0))
+        # kill at a random moment once the worker has made progress (checkpoints every 0.5 s)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            with Store(crash_db, "crash") as store:
+                checkpoint = store.load_checkpoint()
+            if checkpoint is not None and sum(checkpoint.offsets.values()) > 0:
+                break
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)

@@ -110,9 +110,10 @@ def test_train_and_score_from_kafka_into_sql(
     create_topics(kafka_bootstrap, [*spec.topics.all, f"{unique_name}_predictions"])
     train, score = make_events(3000, 1, True), make_events(400, 2, False)
     produce(kafka_bootstrap, spec.topics.train[0], train[:1500] + BAD_EVENTS + train[1500:])
-    produce(kafka_bootstrap, spec.topics.score[0], score)
 
     worker = build_worker(spec)
+    run_until(worker, len(train) + len(BAD_EVENTS))  # a model first, then events to classify
+    produce(kafka_bootstrap, spec.topics.score[0], score)
     run_until(worker, len(train) + len(BAD_EVENTS) + len(score))
     worker.store.close()
 

@@ -139,23 +139,33 @@ def _by_partition(batch: Batch) -> list[tuple[TopicPartition, npt.NDArray[np.int
 
 def _concat(parts: list[Batch]) -> Batch:
     """Rows of several batches of one partition, in order; fields missing in a part are
-    missing values (NaN for numbers, None otherwise)."""
+    missing values. A field that is numeric in some parts and only missing (an all-``None``
+    object column) in others stays numeric, so the result does not depend on where polls cut
+    the stream."""
     from streamfit.batch import Messages
 
-    names: dict[str, np.dtype[Any]] = {}
+    names: dict[str, bool] = {}  # field -> numeric in every part that has a value for it
     for part in parts:
         for name, column in part.columns.items():
-            if name not in names or column.dtype == object:
-                names[name] = column.dtype
+            numeric = column.dtype.kind == "f" or _all_missing(column)
+            names[name] = names.get(name, True) and numeric
     columns = {}
-    for name, dtype in names.items():
+    for name, numeric in names.items():
         pieces = []
         for part in parts:
             found = part.columns.get(name)
-            if found is None:
-                fill = np.nan if dtype.kind == "f" else None
-                found = np.full(len(part), fill, dtype=dtype if dtype.kind == "f" else object)
-            pieces.append(found.astype(dtype) if found.dtype != dtype else found)
+            if numeric:
+                if found is None or found.dtype.kind != "f":
+                    found = np.full(len(part), np.nan)
+            elif found is None:
+                found = np.full(len(part), None, dtype=object)
+            elif found.dtype != object:
+                found = found.astype(object)
+            pieces.append(found)
         columns[name] = np.concatenate(pieces)
     booleans = frozenset().union(*(p.booleans for p in parts))
     return Batch(columns, Messages.concat([p.meta for p in parts]), booleans)
+
+
+def _all_missing(column: npt.NDArray[Any]) -> bool:
+    return column.dtype == object and all(v is None for v in column.tolist())
