@@ -140,3 +140,24 @@ def test_workers_serve_with_models_merged_through_the_store(tmp_path: Path) -> N
     serving: Any = a.serving["lr"]
     assert serving.n_seen == a.slots[0].events_learned + b.slots[0].events_learned
     assert a.slots[0].model.state() != serving.state()  # a keeps learning alone
+
+
+def test_the_demo_stream_learns_the_same_whatever_the_poll_size(tmp_path: Path) -> None:
+    """Speed dating has fields missing from whole polls: still the same model and features."""
+    from streamfit.cli import demo
+
+    states = set()
+    for max_records in (37, 500):
+        spec = demo.demo_spec(database=f"sqlite:///{tmp_path / f'{max_records}.db'}")
+        data = spec.model_dump(exclude_none=True)
+        data["models"] = data["models"][:1]
+        data["batch"]["max_records"] = max_records
+        data["outputs"]["write_results"] = False
+        spec = validate_spec(data)
+        events = demo.prepare_events(spec)
+        broker = MemoryBroker()
+        demo._publish_memory(broker, events.events)
+        worker = build_worker(spec, broker=broker)
+        worker.run(until=lambda w: w.stats.events_in >= len(events.events))
+        states.add((worker.slots[0].model.state(), worker.featurizer.state()))
+    assert len(states) == 1

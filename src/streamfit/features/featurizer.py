@@ -324,7 +324,14 @@ class Featurizer:
             self._vocab[name] = HashedVocabulary(f"{name}:", n)
 
     def _infer(self, name: str, column: npt.NDArray[Any], boolean: bool) -> FieldType | None:
-        """The kind of a field seen for the first time; ``None`` while it is all missing."""
+        """The kind of a field seen for the first time; ``None`` while it is all missing
+        (whether a poll carried the field only as missing values must not matter: a field
+        joins the schema with its first value, wherever polls cut the stream)."""
+        if column.dtype.kind == "f":
+            if np.isnan(column).all():
+                return None
+        elif column.dtype.kind not in "iub" and not pd.notna(column).any():
+            return None
         typed = self._spec.types.get(name)
         if typed is not None:
             return typed
