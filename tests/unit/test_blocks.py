@@ -158,6 +158,7 @@ def test_the_demo_stream_learns_the_same_whatever_the_poll_size(tmp_path: Path) 
         broker = MemoryBroker()
         demo._publish_memory(broker, events.events)
         worker = build_worker(spec, broker=broker)
-        worker.run(until=lambda w: w.stats.events_in >= len(events.events))
+        total = len(events.events)
+        worker.run(until=lambda w, total=total: w.stats.events_in >= total)
         states.add((worker.slots[0].model.state(), worker.featurizer.state()))
     assert len(states) == 1
