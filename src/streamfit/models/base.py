@@ -18,13 +18,15 @@ class from the blob). ``Mergeable`` learners fold another worker's model into th
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["Classifier", "Mergeable", "Model", "Task"]
+from streamfit.errors import ModelError
+
+__all__ = ["Classifier", "Mergeable", "Model", "Task", "as_csr", "check_labels"]
 
 Task = Literal["classification", "regression"]
 
@@ -72,3 +74,24 @@ class Mergeable(Protocol):
     def merge(self, other: Self) -> None:
         """Fold ``other`` into this model in place (weighted by the events each has seen)."""
         ...
+
+
+def as_csr(X: object) -> sp.csr_matrix:
+    """``X`` as CSR (another sparse format is converted); anything else is a ``ModelError``.
+
+    >>> as_csr(sp.coo_matrix(np.eye(2))).format
+    'csr'
+    """
+    if isinstance(X, sp.csr_matrix | sp.csr_array):
+        return X
+    if sp.issparse(X):
+        return sp.csr_matrix(X)
+    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")
+
+
+def check_labels(X: sp.csr_matrix, y: object) -> npt.NDArray[Any]:
+    """``y`` as a 1-d array with one label per row of ``X``, or a ``ModelError``."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+        raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {labels.shape}")
+    return labels

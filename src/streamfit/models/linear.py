@@ -62,7 +62,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task
+from streamfit.models.base import Task, as_csr, check_labels
 from streamfit.models.state import decode_state, encode_state
 
 __all__ = ["LinearRegression", "LogisticRegression"]
@@ -87,14 +87,6 @@ def _check_int(name: str, value: object, *, low: int, allow_none: bool = False) 
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
         raise ModelError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
-
-
-def _as_csr(X: object) -> sp.csr_matrix:
-    if isinstance(X, sp.csr_matrix | sp.csr_array):
-        return X
-    if sp.issparse(X):
-        return sp.csr_matrix(X)
-    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")
 
 
 class _AdaGradLinear:
@@ -254,7 +246,7 @@ class _AdaGradLinear:
         self._lut = np.zeros(n_rows, dtype=np.intp)
 
     def _check_X(self, X: object) -> sp.csr_matrix:
-        Xc = _as_csr(X)
+        Xc = as_csr(X)
         n = Xc.shape[1]
         width = self.n_features if self.n_features is not None else self._W.shape[0] or None
         if width is not None and n != width:
@@ -465,9 +457,7 @@ class LogisticRegression(_AdaGradLinear):
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
         """Learn from labeled rows; new labels become new classes."""
         X = self._check_X(X)
-        labels = np.asarray(y)
-        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
-            raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {labels.shape}")
+        labels = check_labels(X, y)
         if X.shape[0] == 0:
             return
         self._check_finite(X)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task
+from streamfit.models.base import Task, as_csr, check_labels
 from streamfit.models.state import check_library, decode_state, encode_state
 
 __all__ = ["RiverModel", "csr_rows"]
@@ -122,10 +122,8 @@ class RiverModel:
 
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
         """``learn_one`` for each row, in order."""
-        X = _check_csr(X)
-        labels = np.asarray(y)
-        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
-            raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {labels.shape}")
+        X = as_csr(X)
+        labels = check_labels(X, y)
         if X.shape[0] == 0:
             return
         rows = csr_rows(X)
@@ -154,7 +152,7 @@ class RiverModel:
 
     def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
         """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
-        X = _check_csr(X)
+        X = as_csr(X)
         self._need_classifier()
         k = len(self._classes)
         if k <= 1:
@@ -169,7 +167,7 @@ class RiverModel:
 
     def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[Any]:
         """The most probable class (``None`` before any label), or a float for regressors."""
-        X = _check_csr(X)
+        X = as_csr(X)
         if self.task == "regression":
             predict = self._estimator.predict_one
             return np.array([predict(row) for row in csr_rows(X)], dtype=np.float64)
@@ -238,11 +236,3 @@ class RiverModel:
     def _need_classifier(self) -> None:
         if self.task != "classification":
             raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
-
-
-def _check_csr(X: object) -> sp.csr_matrix:
-    if isinstance(X, sp.csr_matrix | sp.csr_array):
-        return X
-    if sp.issparse(X):
-        return sp.csr_matrix(X)
-    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")

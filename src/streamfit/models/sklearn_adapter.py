@@ -42,7 +42,7 @@ import scipy.sparse as sp
 from scipy.special import expit, softmax
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task
+from streamfit.models.base import Task, as_csr, check_labels
 from streamfit.models.state import check_library, decode_state, encode_state
 
 __all__ = ["SklearnModel"]
@@ -152,10 +152,8 @@ class SklearnModel:
 
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
         """``partial_fit`` on the batch (classes handled as in the module doc)."""
-        X = _check_csr(X)
-        target = np.asarray(y)
-        if target.ndim != 1 or target.shape[0] != X.shape[0]:
-            raise ModelError(f"labels must be 1-d with {X.shape[0]} values, got {target.shape}")
+        X = as_csr(X)
+        target = check_labels(X, y)
         if X.shape[0] == 0:
             return
         if self.task == "regression":
@@ -182,7 +180,7 @@ class SklearnModel:
 
     def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
         """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
-        X = _check_csr(X)
+        X = as_csr(X)
         if self.task != "classification":
             raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
         k = len(self._classes)
@@ -207,7 +205,7 @@ class SklearnModel:
 
     def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[Any]:
         """The most probable class (``None`` before any label), or a float for regressors."""
-        X = _check_csr(X)
+        X = as_csr(X)
         if self.task == "regression":
             if not self._fitted or X.shape[0] == 0:
                 return np.zeros(X.shape[0])
@@ -309,11 +307,3 @@ class SklearnModel:
             raise ModelError(f"{type(est).__name__} failed to learn: {exc!r}") from exc
         self._fitted = True
         self._n_seen += X.shape[0]
-
-
-def _check_csr(X: object) -> sp.csr_matrix:
-    if isinstance(X, sp.csr_matrix | sp.csr_array):
-        return X
-    if sp.issparse(X):
-        return sp.csr_matrix(X)
-    raise ModelError(f"features must be a scipy.sparse CSR matrix, got {type(X).__name__}")
