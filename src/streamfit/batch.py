@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -69,8 +71,8 @@ class Messages:
         if len(parts) == 1:
             return parts[0]
         return cls(
-            values=[v for p in parts for v in p.values],
-            keys=[k for p in parts for k in p.keys],
+            values=list(chain.from_iterable(p.values for p in parts)),
+            keys=list(chain.from_iterable(p.keys for p in parts)),
             topics=np.concatenate([p.topics for p in parts]) if parts else _empty_obj(),
             partitions=np.concatenate([p.partitions for p in parts])
             if parts
@@ -83,10 +85,9 @@ class Messages:
 
     def take(self, index: npt.NDArray[np.intp]) -> Messages:
         """Rows at ``index`` (an integer array), in that order."""
-        idx = index.tolist()
         return Messages(
-            values=[self.values[i] for i in idx],
-            keys=[self.keys[i] for i in idx],
+            values=_pick(self.values, index),
+            keys=_pick(self.keys, index),
             topics=self.topics[index],
             partitions=self.partitions[index],
             offsets=self.offsets[index],
@@ -107,6 +108,13 @@ class Messages:
             for part in np.flatnonzero(maxima >= 0).tolist():
                 out[(topic, part)] = int(maxima[part]) + 1
         return out
+
+
+def _pick(items: list[bytes | None], index: npt.NDArray[np.intp]) -> list[bytes | None]:
+    """``[items[i] for i in index]``, in C (``itemgetter``) for more than one row."""
+    if len(index) < 2:
+        return [items[i] for i in index.tolist()]
+    return list(itemgetter(*index.tolist())(items))
 
 
 def _empty_obj() -> npt.NDArray[np.object_]:

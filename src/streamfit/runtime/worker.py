@@ -50,6 +50,7 @@ from streamfit.models import build_model
 from streamfit.models.base import Model
 from streamfit.models.factory import model_from_state
 from streamfit.runtime.blocks import BlockBuffer
+from streamfit.runtime.records import prediction_records
 from streamfit.runtime.state import (
     decode_counters,
     encode_counters,
@@ -279,7 +280,9 @@ class Worker:
                 keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
                 if len(keep):
                     self._score(batch.take(keep), labels[keep])
-            if len(train_rows):
+            if len(train_rows) == len(batch):
+                self.blocks.add(batch)
+            elif len(train_rows):
                 self.blocks.add(batch.take(train_rows))
         self.stats.events_in += len(messages)
         self.stats.batches += 1
@@ -338,7 +341,7 @@ class Worker:
                 ),
             )
         if self.predictions is not None:
-            self.predictions.write(self._prediction_records(batch, predictions))
+            self.predictions.write(prediction_records(batch, predictions, self.spec.key))
         self.stats.events_scored += len(batch)
 
     def _predict(self, slot: ModelSlot, X: sp.csr_matrix) -> ModelPredictions:
@@ -395,44 +398,6 @@ class Worker:
             self._learn_run(run, bounds)
 
     # -- outputs --------------------------------------------------------------------------------
-
-    def _prediction_records(
-        self, batch: Batch, predictions: list[ModelPredictions]
-    ) -> list[OutRecord]:
-        key_field = self.spec.key
-        key_values = batch.columns.get(key_field) if key_field else None
-        champion, others = predictions[0], predictions[1:]
-        meta = batch.meta
-        records = []
-        for i in range(len(batch)):
-            key = meta.keys[i]
-            if key_values is not None and key_values[i] is not None:
-                key = str(_plain(key_values[i])).encode()
-            event: dict[str, Any] = {
-                "key": key.decode("utf-8", "replace") if key is not None else None,
-                "prediction": _plain(champion.prediction[i]),
-                "probability": _plain(champion.probability[i])
-                if champion.probability is not None
-                else None,
-                "model": champion.name,
-                "model_version": champion.version,
-                "topic": meta.topics[i],
-                "partition": int(meta.partitions[i]),
-                "offset": int(meta.offsets[i]),
-            }
-            if others:
-                event["challengers"] = {
-                    p.name: {
-                        "prediction": _plain(p.prediction[i]),
-                        "probability": _plain(p.probability[i])
-                        if p.probability is not None
-                        else None,
-                        "model_version": p.version,
-                    }
-                    for p in others
-                }
-            records.append(OutRecord(key, orjson.dumps(event)))
-        return records
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         self._retry("writing dead letters", lambda: self.store.write_dead_letters(letters))
@@ -677,11 +642,3 @@ def _any_known(labels: npt.NDArray[Any], task: str) -> bool:
     if task == "regression":
         return bool((~np.isnan(labels.astype(np.float64))).any())
     return any(v is not None for v in labels)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value

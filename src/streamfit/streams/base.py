@@ -7,8 +7,7 @@ offset to read per topic-partition) and can be moved with ``seek``. A ``Sink`` b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from streamfit.batch import Messages, Offsets
 
@@ -34,9 +33,8 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """One message to produce: key and value bytes."""
+class OutRecord(NamedTuple):
+    """One message to produce: key and value bytes (a tuple: made once per output event)."""
 
     key: bytes | None
     value: bytes

@@ -430,6 +430,10 @@ class KafkaSink:
                 "acks": "all",
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                # a report (a callback into Python) only for a record that failed: flush()
+                # still waits for every record, and a failure is still counted
+                "delivery.report.only.error": True,
+                "on_delivery": self._delivered,
                 "error_cb": self._on_error,
                 "logger": log,
             },
@@ -452,18 +456,10 @@ class KafkaSink:
     def write(self, records: list[OutRecord]) -> None:
         """Queue ``records`` (``OutRecord``: key and value bytes) for delivery."""
         self._check_usable()
-        produce = self._producer.produce
-        for record in records:
-            while True:
-                try:
-                    produce(self.topic, record.value, record.key, on_delivery=self._delivered)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)  # the local queue is full: let it drain
-                    self._check_usable()
-                except KafkaException as exc:
-                    raise StreamError(f"producing to {self.topic} failed: {exc}") from exc
-            self._producer.poll(0)
+        try:
+            _produce_all(self._producer, self.topic, records, self._check_usable)
+        except KafkaException as exc:
+            raise StreamError(f"producing to {self.topic} failed: {exc}") from exc
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every record written is acknowledged by the broker, or raise."""
@@ -562,6 +558,31 @@ def delete_topics(
             raise StreamError(f"deleting topic {name!r} timed out") from exc
 
 
+def _produce_all(
+    producer: Producer,
+    topic: str,
+    records: list[OutRecord],
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Queue every record; while the local queue is full, serve it (and run ``check``, which
+    raises if the producer became unusable). Delivery reports are served once, at the end."""
+    produce = producer.produce
+    for record in records:
+        try:
+            produce(topic, record.value, record.key)
+        except BufferError:
+            while True:
+                producer.poll(0.05)  # the local queue is full: let it drain
+                if check is not None:
+                    check()
+                try:
+                    produce(topic, record.value, record.key)
+                    break
+                except BufferError:
+                    continue
+    producer.poll(0)
+
+
 class KafkaTransactions:
     """Exactly-once output: one transactional producer for every output topic, whose records
     and the consumer's offsets commit together (``processing: exactly_once``).
@@ -606,15 +627,10 @@ class KafkaTransactions:
         return _TransactionalSink(self, topic)
 
     def produce(self, topic: str, records: list[OutRecord]) -> None:
-        produce = self._producer.produce
-        for record in records:
-            while True:
-                try:
-                    produce(topic, record.value, record.key)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-            self._producer.poll(0)
+        try:
+            _produce_all(self._producer, topic, records)
+        except KafkaException as exc:
+            raise StreamError(f"producing to {topic} failed: {exc}") from exc
 
     def commit(self, offsets: Offsets) -> None:
         """Commit what was produced since the last commit, with ``offsets``, atomically."""

@@ -1,0 +1,101 @@
+"""Prediction records: the batch-at-a-time builder writes the JSON a per-event dict would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from streamfit.batch import Batch, Messages
+from streamfit.runtime.records import prediction_records
+from streamfit.store import ModelPredictions
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _expected(batch: Batch, preds: list[ModelPredictions], key_field: str | None) -> list[Any]:
+    """The record of each row, built event by event the obvious way."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, np.generic):
+            value = value.item()
+        return None if isinstance(value, float) and value != value else value
+
+    out = []
+    meta = batch.meta
+    for i in range(len(batch)):
+        key = meta.keys[i]
+        if key_field and plain(batch.columns[key_field][i]) is not None:
+            key = str(plain(batch.columns[key_field][i])).encode()
+        champion = preds[0]
+        event: dict[str, Any] = {
+            "key": key.decode("utf-8", "replace") if key is not None else None,
+            "prediction": plain(champion.prediction[i]),
+            "probability": plain(champion.probability[i])
+            if champion.probability is not None
+            else None,
+            "model": champion.name,
+            "model_version": champion.version,
+            "topic": meta.topics[i],
+            "partition": int(meta.partitions[i]),
+            "offset": int(meta.offsets[i]),
+        }
+        if preds[1:]:
+            event["challengers"] = {
+                p.name: {
+                    "prediction": plain(p.prediction[i]),
+                    "probability": plain(p.probability[i]) if p.probability is not None else None,
+                    "model_version": p.version,
+                }
+                for p in preds[1:]
+            }
+        out.append((key, event))
+    return out
+
+
+def test_classification_records_with_challengers_and_a_key_field() -> None:
+    n = 6
+    meta = Messages.from_values(
+        [b"{}"] * n,
+        topic='odd "topic"',
+        first_offset=40,
+        keys=[b"k0", None, b"\xff", b"", None, b"k5"],
+    )
+    batch = Batch({"user": _objects([7, None, "u\u00e9", float("nan"), 2.5, None])}, meta)
+    champion = ModelPredictions(
+        "champ",
+        12,
+        _objects([True, 1, "yes", None, 0, False]),
+        np.array([0.5, 1e-9, 1.0, np.nan, 0.25, 2 / 3]),
+    )
+    challenger = ModelPredictions("river", 3, _objects(["a", "b", "a", "b", "a", "b"]), None)
+    third = ModelPredictions("sk", 0, _objects([1, 2, 3, 1, 2, 3]), np.linspace(0, 1, n))
+    preds = [champion, challenger, third]
+    records = prediction_records(batch, preds, "user")
+    expected = _expected(batch, preds, "user")
+    assert [r.key for r in records] == [key for key, _ in expected]
+    for record, (_, event) in zip(records, expected, strict=True):
+        parsed = orjson.loads(record.value)
+        assert parsed == event
+        # True stays a boolean and 1 an integer, though they are equal as dict keys
+        assert [type(v) for v in parsed.values()] == [type(v) for v in event.values()]
+        assert record.value == orjson.dumps(event)
+
+
+@pytest.mark.parametrize("n", [0, 1, 300])
+def test_regression_records(n: int) -> None:
+    rng = np.random.default_rng(n)
+    meta = Messages.from_values([b"{}"] * n, topic="t", partition=3)
+    values = rng.normal(size=n) * 10.0 ** rng.integers(-12, 12, size=n)
+    if n:
+        values[0] = np.nan
+    preds = [ModelPredictions("lin", 1, values, None)]
+    batch = Batch({}, meta)
+    records = prediction_records(batch, preds)
+    assert [orjson.loads(r.value) for r in records] == [e for _, e in _expected(batch, preds, None)]
