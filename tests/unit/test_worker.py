@@ -164,3 +164,36 @@ def test_learning_is_deterministic(db: str, tmp_path: Path) -> None:
         run_all(worker, broker)
         states.append(worker.slots[0].model.state())
     assert states[0] == states[1]
+
+
+def test_score_training_events_emits_a_prediction_per_labeled_event(
+    db: str, tmp_path: Path
+) -> None:
+    """Every labeled event is predicted before it is learned, and learning is unchanged."""
+    states = []
+    for score_training in (False, True):
+        broker = MemoryBroker()
+        broker.append("train", events(500, 12, True))
+        outputs = {
+            "database": f"sqlite:///{tmp_path / f'{score_training}.db'}",
+            "predictions_topic": "predictions",
+            "score_training_events": score_training,
+        }
+        worker = build_worker(make_spec(db, outputs=outputs), broker=broker)
+        run_all(worker, broker)
+        states.append(worker.slots[0].model.state())
+        emitted = broker.read("predictions")
+        if not score_training:
+            assert emitted == [] and worker.store.count("t_results") == 0
+            continue
+        assert worker.stats.events_trained == 500 and worker.stats.events_scored == 500
+        records = [orjson.loads(value) for _, value in emitted]
+        assert [r["offset"] for r in records] == list(range(500))
+        # null until the model has learned its first block, then a class
+        assert {r["prediction"] for r in records[:64]} <= {None, 0, 1}
+        assert {r["prediction"] for r in records[128:]} == {0, 1}
+        rows = worker.store.read_results("t_results")
+        assert len(rows) == 500
+        labels = [str(orjson.loads(e)["y"]) for e in events(500, 12, True)]  # a text column
+        assert sorted((r["source_offset"], r["label"]) for r in rows) == list(enumerate(labels))
+    assert states[0] == states[1]

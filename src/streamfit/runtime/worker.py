@@ -4,7 +4,7 @@ One ``Worker`` runs one pipeline over one ``Source``. Each poll is handled in a 
 
 1. decode; malformed events become dead letters (table and topic) with a reason;
 2. split rows by role: labeled rows of a ``train`` topic are training rows, every other row
-   is scored;
+   is scored (every row, training rows too, with ``outputs.score_training_events``);
 3. score the scoring rows with every model and write them to the predictions topic and the
    results table;
 4. queue the training rows in a ``BlockBuffer``; each block of offsets that is complete is
@@ -279,7 +279,8 @@ class Worker:
             if len(score_rows):
                 keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
                 if len(keep):
-                    self._score(batch.take(keep), labels[keep])
+                    rows = batch if len(keep) == len(batch) else batch.take(keep)
+                    self._score(rows, labels[keep])
             if len(train_rows) == len(batch):
                 self.blocks.add(batch)
             elif len(train_rows):
@@ -324,6 +325,8 @@ class Worker:
             labeled = np.zeros(n, dtype=bool)
         in_train_topic = np.isin(batch.meta.topics, list(self.train_topics))
         is_train = labeled & in_train_topic
+        if self.spec.outputs.score_training_events:
+            return np.flatnonzero(is_train), np.arange(n), labels
         return np.flatnonzero(is_train), np.flatnonzero(~is_train), labels
 
     def _score(self, batch: Batch, labels: npt.NDArray[Any]) -> None:

@@ -181,7 +181,14 @@ class EvaluationSpec(_Frozen):
 
 
 class OutputsSpec(_Frozen):
-    """Where predictions, metrics and rejects go."""
+    """Where predictions, metrics and rejects go.
+
+    ``score_training_events``: a labeled event of a ``train`` topic is, by default, only
+    learned from (its prequential prediction goes into the metrics). Set, it is also scored
+    as it arrives, like an unlabeled event, by the model serving at that moment (which has
+    not learned it yet): its prediction goes to the predictions topic and its results row,
+    with its label, to the results table.
+    """
 
     predictions_topic: str | None = None
     dead_letter_topic: str | None = None
@@ -189,6 +196,7 @@ class OutputsSpec(_Frozen):
     results_table: str | None = None
     training_table: str | None = None
     write_results: bool = True
+    score_training_events: bool = False
 
     def results_table_name(self, pipeline: str) -> str:
         return self.results_table or f"{pipeline}_results"
