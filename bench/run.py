@@ -42,6 +42,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.data import DATASETS, create_topic, events, produce
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -578,22 +580,50 @@ def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
         starts = [r["wall_start"] for r in results if r.get("wall_start")]
         span = max(r["wall_end"] for r in results) - min(starts)
         handled = sum(r["events"] for r in results)
+        steady = steady_rate(results)
+        for r in results:
+            r.pop("timeline", None)
         out[f"workers_{workers}"] = {
             "events": plan.scale_events,
             "seconds": round(span, 3),
             "events_per_second": round(plan.scale_events / span, 1),
+            "steady_events_per_second": steady,
             "replayed": handled - plan.scale_events,
             "per_worker": results,
         }
         log(
-            f"    {plan.scale_events / span:,.0f} events/s aggregate "
-            f"(per worker: {[r['events'] for r in results]})"
+            f"    {plan.scale_events / span:,.0f} events/s aggregate over the whole drain, "
+            f"{steady or 0:,.0f} events/s once assigned (per worker: "
+            f"{[r['events'] for r in results]})"
         )
     one, two = out.get("workers_1", {}), out.get("workers_2", {})
     if "events_per_second" in one and "events_per_second" in two:
-        out["ratio"] = round(two["events_per_second"] / one["events_per_second"], 3)
+        out["ratio_drain"] = round(two["events_per_second"] / one["events_per_second"], 3)
+    if one.get("steady_events_per_second") and two.get("steady_events_per_second"):
+        out["ratio"] = round(two["steady_events_per_second"] / one["steady_events_per_second"], 3)
     out["date"] = time.strftime("%Y-%m-%d %H:%M")
     return out
+
+
+def steady_rate(results: list[dict[str, Any]]) -> float | None:
+    """The group's events/s while every worker holds its final partitions: from the last
+    assignment change of any worker (plus 0.5 s) to the first worker's last sample, the sum
+    of the events each worker read in that window over its length."""
+    timelines = [np.array(r.get("timeline") or [], dtype=np.float64) for r in results]
+    if any(len(t) < 2 for t in timelines):
+        return None
+    start = max(
+        max(r.get("assigned") or [t[0, 0]]) for r, t in zip(results, timelines, strict=True)
+    )
+    start += 0.5
+    end = min(t[-1, 0] for t in timelines)
+    if end - start < 1.0:
+        return None
+    read = sum(
+        float(np.interp(end, t[:, 0], t[:, 1]) - np.interp(start, t[:, 0], t[:, 1]))
+        for t in timelines
+    )
+    return round(read / (end - start), 1)
 
 
 # ----------------------------------------------------------------------------------- outputs

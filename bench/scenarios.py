@@ -425,7 +425,8 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
         if args.drain
         else lambda w: w.stats.events_in >= target
     )
-    worker.run(until=until)
+    timeline = _Timeline(source) if args.drain else None
+    worker.run(until=until, on_batch=timeline)
     end = time.perf_counter()
     source.poll = poll
     stats = worker.stats
@@ -448,7 +449,32 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
         "training_rows": training_rows,
         "roc_auc": auc,
         "batch": {"max_records": args.batch, "timeout": args.timeout},
+        **({"timeline": timeline.samples, "assigned": timeline.changes} if timeline else {}),
     }
+
+
+class _Timeline:
+    """``on_batch`` for the scale run: (wall time, events read) every 0.1 s, and the wall
+    times at which this worker's partition assignment changed, so the harness can measure
+    the group's throughput once every worker holds its final partitions."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.samples: list[tuple[float, int]] = []
+        self.changes: list[float] = []
+        self._assignment: set[Any] = set()
+        self._next = 0.0
+
+    def __call__(self, worker: Any, _n: int) -> None:
+        now = time.time()
+        if now < self._next:
+            return
+        self._next = now + 0.1
+        self.samples.append((now, worker.stats.events_in))
+        assignment = set(self.source.assignment())
+        if assignment != self._assignment:
+            self._assignment = assignment
+            self.changes.append(now)
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
