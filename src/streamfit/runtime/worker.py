@@ -279,12 +279,9 @@ class Worker:
             if len(score_rows):
                 keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
                 if len(keep):
-                    rows = batch if len(keep) == len(batch) else batch.take(keep)
-                    self._score(rows, labels[keep])
-            if len(train_rows) == len(batch):
-                self.blocks.add(batch)
-            elif len(train_rows):
-                self.blocks.add(batch.take(train_rows))
+                    self._score(_rows(batch, keep), labels[keep])
+            if len(train_rows):
+                self.blocks.add(_rows(batch, train_rows))
         self.stats.events_in += len(messages)
         self.stats.batches += 1
         self._last_event = time.monotonic()
@@ -639,6 +636,12 @@ def _transient(exc: StreamError) -> bool:
         word in text
         for word in ("undelivered", "timed out", "transport", "all brokers down", "not delivered")
     )
+
+
+def _rows(batch: Batch, index: npt.NDArray[np.intp]) -> Batch:
+    """The rows of ``batch`` at ``index`` (increasing row numbers): the batch itself, not a
+    copy, when that is every row (the usual case of a topic with one role)."""
+    return batch if len(index) == len(batch) else batch.take(index)
 
 
 def _any_known(labels: npt.NDArray[Any], task: str) -> bool:

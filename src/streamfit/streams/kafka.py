@@ -456,10 +456,7 @@ class KafkaSink:
     def write(self, records: list[OutRecord]) -> None:
         """Queue ``records`` (``OutRecord``: key and value bytes) for delivery."""
         self._check_usable()
-        try:
-            _produce_all(self._producer, self.topic, records, self._check_usable)
-        except KafkaException as exc:
-            raise StreamError(f"producing to {self.topic} failed: {exc}") from exc
+        _produce_all(self._producer, self.topic, records, self._check_usable)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every record written is acknowledged by the broker, or raise."""
@@ -565,21 +562,21 @@ def _produce_all(
     check: Callable[[], None] | None = None,
 ) -> None:
     """Queue every record; while the local queue is full, serve it (and run ``check``, which
-    raises if the producer became unusable). Delivery reports are served once, at the end."""
+    raises if the producer became unusable). Delivery reports are served once, at the end.
+    Raises ``StreamError`` if the client rejects a record."""
     produce = producer.produce
-    for record in records:
-        try:
-            produce(topic, record.value, record.key)
-        except BufferError:
+    try:
+        for record in records:
             while True:
-                producer.poll(0.05)  # the local queue is full: let it drain
-                if check is not None:
-                    check()
                 try:
                     produce(topic, record.value, record.key)
                     break
                 except BufferError:
-                    continue
+                    producer.poll(0.05)  # the local queue is full: let it drain
+                    if check is not None:
+                        check()
+    except KafkaException as exc:
+        raise StreamError(f"producing to {topic} failed: {exc}") from exc
     producer.poll(0)
 
 
@@ -627,10 +624,7 @@ class KafkaTransactions:
         return _TransactionalSink(self, topic)
 
     def produce(self, topic: str, records: list[OutRecord]) -> None:
-        try:
-            _produce_all(self._producer, topic, records)
-        except KafkaException as exc:
-            raise StreamError(f"producing to {topic} failed: {exc}") from exc
+        _produce_all(self._producer, topic, records)
 
     def commit(self, offsets: Offsets) -> None:
         """Commit what was produced since the last commit, with ``offsets``, atomically."""
