@@ -79,13 +79,13 @@ def test_classification_records_with_challengers_and_a_key_field() -> None:
     preds = [champion, challenger, third]
     records = prediction_records(batch, preds, "user")
     expected = _expected(batch, preds, "user")
-    assert [r.key for r in records] == [key for key, _ in expected]
-    for record, (_, event) in zip(records, expected, strict=True):
-        parsed = orjson.loads(record.value)
+    assert [key for key, _ in records] == [key for key, _ in expected]
+    for (_, value), (_, event) in zip(records, expected, strict=True):
+        parsed = orjson.loads(value)
         assert parsed == event
         # True stays a boolean and 1 an integer, though they are equal as dict keys
         assert [type(v) for v in parsed.values()] == [type(v) for v in event.values()]
-        assert record.value == orjson.dumps(event)
+        assert value == orjson.dumps(event)
 
 
 @pytest.mark.parametrize("n", [0, 1, 300])
@@ -98,4 +98,33 @@ def test_regression_records(n: int) -> None:
     preds = [ModelPredictions("lin", 1, values, None)]
     batch = Batch({}, meta)
     records = prediction_records(batch, preds)
-    assert [orjson.loads(r.value) for r in records] == [e for _, e in _expected(batch, preds, None)]
+    expected = [e for _, e in _expected(batch, preds, None)]
+    assert [orjson.loads(value) for _, value in records] == expected
+
+
+def test_records_of_several_topics_and_partitions_with_percent_signs() -> None:
+    """What is the same in every row goes into the record's format once; a ``%`` in a name
+    or a topic, and rows from several topics and partitions, come out as the plain build."""
+    meta = Messages.concat(
+        [
+            Messages.from_values([b"{}"] * 3, topic="100%s", partition=0, first_offset=7),
+            Messages.from_values([b"{}"] * 2, topic="%d%%", partition=5, keys=[b"%b", None]),
+            Messages.from_values([b"{}"] * 2, topic="100%s", partition=2, first_offset=9),
+        ]
+    )
+    batch = Batch({}, meta)
+    preds = [
+        ModelPredictions(
+            "50% off", 1, _objects(["%s", "a", "b", "%", "c", "d", "e"]), np.linspace(0, 1, 7)
+        ),
+        ModelPredictions("%(x)s", 2, _objects([1, 2, 3, 4, 5, 6, 7]), None),
+    ]
+    records = prediction_records(batch, preds)
+    expected = _expected(batch, preds, None)
+    assert [key for key, _ in records] == [key for key, _ in expected]
+    assert [value for _, value in records] == [orjson.dumps(event) for _, event in expected]
+    one_partition = Batch({}, Messages.from_values([b"{}"] * 2, topic="%", partition=4))
+    single = [ModelPredictions("m%", 0, _objects(["%%", "x"]), np.array([0.5, 0.25]))]
+    assert [value for _, value in prediction_records(one_partition, single)] == [
+        orjson.dumps(event) for _, event in _expected(one_partition, single, None)
+    ]

@@ -3,8 +3,9 @@
 One record per scored event: its key, the champion's prediction and probability, the model's
 name and version, where the event came from, and the challengers' predictions. Every value
 becomes JSON text once per batch (numbers through one ``orjson`` call per column, labels and
-topics once per distinct value); each record is then one ``%``-format of those texts, not a
-dict serialized event by event.
+topics once per distinct value); what is the same in every row (the model, usually the topic
+and the partition) is written into the record's format once, and each record is then one
+``%``-format of the texts that differ, not a dict serialized event by event.
 
 >>> import numpy as np
 >>> from streamfit.batch import Batch, Messages
@@ -12,7 +13,7 @@ dict serialized event by event.
 >>> batch = Batch({}, Messages.from_values([b"{}", b"{}"], topic="t", keys=[b"a", None]))
 >>> champion = ModelPredictions("m", 3, np.array(["yes", "no"], dtype=object),
 ...                             np.array([0.9, np.nan]))
->>> [r.value for r in prediction_records(batch, [champion])]  # doctest: +NORMALIZE_WHITESPACE
+>>> [value for _, value in prediction_records(batch, [champion])]  # doctest: +NORMALIZE_WHITESPACE
 [b'{"key":"a","prediction":"yes","probability":0.9,"model":"m","model_version":3,"topic":"t","partition":0,"offset":0}',
  b'{"key":null,"prediction":"no","probability":null,"model":"m","model_version":3,"topic":"t","partition":0,"offset":1}']
 """
@@ -27,48 +28,79 @@ import orjson
 
 from streamfit.batch import Batch
 from streamfit.store import ModelPredictions
-from streamfit.streams.base import OutRecord
 
-__all__ = ["prediction_records"]
+__all__ = ["Record", "prediction_records"]
 
-_RECORD = (
-    b'{"key":%b,"prediction":%b,"probability":%b,"model":%b,"model_version":%d,'
-    b'"topic":%b,"partition":%d,"offset":%d%b}'
-)
-_CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
 _NULL = b"null"
+_CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
+
+#: What goes before each field's value in a record, in record order.
+_KEY, _PREDICTION, _PROBABILITY = b'{"key":', b',"prediction":', b',"probability":'
+_MODEL, _VERSION = b',"model":', b',"model_version":'
+_TOPIC, _PARTITION, _OFFSET = b',"topic":', b',"partition":', b',"offset":'
+
+Record = tuple[bytes | None, bytes]
 
 
 def prediction_records(
     batch: Batch, predictions: list[ModelPredictions], key_field: str | None = None
-) -> list[OutRecord]:
-    """One record per row of ``batch``; ``predictions[0]`` is the champion, the others the
-    challengers. The record's key is the event's ``key_field`` value where it has one, else
-    the event's own Kafka key."""
+) -> list[Record]:
+    """One ``(key, value)`` record per row of ``batch``; ``predictions[0]`` is the champion,
+    the others the challengers. The record's key is the event's ``key_field`` value where it
+    has one, else the event's own Kafka key."""
     meta = batch.meta
     n = len(batch)
+    if n == 0:
+        return []
     keys = _keys(meta.keys, batch.columns.get(key_field) if key_field else None)
-    key_texts = [_NULL if k is None else orjson.dumps(k.decode("utf-8", "replace")) for k in keys]
     champion, others = predictions[0], predictions[1:]
-    model = orjson.dumps(champion.name)
+    record = _Template()
+    if keys.count(None) == n:
+        record.constant(_KEY, _NULL)
+    else:
+        texts = [_NULL if k is None else orjson.dumps(k.decode("utf-8", "replace")) for k in keys]
+        record.column(_KEY, texts)
+    record.column(_PREDICTION, _texts_of_values(champion.prediction))
+    record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
+    record.constant(_MODEL, orjson.dumps(champion.name))
+    record.constant(_VERSION, b"%d" % champion.version)
     topics = _texts_of_values(meta.topics)
-    challengers = _challengers(others, n) if others else [b""] * n
-    values = [
-        _RECORD % row
-        for row in zip(
-            key_texts,
-            _texts_of_values(champion.prediction),
-            _texts_of_numbers(champion.probability, n),
-            [model] * n,
-            [champion.version] * n,
-            topics,
-            meta.partitions.tolist(),
-            meta.offsets.tolist(),
-            challengers,
-            strict=True,
-        )
-    ]
-    return [OutRecord(k, v) for k, v in zip(keys, values, strict=True)]
+    if topics.count(topics[0]) == n:
+        record.constant(_TOPIC, topics[0])
+    else:
+        record.column(_TOPIC, topics)
+    partitions = meta.partitions
+    if partitions.min() == partitions.max():
+        record.constant(_PARTITION, b"%d" % partitions[0])
+    else:
+        record.column(_PARTITION, partitions.tolist(), b"%d")
+    record.column(_OFFSET, meta.offsets.tolist(), b"%d")
+    if others:
+        record.column(b"", _challengers(others, n))
+    record.constant(b"}", b"")
+    return list(zip(keys, record.render(), strict=True))
+
+
+class _Template:
+    """A record's ``%``-format: what is the same in every row of the batch is written into
+    the format once, the rest is one column of texts (or integers) per field."""
+
+    __slots__ = ("columns", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.columns: list[list[Any]] = []
+
+    def constant(self, head: bytes, text: bytes) -> None:
+        self.parts.append((head + text).replace(b"%", b"%%"))
+
+    def column(self, head: bytes, values: list[Any], conversion: bytes = b"%b") -> None:
+        self.parts.append(head.replace(b"%", b"%%") + conversion)
+        self.columns.append(values)
+
+    def render(self) -> list[bytes]:
+        template = b"".join(self.parts)
+        return [template % row for row in zip(*self.columns, strict=True)]
 
 
 def _keys(own: list[bytes | None], values: npt.NDArray[Any] | None) -> list[bytes | None]:

@@ -7,11 +7,12 @@ offset to read per topic-partition) and can be moved with ``seek``. A ``Sink`` b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from streamfit.batch import Messages, Offsets
 
-__all__ = ["OutRecord", "RecordSink", "Source"]
+__all__ = ["OutRecord", "RecordSink", "Records", "Source"]
 
 
 @runtime_checkable
@@ -34,17 +35,22 @@ class Source(Protocol):
 
 
 class OutRecord(NamedTuple):
-    """One message to produce: key and value bytes (a tuple: made once per output event)."""
+    """One message to produce: key and value bytes. A sink takes any ``(key, value)`` pairs;
+    this names them where records are made one at a time."""
 
     key: bytes | None
     value: bytes
+
+
+#: What a sink writes: ``(key, value)`` pairs, ``OutRecord`` or plain tuples.
+Records = Sequence[tuple[bytes | None, bytes]]
 
 
 @runtime_checkable
 class RecordSink(Protocol):
     """Where output messages go (a Kafka topic, an in-process topic)."""
 
-    def write(self, records: list[OutRecord]) -> None: ...
+    def write(self, records: Records) -> None: ...
 
     def flush(self, timeout: float = 30.0) -> None:
         """Durable on return, or raises ``StreamError``."""

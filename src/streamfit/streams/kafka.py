@@ -38,7 +38,7 @@ from pydantic import SecretStr
 
 from streamfit.batch import Messages, Offsets
 from streamfit.errors import StreamError
-from streamfit.streams.base import OutRecord
+from streamfit.streams.base import Records
 
 __all__ = [
     "ConfigValue",
@@ -453,8 +453,8 @@ class KafkaSink:
             f"config={masked_config(self.config)!r})"
         )
 
-    def write(self, records: list[OutRecord]) -> None:
-        """Queue ``records`` (``OutRecord``: key and value bytes) for delivery."""
+    def write(self, records: Records) -> None:
+        """Queue ``records`` (``(key, value)`` bytes) for delivery."""
         self._check_usable()
         _produce_all(self._producer, self.topic, records, self._check_usable)
 
@@ -558,7 +558,7 @@ def delete_topics(
 def _produce_all(
     producer: Producer,
     topic: str,
-    records: list[OutRecord],
+    records: Records,
     check: Callable[[], None] | None = None,
 ) -> None:
     """Queue every record; while the local queue is full, serve it (and run ``check``, which
@@ -566,10 +566,10 @@ def _produce_all(
     Raises ``StreamError`` if the client rejects a record."""
     produce = producer.produce
     try:
-        for record in records:
+        for key, value in records:
             while True:
                 try:
-                    produce(topic, record.value, record.key)
+                    produce(topic, value, key)
                     break
                 except BufferError:
                     producer.poll(0.05)  # the local queue is full: let it drain
@@ -623,7 +623,7 @@ class KafkaTransactions:
     def sink(self, topic: str) -> _TransactionalSink:
         return _TransactionalSink(self, topic)
 
-    def produce(self, topic: str, records: list[OutRecord]) -> None:
+    def produce(self, topic: str, records: Records) -> None:
         _produce_all(self._producer, topic, records)
 
     def commit(self, offsets: Offsets) -> None:
@@ -658,7 +658,7 @@ class _TransactionalSink:
         self.transactions = transactions
         self.topic = topic
 
-    def write(self, records: list[OutRecord]) -> None:
+    def write(self, records: Records) -> None:
         self.transactions.produce(self.topic, records)
 
     def flush(self, timeout: float = 30.0) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamfit.batch import Messages, Offsets
-from streamfit.streams.base import OutRecord
+from streamfit.streams.base import Records
 
 __all__ = ["MemoryBroker", "MemorySink", "MemorySource"]
 
@@ -174,15 +174,15 @@ class MemorySink:
     def __init__(self, broker: MemoryBroker, topic: str) -> None:
         self.broker = broker
         self.topic = topic
-        self._pending: list[OutRecord] = []
+        self._pending: list[tuple[bytes | None, bytes]] = []
 
-    def write(self, records: list[OutRecord]) -> None:
+    def write(self, records: Records) -> None:
         self._pending.extend(records)
 
     def flush(self, timeout: float = 30.0) -> None:
         if self._pending:
             self.broker.append(
-                self.topic, [r.value for r in self._pending], [r.key for r in self._pending]
+                self.topic, [value for _, value in self._pending], [key for key, _ in self._pending]
             )
             self._pending = []
 
