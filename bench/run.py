@@ -533,8 +533,14 @@ def memory_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
     return {"runs": runs, "rss_ratio": ratio, "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+#: The order of the scale runs: each worker count twice, mirrored, so a drift in the shared
+#: machine's load over the runs weighs on one and two workers alike; the best run of each counts.
+SCALE_ORDER = (1, 2, 2, 1)
+
+
 def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
-    """Time to drain one 4-partition topic with 1, then 2 streamfit workers of one group.
+    """Time to drain one 4-partition topic with 1, then 2 streamfit workers of one group
+    (``SCALE_ORDER``: 1, 2, 2, 1 workers, each run a new group from the topic's start).
 
     The workers start together on the complete topic and each stops once the partitions it
     holds are read to the end, so the group's start-up rebalance is part of the time (events
@@ -543,59 +549,16 @@ def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
     log(f"scale: producing {plan.scale_events:,} numeric10 events over {partitions} partitions")
     topic = fill_topic(bootstrap, "numeric10", plan.scale_events, partitions=partitions)
     out: dict[str, Any] = {"partitions": partitions, "events": plan.scale_events}
-    for workers in (1, 2):
-        group = f"bench-scale-{uuid.uuid4().hex[:8]}"
-        predictions = new_topic(bootstrap, "bench_predictions")
-        log(f"  {workers} worker(s) in group {group} ...")
-        extra = ["--predictions-topic", predictions, "--group", group, "--drain"]
-        extra += ["--score-training"] if option else []
-        command = scenario_command(
-            "streamfit", bootstrap, topic, plan.scale_events, "numeric10", extra
-        )
-        procs = [
-            subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-                env=child_env(),
-            )
-            for _ in range(workers)
-        ]
-        try:
-            results = []
-            for proc in procs:
-                stdout, stderr = proc.communicate(timeout=SCENARIO_TIMEOUT)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"a worker failed: {stderr.strip()[-400:]}")
-                results.append(last_json(stdout))
-        except (subprocess.SubprocessError, ValueError, RuntimeError) as exc:
-            log(f"    FAILED: {exc}")
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-            out[f"workers_{workers}"] = {"error": str(exc)[-400:]}
-            continue
-        starts = [r["wall_start"] for r in results if r.get("wall_start")]
-        span = max(r["wall_end"] for r in results) - min(starts)
-        handled = sum(r["events"] for r in results)
-        steady = steady_rate(results)
-        for r in results:
-            r.pop("timeline", None)
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+    for workers in SCALE_ORDER:
+        runs[workers].append(_scale_run(bootstrap, topic, workers, plan, option))
+    for workers, done in runs.items():
+        measured = [r for r in done if r.get("steady_events_per_second")]
+        best = max(measured, key=lambda r: r["steady_events_per_second"]) if measured else done[0]
         out[f"workers_{workers}"] = {
-            "events": plan.scale_events,
-            "seconds": round(span, 3),
-            "events_per_second": round(plan.scale_events / span, 1),
-            "steady_events_per_second": steady,
-            "replayed": handled - plan.scale_events,
-            "per_worker": results,
+            **best,
+            "runs_steady_events_per_second": [r.get("steady_events_per_second") for r in done],
         }
-        log(
-            f"    {plan.scale_events / span:,.0f} events/s aggregate over the whole drain, "
-            f"{steady or 0:,.0f} events/s once assigned (per worker: "
-            f"{[r['events'] for r in results]})"
-        )
     one, two = out.get("workers_1", {}), out.get("workers_2", {})
     if "events_per_second" in one and "events_per_second" in two:
         out["ratio_drain"] = round(two["events_per_second"] / one["events_per_second"], 3)
@@ -603,6 +566,61 @@ def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
         out["ratio"] = round(two["steady_events_per_second"] / one["steady_events_per_second"], 3)
     out["date"] = time.strftime("%Y-%m-%d %H:%M")
     return out
+
+
+def _scale_run(
+    bootstrap: str, topic: str, workers: int, plan: Plan, option: bool
+) -> dict[str, Any]:
+    """One drain of ``topic`` by ``workers`` streamfit workers of a new consumer group."""
+    group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    predictions = new_topic(bootstrap, "bench_predictions")
+    log(f"  {workers} worker(s) in group {group} ...")
+    extra = ["--predictions-topic", predictions, "--group", group, "--drain"]
+    extra += ["--score-training"] if option else []
+    command = scenario_command("streamfit", bootstrap, topic, plan.scale_events, "numeric10", extra)
+    procs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=child_env(),
+        )
+        for _ in range(workers)
+    ]
+    try:
+        results = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=SCENARIO_TIMEOUT)
+            if proc.returncode != 0:
+                raise RuntimeError(f"a worker failed: {stderr.strip()[-400:]}")
+            results.append(last_json(stdout))
+    except (subprocess.SubprocessError, ValueError, RuntimeError) as exc:
+        log(f"    FAILED: {exc}")
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        return {"error": str(exc)[-400:]}
+    starts = [r["wall_start"] for r in results if r.get("wall_start")]
+    span = max(r["wall_end"] for r in results) - min(starts)
+    handled = sum(r["events"] for r in results)
+    steady = steady_rate(results)
+    for r in results:
+        r.pop("timeline", None)
+    log(
+        f"    {plan.scale_events / span:,.0f} events/s aggregate over the whole drain, "
+        f"{steady or 0:,.0f} events/s once assigned (per worker: "
+        f"{[r['events'] for r in results]})"
+    )
+    return {
+        "events": plan.scale_events,
+        "seconds": round(span, 3),
+        "events_per_second": round(plan.scale_events / span, 1),
+        "steady_events_per_second": steady,
+        "replayed": handled - plan.scale_events,
+        "per_worker": results,
+    }
 
 
 def steady_rate(results: list[dict[str, Any]]) -> float | None:

@@ -376,7 +376,9 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
 class _Drained:
     """``until`` for the scale run: True once this worker holds partitions and has read each
     of them to its end (the topic is complete before the run starts, so its end offsets are
-    read once; positions are checked every 0.2 s)."""
+    read once; positions are checked every 0.2 s). A partition handed over after another
+    worker read it to the end has no position until something arrives, so the group's
+    committed offset stands for it: without that, a worker that joins late waits forever."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.ends = _end_offsets(bootstrap, topic)
@@ -392,6 +394,9 @@ class _Drained:
         if not assigned:
             return False
         position = source.position()
+        unread = [tp for tp in assigned if tp not in position]
+        if unread:  # nothing fetched from these yet: at their end if the group committed it
+            position.update(source.committed(unread))
         return all(position.get(tp, -1) >= self.ends[tp] for tp in assigned)
 
 
@@ -431,6 +436,7 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
     source.poll = poll
     stats = worker.stats
     auc = worker.slots[0].evaluator.snapshot().get("roc_auc")
+    worker.close()  # leave the group: a scale run's other worker takes the partitions at once
     predictions = (
         _topic_size(args.bootstrap, args.predictions_topic) if args.predictions_topic else 0
     )

@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         return bool(time.monotonic() - since >= limit)
 
     stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
-    worker.store.close()
+    worker.close()
     print(
         f"{spec.name}: {stats.events_in} events in, {stats.events_trained} trained, "
         f"{stats.events_scored} scored, {stats.dead_letters} dead letters",

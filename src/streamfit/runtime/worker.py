@@ -629,6 +629,21 @@ class Worker:
             )
         self.checkpoint()
 
+    def close(self) -> None:
+        """Leave the consumer group, then close the outputs and the store.
+
+        Leaving hands this worker's partitions to the others of its group at once (one more
+        checkpoint runs as they are revoked); a worker that exits without it keeps them until
+        the group's session times out.
+        """
+        self.source.close()
+        for sink in (self.predictions, self.dead_letter_sink):
+            if sink is not None:
+                sink.close()
+        if self.transactions is not None:
+            self.transactions.close()
+        self.store.close()
+
 
 def _transient(exc: StreamError) -> bool:
     text = str(exc).lower()
