@@ -9,13 +9,14 @@ import orjson
 
 from streamfit.runtime.build import build_worker
 from streamfit.spec import validate_spec
+from streamfit.spec.model import PipelineSpec
 from streamfit.streams.base import OutRecord
 from streamfit.streams.kafka import KafkaSink, create_topics
 
 SESSION_TIMEOUT_MS = 60_000
 
 
-def _spec(bootstrap: str, topic: str, name: str, database: str) -> object:
+def _spec(bootstrap: str, topic: str, name: str, database: str) -> PipelineSpec:
     return validate_spec(
         {
             "name": name,
@@ -47,12 +48,12 @@ def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
     database = f"sqlite:///{tmp_path / 'w.db'}"
     spec = _spec(kafka_bootstrap, topic, unique_name, database)
 
-    first = build_worker(spec, worker_id="a")  # type: ignore[arg-type]
+    first = build_worker(spec, worker_id="a")
     first.run(until=lambda w: w.stats.events_in >= 1_000)
     learned = dict(first.blocks.learned_frontier(first.read))
     first.close()
 
-    second = build_worker(spec, worker_id="b")  # type: ignore[arg-type]
+    second = build_worker(spec, worker_id="b")
     started = time.monotonic()
     while not second.source.assignment():
         second.step(timeout=0.2)

@@ -28,8 +28,9 @@ import orjson
 
 from streamfit.batch import Batch
 from streamfit.store import ModelPredictions
+from streamfit.streams.base import Record
 
-__all__ = ["Record", "prediction_records"]
+__all__ = ["prediction_records"]
 
 _NULL = b"null"
 _CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
@@ -38,8 +39,6 @@ _CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
 _KEY, _PREDICTION, _PROBABILITY = b'{"key":', b',"prediction":', b',"probability":'
 _MODEL, _VERSION = b',"model":', b',"model_version":'
 _TOPIC, _PARTITION, _OFFSET = b',"topic":', b',"partition":', b',"offset":'
-
-Record = tuple[bytes | None, bytes]
 
 
 def prediction_records(

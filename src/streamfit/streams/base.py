@@ -12,7 +12,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from streamfit.batch import Messages, Offsets
 
-__all__ = ["OutRecord", "RecordSink", "Records", "Source"]
+__all__ = ["OutRecord", "Record", "RecordSink", "Records", "Source"]
 
 
 @runtime_checkable
@@ -42,8 +42,11 @@ class OutRecord(NamedTuple):
     value: bytes
 
 
+#: One message to produce as a plain ``(key, value)`` pair.
+Record = tuple[bytes | None, bytes]
+
 #: What a sink writes: ``(key, value)`` pairs, ``OutRecord`` or plain tuples.
-Records = Sequence[tuple[bytes | None, bytes]]
+Records = Sequence[Record]
 
 
 @runtime_checkable
