@@ -329,7 +329,7 @@ def test_matches_reference_on_random_events(seed: int) -> None:
         assert (name in result.batch.booleans) == is_boolean, name
 
 
-# -- the flat fast path gives exactly what the exact path gives --------------------------------
+# -- the typed fast path gives exactly what the exact path gives --------------------------------
 
 
 def _same_result(a: Any, b: Any) -> None:
@@ -373,19 +373,51 @@ def _flat_rows(rng: np.random.Generator, n: int, spaced: bool) -> list[bytes]:
 
 @pytest.mark.parametrize("spaced", [False, True])
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_flat_fast_path_equals_the_exact_path(
+def test_typed_fast_path_equals_the_exact_path(
     spaced: bool, task: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("streamfit.codecs.json._FLAT_MIN_ROWS", 64)
-    from streamfit.codecs.json import _decode, _decode_flat
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 64)
+    from streamfit.codecs.json import _decode, _decode_typed
 
     rng = np.random.default_rng(7)
     values = _flat_rows(rng, 300, spaced)
     msgs = Messages.from_values(values)
-    fast = _decode_flat(msgs, "y", task)
+    fast = _decode_typed(msgs, "y", task)
     assert fast is not None  # this layout takes the fast path
     _same_result(fast, _decode(msgs, "y", task))
     _same_result(decode_json(msgs, None, task), _decode(msgs, None, task))
+
+
+@pytest.mark.parametrize("late", ["flag", "number", "text", "mixed", "nested", "huge"])
+def test_typed_fast_path_on_fields_null_in_the_first_rows(
+    late: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A field's kind comes from its first value among the first rows; after those, from
+    what the exact path makes of the whole column."""
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 16)
+    from streamfit.codecs.json import _decode, _decode_typed
+
+    value = {
+        "flag": b"true",
+        "number": b"2.5",
+        "text": b'"x"',
+        "mixed": b'"x"',
+        "nested": b"[1]",
+        "huge": b"123456789012345678901234567890",
+    }[late]
+    row = b'{"x":%d,"early":null,"late":null,"never":null,"y":%d}'
+    rows = [row % (i, i % 2) for i in range(200)]
+    rows[5] = b'{"x":5,"early":7,"late":null,"never":null,"y":1}'
+    rows[150] = b'{"x":150,"early":null,"late":%s,"never":null,"y":0}' % value
+    if late == "mixed":
+        rows[160] = b'{"x":160,"late":3}'
+    msgs = Messages.from_values(rows)
+    typed = _decode_typed(msgs, "y", "classification")
+    exact = _decode(msgs, "y", "classification")
+    if typed is not None:
+        _same_result(typed, exact)
+    assert (typed is not None) == (late in ("number", "text", "mixed"))
+    _same_result(decode_json(msgs, "y", "classification"), exact)
 
 
 _ODD_ROWS = [
@@ -430,17 +462,26 @@ _ODD_ROWS = [
     b'{"a":1,"b":1,"flag":tru,"city":"x","y":1}',
     b'{"a":1e5,"b":-1E-5,"flag":false,"city":"","y":0}',
     b'{"a":1,"b":1,"flag":null,"city":null,"y":null}',
+    b'{"a":1,"b":1,"flag":true,"city":"x"}',
+    b'{"y":1}',
+    b'  {"city":"x", "a":1}  ',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":9223372036854775808}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":-9223372036854775808}',
+    b'{"a":1,"b":1,"flag":true,"city":"\\ud83d\\ude00","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"\\ud83d","y":1}',
+    b'{"a":1,"b":1,"flag":true,"city":"x","y":1,"new":2}',
+    b'{"a":123456789012345678901234567890,"b":1,"flag":true,"city":"x","y":1}',
 ]
 
 
 @pytest.mark.parametrize("odd", range(len(_ODD_ROWS)))
 @pytest.mark.parametrize("task", ["classification", "regression"])
-def test_flat_fast_path_on_odd_rows(odd: int, task: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typed_fast_path_on_odd_rows(odd: int, task: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from streamfit.codecs.json import _decode
 
     base = b'{"a":%d,"b":%d.5,"flag":%s,"city":"c%d","y":%d}'
     values = [base % (i, i, b"true" if i % 2 else b"false", i % 3, i % 2) for i in range(100)]
-    monkeypatch.setattr("streamfit.codecs.json._FLAT_MIN_ROWS", 64)
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 64)
     for at in (0, 50, 99):
         rows = list(values)
         rows[at] = _ODD_ROWS[odd]

@@ -36,13 +36,18 @@ Dead-letter reasons, one per kind of bad row::
     target 'match' is an array; a classification target is a string, integer or boolean
     target 'price' is a boolean; a regression target must be a number
 
-Speed: the payloads are parsed one by one (orjson). Columns are then built in one C++ pass:
-each field's type is guessed from its first non-null value, and pyarrow converts all rows to a
-struct array of those types, which both builds the columns and proves the guesses (a value of
-another type is rejected). Only when a guess fails (a field mixing types in this batch) or for
-nested values are the fields read value by value in Python. The cyclic garbage collector is
-paused while a batch is decoded: the rows are hundreds of thousands of short-lived containers
-and a collection in the middle only costs time.
+Speed: events from one producer usually share a layout, so a batch is first tried with a
+decoder made for the layout of its first rows (msgspec, one per layout, kept): each payload
+is decoded straight into a typed row, JSON grammar and each value's kind checked in C, and
+the number fields of all rows become float64 columns in one conversion. An event that does
+not fit (a new field, a value of another kind, a bad row) sends the whole batch to the exact
+path, so either way the result is the same. The exact path parses the payloads one by one
+(orjson) and builds the columns in one C++ pass: each field's type is guessed from its first
+non-null value, and pyarrow converts all rows to a struct array of those types, which both
+builds the columns and proves the guesses. Only when a guess fails (a field mixing types in
+this batch) or for nested values are the fields read value by value in Python. The cyclic
+garbage collector is paused while a batch is decoded: the rows are hundreds of thousands of
+short-lived objects and a collection in the middle only costs time.
 
 >>> from streamfit.batch import Messages
 >>> msgs = Messages.from_values([b'{"x": 1, "c": "a", "y": "yes"}', b'oops', b'{"x": 2.5}'])
@@ -63,14 +68,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
 from streamfit.batch import Batch, DeadLetter, Messages
 
@@ -139,7 +144,7 @@ def decode_json(messages: Messages, target: str | None, task: Task) -> DecodeRes
     if task not in ("classification", "regression"):
         raise ValueError(f"task is 'classification' or 'regression', not {task!r}")
     with _gc_paused():
-        fast = _decode_flat(messages, target, task)
+        fast = _decode_typed(messages, target, task)
         return fast if fast is not None else _decode(messages, target, task)
 
 
@@ -161,352 +166,152 @@ def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
     return DecodeResult(Batch(columns, meta, frozenset(booleans)), dead)
 
 
-# --- the flat fast path ----------------------------------------------------------------------
+# --- the typed fast path ---------------------------------------------------------------------
 
-_FLAT_MIN_ROWS = 4096  # below this the exact path is as fast (measured)
-_QUOTE, _MINUS, _ZERO, _DOT, _T, _F = (ord(c) for c in '"-0.tf')
-_NULL = pa.scalar(None, pa.binary())
+_TYPED_MIN_ROWS = 16  # below this, making a decoder for a new layout costs more than it saves
+_LAYOUTS_KEPT = 64  # decoders kept, one per layout (field names and kinds, target, task)
+# labels beyond int64 (orjson reads some as floats) are left to the exact path
+_LABEL = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | str | bool | None
+_NUMBER, _FLAG, _TEXT = float | None, bool | None, str | None
+_KIND_TYPES: dict[type, Any] = {int: _NUMBER, float: _NUMBER, bool: _FLAG, str: _TEXT}
 
 
-def _decode_flat(messages: Messages, target: str | None, task: Task) -> DecodeResult | None:
-    """The batch read as CSV, when every payload is a flat JSON object laid out like the first.
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A decoder to typed rows for one layout of events, and the row attributes by kind.
 
-    Events from one producer usually share one layout: the same keys in the same order, the
-    same spacing, scalar values. Then splitting each payload at its commas gives one column
-    per key, each cell the key's fixed prefix (``{"x0":``, ``"x1":``, ...) and the value's
-    JSON text, and Arrow's CSV reader splits a whole batch that way in one C++ pass. Every
-    cell is then checked: its prefix, the JSON grammar of its value (numbers: the exact
-    grammar; strings: no escapes, no control characters, valid UTF-8; ``true``, ``false``,
-    ``null``), and one kind of value per column. Anything else (another layout, a comma or an
-    escape in a string, a nested value, a bad row) returns ``None``: the exact path then
-    decodes the batch, so the result, dead letters included, is the same either way.
+    Attribute ``a<i>`` of a row holds the event's field ``keys[i]``; ``label`` its target.
+    """
+
+    decoder: msgspec.json.Decoder[Any]
+    keys: tuple[str, ...]  # the event's fields in its order, the target left out
+    numbers: tuple[str, ...]  # float | None
+    flags: tuple[str, ...]  # bool | None
+    texts: tuple[str, ...]  # str | None
+    others: tuple[str, ...]  # null (or nested) in the first rows: any JSON value
+
+
+_layouts: dict[tuple[Any, ...], _Layout] = {}
+
+
+def _decode_typed(messages: Messages, target: str | None, task: Task) -> DecodeResult | None:
+    """The batch decoded by a decoder made for its layout, when every event fits it.
+
+    The first rows give each field's kind (number, boolean, string, other). msgspec then
+    decodes each payload straight into a row of those types, checking the JSON grammar and
+    each value's kind in C, and the columns are gathered from the rows. An event that does
+    not fit (a field the first row lacks, a value of another kind, bad JSON, a bad target)
+    returns ``None``: the exact path then decodes the batch, so the result, dead letters
+    included, is the same either way.
     """
     values = messages.values
-    n = len(values)
-    if n < _FLAT_MIN_ROWS:
+    if len(values) < _TYPED_MIN_ROWS:
+        return None
+    layout = _layout_of(values, target, task)
+    if layout is None:
         return None
     try:
-        joined = b"\n".join(values)  # type: ignore[arg-type]
-        first = orjson.loads(values[0])  # type: ignore[arg-type]
-    except (TypeError, orjson.JSONDecodeError):
+        rows = list(map(layout.decoder.decode, values))  # type: ignore[arg-type]
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
         return None
-    if type(first) is not dict or not first or joined.count(b"\n") != n - 1 or b"\r" in joined:
-        return None
-    keys = list(first)
-    names = [str(i) for i in range(len(keys))]
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(joined),
-            read_options=pa_csv.ReadOptions(
-                column_names=names, use_threads=False, block_size=len(joined) + 1
-            ),
-            parse_options=_CSV_PARSE,
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.binary()),
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != n:
-        return None
-    columns: dict[str, npt.NDArray[Any]] = {}
-    booleans: list[str] = []
-    labels: npt.NDArray[Any] | None = None
-    numeric: dict[str, Any] = {}  # number columns, validated and converted together
-    last = len(keys) - 1
-    for j, key in enumerate(keys):
-        cells = table.column(j).combine_chunks()
-        body = _strip_prefix(cells, key, first=j == 0, last=j == last)
-        if body is None:
+    found = _number_columns(rows, layout.numbers) if layout.numbers else {}
+    for attr in layout.flags:
+        found[attr] = np.array(list(map(attrgetter(attr), rows)), dtype=np.float64)
+    for attr in layout.texts:
+        found[attr] = _object_array(list(map(attrgetter(attr), rows)))
+    for attr in layout.others:
+        column = _other_column(list(map(attrgetter(attr), rows)))
+        if column is None:
             return None
-        if key == target:
-            labels = _flat_target(body, task)
-            if labels is None:
-                return None
-            continue
-        found = _flat_column(body, numbers_later=True)
-        if found is None:
-            return None
-        if found is _NUMBERS_LATER:
-            numeric[key] = body
-            columns[key] = np.empty(0)  # a place in the field order; filled below
-            continue
-        columns[key], is_boolean = found
-        if is_boolean:
-            booleans.append(key)
-    if numeric:
-        together = _flat_number_columns(list(numeric.values()))
-        if together is None:
-            return None
-        for key, column in zip(numeric, together, strict=True):
-            columns[key] = column
+        found[attr] = column
+    columns = {key: found[f"a{i}"] for i, key in enumerate(layout.keys)}
     if target is not None:
-        if labels is None:  # no row has it (a row that had would have another layout)
-            labels = np.full(n, np.nan) if task == "regression" else np.full(n, None, dtype=object)
-        columns[target] = labels
-    return DecodeResult(Batch(columns, messages, frozenset(booleans)), [])
-
-
-_CSV_PARSE = pa_csv.ParseOptions(
-    delimiter=",",
-    quote_char=False,
-    double_quote=False,
-    escape_char=False,
-    newlines_in_values=False,
-    ignore_empty_lines=False,
-)
-
-
-def _strip_prefix(cells: Any, key: str, *, first: bool, last: bool) -> Any | None:
-    """The value texts of one column, once every cell is checked to start with the key's
-    prefix as the first row writes it (and, in the last column, to end with ``}``)."""
-    cell = cells[0].as_py()
-    colon = cell.find(b'":')
-    if colon < 0:
-        return None
-    end = colon + 2
-    while end < len(cell) and cell[end] in b" \t":
-        end += 1
-    prefix = cell[:end]
-    quoted = prefix[1:] if first else prefix
-    if first and not prefix.startswith(b"{"):
-        return None
-    try:
-        if orjson.loads(quoted.strip(b" \t").removesuffix(b":").rstrip(b" \t")) != key:
-            return None
-    except orjson.JSONDecodeError:
-        return None
-    if not pc.all(pc.starts_with(cells, prefix)).as_py():
-        return None
-    if last:
-        if not pc.all(pc.ends_with(cells, b"}")).as_py():
-            return None
-        return pc.binary_slice(cells, len(prefix), -1)
-    longest = pc.max(pc.binary_length(cells)).as_py()
-    return pc.binary_slice(cells, len(prefix), longest)
-
-
-def _value_bytes(body: Any) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-    """The concatenated value texts of a binary array and their offsets (n + 1)."""
-    _, offsets, data = body.buffers()
-    n = len(body)
-    starts = np.frombuffer(offsets, dtype=np.int32, count=n + 1, offset=4 * body.offset)
-    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    return raw, starts.astype(np.int64)
-
-
-_NUMBERS_LATER: Any = object()
-
-
-def _flat_column(body: Any, numbers_later: bool = False) -> tuple[npt.NDArray[Any], bool] | None:
-    """One feature column from its value texts, as the exact path would make it (or, with
-    ``numbers_later``, ``_NUMBERS_LATER`` for a column of numbers and nulls: converting every
-    such column of a batch in one pass is cheaper than one by one)."""
-    n = len(body)
-    raw, offsets = _value_bytes(body)
-    starts, ends = offsets[:-1], offsets[1:]
-    lengths = ends - starts
-    if (lengths <= 0).any():
-        return None
-    lead = raw[starts]
-    is_null = _is_word(raw, starts, lengths, lead, b"null")
-    is_text = lead == _QUOTE
-    is_flag = ((lead == _T) | (lead == _F)) & ~is_null
-    is_number = ~(is_null | is_text | is_flag)
-    kinds = int(is_text.any()) + int(is_flag.any()) + int(is_number.any())
-    if kinds > 1:
-        return None  # a mix of kinds: the exact path has the rules
-    if kinds == 0:
-        return _object_array([None] * n), False
-    if is_number.any():
-        if numbers_later:
-            return _NUMBERS_LATER  # type: ignore[no-any-return]
-        numbers = _flat_numbers(body, raw, starts, ends, is_null)
-        return (numbers, False) if numbers is not None else None
-    if is_flag.any():
-        true = _is_word(raw, starts, lengths, lead, b"true")
-        false = _is_word(raw, starts, lengths, lead, b"false")
-        if not (true | false | is_null).all():
-            return None
-        flags = np.where(true, 1.0, np.where(false, 0.0, np.nan))
-        return flags, True
-    texts = _flat_texts(body, raw, starts, ends, is_text, is_null)
-    return (texts, False) if texts is not None else None
-
-
-def _is_word(
-    raw: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    lengths: npt.NDArray[np.int64],
-    lead: npt.NDArray[np.uint8],
-    word: bytes,
-) -> npt.NDArray[np.bool_]:
-    """Which texts are exactly ``word``."""
-    found: npt.NDArray[np.bool_] = (lead == word[0]) & (lengths == len(word))
-    if found.any():
-        at = starts[found]
-        same = np.ones(at.size, dtype=bool)
-        for i in range(1, len(word)):
-            same &= raw[at + i] == word[i]
-        found[found] = same
-    return found
-
-
-def _flat_number_columns(bodies: list[Any]) -> list[npt.NDArray[np.float64]] | None:
-    """Several columns of number texts (and nulls), of equal length, converted in one pass."""
-    n = len(bodies[0])
-    body = pa.concat_arrays(bodies) if len(bodies) > 1 else bodies[0]
-    raw, offsets = _value_bytes(body)
-    starts, ends = offsets[:-1], offsets[1:]
-    is_null = _is_word(raw, starts, ends - starts, raw[starts], b"null")
-    numbers = _flat_numbers(body, raw, starts, ends, is_null)
-    if numbers is None:
-        return None
-    return [numbers[j * n : (j + 1) * n] for j in range(len(bodies))]
-
-
-def _flat_numbers(
-    body: Any,
-    raw: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    ends: npt.NDArray[np.int64],
-    is_null: npt.NDArray[np.bool_],
-) -> npt.NDArray[np.float64] | None:
-    """float64 (NaN for null) of JSON numbers, ``None`` unless each is valid JSON."""
-    has_nulls = bool(is_null.any())
-    present = ~is_null
-    if not _valid_numbers(raw, starts[present], ends[present], has_nulls):
-        return None
-    text = body
-    if has_nulls:  # the same texts, the nulls marked as such (the cast skips them)
-        _, offsets, data = body.buffers()
-        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
-        text = pa.Array.from_buffers(
-            pa.binary(), len(body), [validity, offsets, data], offset=body.offset
+        labels = list(map(attrgetter("label"), rows))
+        columns[target] = (
+            _object_array(labels) if task == "classification" else np.array(labels, np.float64)
         )
+    booleans = frozenset(layout.keys[int(attr[1:])] for attr in layout.flags)
+    return DecodeResult(Batch(columns, messages, booleans), [])
+
+
+def _layout_of(values: Sequence[bytes | None], target: str | None, task: Task) -> _Layout | None:
+    """The layout of the first event, a null field's kind taken from the next rows where
+    they have a value; ``None`` where the exact path has to decide."""
     try:
-        numbers = _to_float64(pc.cast(text, pa.float64()))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        first = orjson.loads(values[0])  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError):
         return None
-    if np.isinf(numbers).any():
-        return None  # orjson rejects a number too large for a double
-    negative_zero = ((ends - starts) == 2) & (raw[starts] == _MINUS)
-    if negative_zero.any():  # the integer -0 is 0 (orjson reads it as int 0)
-        negative_zero[negative_zero] = raw[starts[negative_zero] + 1] == _ZERO
-        numbers[negative_zero] = 0.0
-    return numbers
-
-
-def _valid_numbers(
-    raw: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    ends: npt.NDArray[np.int64],
-    has_nulls: bool,
-) -> bool:
-    """Whether every text ``raw[starts[i]:ends[i]]`` is a JSON number.
-
-    Arrow's parser rejects what is not a number at all (``1.2.3``, ``1e``, ``--1``); this
-    rejects what it would accept but JSON does not: a leading ``+``, ``.5``, ``5.``,
-    ``01``, ``1.e5``, ``-.5`` (``inf`` and ``nan`` come out non-finite and are caught
-    after). Only each text's first and last characters and the few non-digits are looked at.
-    """
-    if starts.size == 0:
-        return True
-    lo, hi = int(starts.min()), int(ends.max())
-    kind = _CHAR_KIND[raw[lo:hi]]
-    if (kind == _OTHER).any():
-        return False
-    lead = kind[starts - lo]
-    if not ((lead == _DIGIT) | (lead == _MINUS_KIND)).all():
-        return False
-    if (kind[ends - 1 - lo] != _DIGIT).any():
-        return False  # 5. 1e 1e+
-    head = starts + (lead == _MINUS_KIND)  # where the integer part starts
-    inside = head < ends
-    if not inside.all() or (kind[head - lo] != _DIGIT).any():
-        return False  # - -.5
-    zero = (raw[head] == _ZERO) & (head + 1 < ends)
-    if (kind[head[zero] + 1 - lo] == _DIGIT).any():
-        return False  # 01 -01
-    kind[starts[lead == _MINUS_KIND] - lo] = _LETTER  # a leading minus is fine: skip it
-    special = np.flatnonzero((kind != _DIGIT) & (kind != _LETTER))
-    if special.size == 0:
-        return True
-    at = kind[special]
-    before = kind[np.maximum(special - 1, 0)]
-    after = kind[np.minimum(special + 1, kind.size - 1)]
-    after_digit = after == _DIGIT
-    ok_dot = (at == _DOT_KIND) & (before == _DIGIT) & after_digit
-    ok_exp = (at == _EXP) & (before == _DIGIT) & (after_digit | (after == _PLUS))
-    ok_exp |= (at == _EXP) & (before == _DIGIT) & (after == _MINUS_KIND)
-    ok_sign = ((at == _PLUS) | (at == _MINUS_KIND)) & (before == _EXP) & after_digit
-    return bool((ok_dot | ok_exp | ok_sign).all())
-
-
-_DIGIT, _DOT_KIND, _EXP, _PLUS, _MINUS_KIND, _LETTER, _OTHER = range(7)
-_CHAR_KIND = np.full(256, _OTHER, dtype=np.uint8)
-_CHAR_KIND[list(b"0123456789")] = _DIGIT
-_CHAR_KIND[ord(".")] = _DOT_KIND
-_CHAR_KIND[list(b"eE")] = _EXP
-_CHAR_KIND[ord("+")] = _PLUS
-_CHAR_KIND[ord("-")] = _MINUS_KIND
-_CHAR_KIND[list(b"nul")] = _LETTER  # of the nulls between the numbers
-
-
-def _flat_texts(
-    body: Any,
-    raw: npt.NDArray[np.uint8],
-    starts: npt.NDArray[np.int64],
-    ends: npt.NDArray[np.int64],
-    is_text: npt.NDArray[np.bool_],
-    is_null: npt.NDArray[np.bool_],
-) -> npt.NDArray[np.object_] | None:
-    """Strings without escapes, ``None`` for null; ``None`` if any string is not that simple."""
-    if not (is_text | is_null).all():
+    if type(first) is not dict or not first:
         return None
-    text_ends = ends[is_text]
-    if ((text_ends - starts[is_text]) < 2).any() or (raw[text_ends - 1] != _QUOTE).any():
-        return None
-    quotes = int(np.count_nonzero(raw == _QUOTE))
-    if quotes != 2 * int(np.count_nonzero(is_text)) or (raw < 0x20).any() or (raw == 0x5C).any():
-        return None  # an escape, a control character or a quote inside a string
-    inner = pc.binary_slice(body, 1, -1)
-    if is_null.any():
-        inner = pc.if_else(pc.equal(body, b"null"), _NULL, inner)
-    try:
-        strings = pc.cast(inner, pa.string())  # checks the UTF-8
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return strings.to_numpy(zero_copy_only=False)  # type: ignore[no-any-return]
+    kinds = {key: type(value) for key, value in first.items() if key != target}
+    pending = [key for key, kind in kinds.items() if kind is _NONE]
+    for value in values[1:_HINT_ROWS] if pending else ():
+        try:
+            row = orjson.loads(value)  # type: ignore[arg-type]
+        except (orjson.JSONDecodeError, TypeError):
+            return None
+        if type(row) is not dict:
+            return None
+        for key in pending:
+            hint = row.get(key)
+            if hint is not None:
+                kinds[key] = type(hint)
+        pending = [key for key in pending if kinds[key] is _NONE]
+        if not pending:
+            break
+    signature = (tuple(kinds.items()), target, task)
+    layout = _layouts.get(signature)
+    if layout is None:
+        if len(_layouts) >= _LAYOUTS_KEPT:
+            _layouts.clear()
+        layout = _layouts[signature] = _make_layout(kinds, target, task)
+    return layout
 
 
-def _flat_target(body: Any, task: Task) -> npt.NDArray[Any] | None:
-    """The target column, or ``None`` where only the exact path knows what to do."""
-    found = _flat_column(body)
-    if found is None:
+def _make_layout(kinds: dict[str, type], target: str | None, task: Task) -> _Layout:
+    fields = [(f"a{i}", key, kind) for i, (key, kind) in enumerate(kinds.items())]
+    types: list[tuple[str, Any, None]] = [
+        (attr, _KIND_TYPES.get(kind, Any), None) for attr, _, kind in fields
+    ]
+    rename = {attr: key for attr, key, _ in fields}
+    if target is not None:
+        types.append(("label", _LABEL if task == "classification" else _NUMBER, None))
+        rename["label"] = target
+    row = msgspec.defstruct("Event", types, rename=rename, forbid_unknown_fields=True, gc=False)
+
+    def having(*kinds_: type) -> tuple[str, ...]:
+        return tuple(attr for attr, _, kind in fields if kind in kinds_)
+
+    return _Layout(
+        decoder=msgspec.json.Decoder(row),
+        keys=tuple(kinds),
+        numbers=having(int, float),
+        flags=having(bool),
+        texts=having(str),
+        others=tuple(attr for attr, _, kind in fields if kind not in _KIND_TYPES),
+    )
+
+
+def _number_columns(rows: list[Any], attrs: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
+    """The rows' number fields as float64 columns (NaN for null), in one conversion."""
+    get = attrgetter(*attrs)
+    cells = list(chain.from_iterable(map(get, rows))) if len(attrs) > 1 else list(map(get, rows))
+    flat = _to_float64(pa.array(cells, type=pa.float64()))
+    by_field = np.ascontiguousarray(flat.reshape(len(rows), len(attrs)).T)
+    return dict(zip(attrs, by_field, strict=True))
+
+
+def _other_column(values: list[Any]) -> npt.NDArray[Any] | None:
+    """A field that had no value in the first rows: null throughout, or scalars read by the
+    general column rule. ``None`` where orjson would have read the events otherwise (nested
+    values, integers beyond 64 bits) or where the field is boolean (which only the exact
+    path lists)."""
+    kinds = set(map(type, values))
+    if not kinds <= {_NONE, int, float, str}:
         return None
-    column, is_boolean = found
-    all_null = column.dtype == object and not any(v is not None for v in column.tolist())
-    if task == "regression":
-        if all_null:
-            return np.full(len(column), np.nan)
-        return None if is_boolean or column.dtype == object else column
-    if column.dtype == object:
-        return column  # strings (or null everywhere): the labels as they are
-    if is_boolean:
-        return _object_array([None if v != v else bool(v) for v in column.tolist()])
-    raw, _ = _value_bytes(body)
-    if ((raw == _DOT) | (raw == ord("e")) | (raw == ord("E"))).any():
-        return None  # a float label: the exact path checks it is whole
-    present = ~np.isnan(column)
-    if (np.abs(column[present]) >= 2.0**53).any():
-        return None  # beyond a double's integers: the exact path reads the text
-    labels = np.full(len(column), None, dtype=object)
-    labels[present] = column[present].astype(np.int64).astype(object)
-    return labels
+    if int in kinds and not all(-(2**63) <= v < 2**64 for v in values if type(v) is int):
+        return None
+    return _column(values)[0]
 
 
 # --- parsing --------------------------------------------------------------------------------
