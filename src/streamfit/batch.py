@@ -94,6 +94,17 @@ class Messages:
             timestamps=self.timestamps[index],
         )
 
+    def rows(self, start: int, stop: int) -> Messages:
+        """Rows ``start`` to ``stop`` (a slice: the arrays are views, not copies)."""
+        return Messages(
+            values=self.values[start:stop],
+            keys=self.keys[start:stop],
+            topics=self.topics[start:stop],
+            partitions=self.partitions[start:stop],
+            offsets=self.offsets[start:stop],
+            timestamps=self.timestamps[start:stop],
+        )
+
     def next_offsets(self) -> Offsets:
         """For each (topic, partition) in these messages, the offset after its last one."""
         out: Offsets = {}
@@ -151,6 +162,20 @@ class Batch:
         return Batch(
             {name: col[index] for name, col in self.columns.items()},
             self.meta.take(index),
+            self.booleans,
+        )
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start`` to ``stop`` (a slice: the columns are views, not copies).
+
+        >>> b = Batch({"x": np.arange(4.0)}, Messages.from_values([b""] * 4))
+        >>> part = b.rows(1, 3)
+        >>> part.columns["x"].tolist(), part.meta.offsets.tolist()
+        ([1.0, 2.0], [1, 2])
+        """
+        return Batch(
+            {name: col[start:stop] for name, col in self.columns.items()},
+            self.meta.rows(start, stop),
             self.booleans,
         )
 

@@ -187,7 +187,7 @@ class Featurizer:
         if len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != n:
             raise ValueError(f"bounds must run from 0 to {n}, got {list(bounds)}")
         if self._brings_new_fields(batch):
-            return [self.learn_transform(batch.take(np.arange(a, b))) for a, b in pairwise(bounds)]
+            return [self.learn_transform(batch.rows(a, b)) for a, b in pairwise(bounds)]
         prepared = self._prepare(batch, learn=True)
         numbers = self._numbers(prepared, n)
         scaled = np.empty_like(numbers)

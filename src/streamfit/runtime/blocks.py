@@ -112,7 +112,7 @@ class BlockBuffer:
         if cut == 0:
             return None
         if cut < len(offsets):
-            done, rest = merged.take(np.arange(cut)), merged.take(np.arange(cut, len(offsets)))
+            done, rest = merged.rows(0, cut), merged.rows(cut, len(offsets))
             self._pending[key] = [rest]
         else:
             done = merged
@@ -125,7 +125,7 @@ class BlockBuffer:
 def _cut(run: Batch, bounds: list[int]) -> list[Batch]:
     if len(bounds) == 2:
         return [run]
-    return [run.take(np.arange(a, b)) for a, b in pairwise(bounds)]
+    return [run.rows(a, b) for a, b in pairwise(bounds)]
 
 
 def _by_partition(batch: Batch) -> list[tuple[TopicPartition, npt.NDArray[np.intp]]]:

@@ -63,11 +63,11 @@ def prediction_records(
     record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
     record.constant(_MODEL, orjson.dumps(champion.name))
     record.constant(_VERSION, b"%d" % champion.version)
-    topics = _texts_of_values(meta.topics)
-    if topics.count(topics[0]) == n:
-        record.constant(_TOPIC, topics[0])
+    topics = meta.topics.tolist()
+    if len(set(topics)) == 1:
+        record.constant(_TOPIC, orjson.dumps(topics[0]))
     else:
-        record.column(_TOPIC, topics)
+        record.column(_TOPIC, _texts_of_values(meta.topics))
     partitions = meta.partitions
     if partitions.min() == partitions.max():
         record.constant(_PARTITION, b"%d" % partitions[0])
@@ -145,15 +145,14 @@ def _texts_of_values(values: npt.NDArray[Any]) -> list[bytes]:
     """JSON text of each value (labels, topics): each distinct value serialized once."""
     if values.dtype.kind == "f":
         return _texts_of_numbers(values, len(values))
-    cache: dict[tuple[type, Any], bytes] = {}
-    out = []
-    for value in values.tolist():
-        key = (type(value), value)  # True and 1 are equal keys of a dict, not equal labels
-        text = cache.get(key)
-        if text is None:
-            text = cache[key] = _json(value)
-        out.append(text)
-    return out
+    items = values.tolist()
+    kinds = set(map(type, items))
+    if bool in kinds and kinds & {int, float}:  # True and 1 are equal keys, not equal labels
+        typed = list(zip(map(type, items), items, strict=True))
+        by_kind = {key: _json(key[1]) for key in dict.fromkeys(typed)}
+        return list(map(by_kind.__getitem__, typed))
+    texts = {value: _json(value) for value in dict.fromkeys(items)}
+    return list(map(texts.__getitem__, items))
 
 
 def _json(value: Any) -> bytes:

@@ -355,10 +355,10 @@ class Worker:
                     slot.name, slot.version, np.full(n, None, dtype=object), np.full(n, np.nan)
                 )
             best = proba.argmax(axis=1)
-            prediction = np.empty(len(best), dtype=object)
-            prediction[:] = [classes[i] for i in best.tolist()]
+            labels = np.empty(len(classes), dtype=object)
+            labels[:] = classes
             return ModelPredictions(
-                slot.name, slot.version, prediction, proba[np.arange(len(best)), best]
+                slot.name, slot.version, labels[best], proba[np.arange(len(best)), best]
             )
         return ModelPredictions(
             slot.name, slot.version, np.asarray(model.predict_many(X), dtype=np.float64), None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -381,16 +382,17 @@ def _to_messages(batch: list[Message]) -> Messages:
     n = len(batch)
     topics = list(map(Message.topic, batch))
     first = topics[0]
-    stamps = list(map(Message.timestamp, batch))
+    stamps = np.fromiter(
+        chain.from_iterable(map(Message.timestamp, batch)), dtype=np.int64, count=2 * n
+    ).reshape(n, 2)  # (kind, ms since the epoch) per message
     try:
         partitions = np.fromiter(map(Message.partition, batch), dtype=np.int32, count=n)
         offsets = np.fromiter(map(Message.offset, batch), dtype=np.int64, count=n)
     except TypeError:  # a None among them (not for a consumed message): as 0
         partitions = np.fromiter((m.partition() or 0 for m in batch), dtype=np.int32, count=n)
         offsets = np.fromiter((m.offset() or 0 for m in batch), dtype=np.int64, count=n)
-    times = np.fromiter((ts for _, ts in stamps), dtype=np.int64, count=n)
-    kinds = np.fromiter((kind for kind, _ in stamps), dtype=np.int64, count=n)
-    times[kinds == TIMESTAMP_NOT_AVAILABLE] = -1
+    times = stamps[:, 1].copy()
+    times[stamps[:, 0] == TIMESTAMP_NOT_AVAILABLE] = -1
     return Messages(
         values=list(map(Message.value, batch)),
         keys=list(map(Message.key, batch)),
