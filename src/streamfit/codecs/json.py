@@ -68,7 +68,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -270,6 +270,8 @@ def _layout_of(values: Sequence[bytes | None], target: str | None, task: Task) -
 
 def _make_layout(kinds: dict[str, type], target: str | None, task: Task) -> _Layout:
     fields = [(f"a{i}", key, kind) for i, (key, kind) in enumerate(kinds.items())]
+    # the number fields first: a row's numbers are then one slice of its tuple of values
+    fields.sort(key=lambda field: _KIND_TYPES.get(field[2]) is not _NUMBER)
     types: list[tuple[str, Any, None]] = [
         (attr, _KIND_TYPES.get(kind, Any), None) for attr, _, kind in fields
     ]
@@ -293,9 +295,10 @@ def _make_layout(kinds: dict[str, type], target: str | None, task: Task) -> _Lay
 
 
 def _number_columns(rows: list[Any], attrs: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
-    """The rows' number fields as float64 columns (NaN for null), in one conversion."""
-    get = attrgetter(*attrs)
-    cells = list(chain.from_iterable(map(get, rows))) if len(attrs) > 1 else list(map(get, rows))
+    """The rows' number fields (their first fields) as float64 columns, NaN for null, in
+    one conversion."""
+    numbers = itemgetter(slice(0, len(attrs)))
+    cells = list(chain.from_iterable(map(numbers, map(msgspec.structs.astuple, rows))))
     flat = _to_float64(pa.array(cells, type=pa.float64()))
     by_field = np.ascontiguousarray(flat.reshape(len(rows), len(attrs)).T)
     return dict(zip(attrs, by_field, strict=True))
