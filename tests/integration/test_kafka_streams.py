@@ -91,6 +91,30 @@ def test_a_new_member_resumes_after_the_committed_offsets(
         second.close()
 
 
+def test_a_commit_sent_without_waiting_lands(
+    kafka_bootstrap: str, kafka_topic: str, source: KafkaSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    produce(kafka_bootstrap, kafka_topic, 10)
+    poll_until(source, 10)
+    source.commit({(kafka_topic, 0): 7}, wait=False)
+    deadline = time.monotonic() + 30
+    while source.committed([(kafka_topic, 0)]) != {(kafka_topic, 0): 7}:
+        assert time.monotonic() < deadline, "the commit never landed"
+        source.poll(1, 0.1)  # serves the commit's answer
+    assert "committing offsets to Kafka failed" not in caplog.text
+
+
+def test_a_failed_commit_sent_without_waiting_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from confluent_kafka import KafkaError
+
+    from streamfit.streams.kafka import _log_commit_failure
+
+    _log_commit_failure(None, [TopicPartition("t", 0, 7)])
+    assert "failed" not in caplog.text
+    _log_commit_failure(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), [])
+    assert "committing offsets to Kafka failed" in caplog.text
+
+
 def test_seek_rewinds_an_assigned_partition(
     kafka_bootstrap: str, kafka_topic: str, source: KafkaSource
 ) -> None:

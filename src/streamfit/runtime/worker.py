@@ -478,11 +478,12 @@ class Worker:
             events >= spec.interval_events
             or time.monotonic() - self._last_checkpoint >= spec.interval_seconds
         ):
-            self.checkpoint()
+            self.checkpoint(wait=False)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait: bool = True) -> None:
         """Flush sinks and producer, write state and offsets in one transaction, then commit
-        the offsets to Kafka."""
+        the offsets to Kafka (without waiting for the broker's answer if not ``wait``: the
+        database's offsets are the ones a restart resumes at)."""
         learned = self.blocks.learned_frontier(self.read)
         emitted = {tp: max(o, learned.get(tp, o)) for tp, o in self.emitted.items()}
         if self.transactions is None:
@@ -509,7 +510,7 @@ class Worker:
         self._merge_other_workers()
         if self.transactions is None and learned:
             try:  # Kafka's offsets only follow the database's: a failed commit is harmless
-                self.source.commit(dict(learned))
+                self.source.commit(dict(learned), wait=wait)
             except StreamError as exc:
                 log.warning("committing offsets to Kafka failed (the checkpoint holds): %s", exc)
         self.stats.checkpoints += 1

@@ -23,8 +23,9 @@ class Source(Protocol):
         """Up to ``max_records`` messages, waiting at most ``timeout`` seconds; None if none."""
         ...
 
-    def commit(self, offsets: Offsets) -> None:
-        """Record ``offsets`` (next to read) as processed, for this consumer group."""
+    def commit(self, offsets: Offsets, wait: bool = True) -> None:
+        """Record ``offsets`` (next to read) as processed, for this consumer group; with
+        ``wait=False`` the source may return before the commit is done."""
         ...
 
     def seek(self, offsets: Offsets) -> None:

@@ -155,6 +155,7 @@ class KafkaSource:
         settings["enable.auto.commit"] = False
         settings["enable.auto.offset.store"] = False
         settings.setdefault("error_cb", self._on_error)
+        settings.setdefault("on_commit", _log_commit_failure)
         strategy = str(settings.get("partition.assignment.strategy", ""))
         self._incremental = (
             "cooperative" in strategy or str(settings.get("group.protocol", "")) == "consumer"
@@ -197,12 +198,16 @@ class KafkaSource:
             return None
         return _to_messages(batch)
 
-    def commit(self, offsets: Offsets) -> None:
-        """Commit ``offsets`` (next to read) for the group, synchronously."""
+    def commit(self, offsets: Offsets, wait: bool = True) -> None:
+        """Commit ``offsets`` (next to read) for the group; with ``wait=False``, return once
+        the commit is sent (a failure is then logged when the broker answers)."""
         self._check_open()
         if not offsets:
             return
         try:
+            if not wait:
+                self._consumer.commit(offsets=_tp_list(offsets), asynchronous=True)
+                return
             result = self._consumer.commit(offsets=_tp_list(offsets), asynchronous=False)
         except KafkaException as exc:
             raise StreamError(f"committing offsets {offsets} failed: {exc}") from exc
@@ -375,6 +380,13 @@ class KafkaSource:
     def _check_open(self) -> None:
         if self._closed:
             raise StreamError("the Kafka source is closed")
+
+
+def _log_commit_failure(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """The answer to a commit sent without waiting (``commit(..., wait=False)``)."""
+    failed = [tp for tp in partitions if tp.error is not None]
+    if err is not None or failed:
+        log.warning("committing offsets to Kafka failed: %s", err or failed[0].error)
 
 
 def _to_messages(batch: list[Message]) -> Messages:

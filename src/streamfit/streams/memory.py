@@ -154,7 +154,7 @@ class MemorySource:
             timestamps=np.fromiter((r.timestamp_ms for *_, r in rows), dtype=np.int64, count=n),
         )
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets, wait: bool = True) -> None:
         self.broker.commit(self.group_id, offsets)
 
     def seek(self, offsets: Offsets) -> None:

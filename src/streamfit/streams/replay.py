@@ -123,7 +123,7 @@ class FileReplaySource:
             timestamp_ms=int(time.time() * 1000),
         )
 
-    def commit(self, offsets: Offsets) -> None:
+    def commit(self, offsets: Offsets, wait: bool = True) -> None:
         """A file has no consumer group; progress lives in the checkpoint."""
 
     def seek(self, offsets: Offsets) -> None:
