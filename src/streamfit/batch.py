@@ -105,11 +105,26 @@ class Messages:
             timestamps=self.timestamps[start:stop],
         )
 
+    def single_topic(self) -> str | None:
+        """The topic of every message, if they all have one topic (and there are some).
+
+        >>> one = Messages.from_values([b"", b""], topic="t")
+        >>> one.single_topic(), Messages.concat([one, Messages.from_values([b""])]).single_topic()
+        ('t', None)
+        """
+        topics = self.topics.tolist()
+        if not topics or topics.count(topics[0]) != len(topics):
+            return None
+        return str(topics[0])
+
     def next_offsets(self) -> Offsets:
         """For each (topic, partition) in these messages, the offset after its last one."""
         out: Offsets = {}
         if len(self) == 0:
             return out
+        topic = self.single_topic()
+        if topic is not None and self.partitions.min() == self.partitions.max():
+            return {(topic, int(self.partitions[0])): int(self.offsets.max()) + 1}
         for topic in set(self.topics.tolist()):
             in_topic = self.topics == topic
             parts = self.partitions[in_topic]

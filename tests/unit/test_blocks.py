@@ -162,3 +162,13 @@ def test_the_demo_stream_learns_the_same_whatever_the_poll_size(tmp_path: Path) 
         worker.run(until=lambda w, total=total: w.stats.events_in >= total)
         states.add((worker.slots[0].model.state(), worker.featurizer.state()))
     assert len(states) == 1
+
+
+def test_next_offsets_per_topic_and_partition() -> None:
+    one = Messages.from_values([b""] * 3, topic="t", partition=2, first_offset=7)
+    assert one.next_offsets() == {("t", 2): 10}
+    other = Messages.from_values([b""] * 2, topic="t", partition=0, first_offset=4)
+    third = Messages.from_values([b""], topic="u", partition=2, first_offset=1)
+    mixed = Messages.concat([one, other, third])
+    assert mixed.next_offsets() == {("t", 2): 10, ("t", 0): 6, ("u", 2): 2}
+    assert Messages.from_values([]).next_offsets() == {}

@@ -51,8 +51,9 @@ class BlockBuffer:
         if len(batch) == 0:
             return
         meta = batch.meta
-        if len(set(meta.topics.tolist())) == 1 and (meta.partitions == meta.partitions[0]).all():
-            key = (str(meta.topics[0]), int(meta.partitions[0]))
+        topic = meta.single_topic()
+        if topic is not None and (meta.partitions == meta.partitions[0]).all():
+            key = (topic, int(meta.partitions[0]))
             self._pending.setdefault(key, []).append(batch)
             return
         for key, rows in _by_partition(batch):

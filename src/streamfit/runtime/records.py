@@ -63,9 +63,9 @@ def prediction_records(
     record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
     record.constant(_MODEL, orjson.dumps(champion.name))
     record.constant(_VERSION, b"%d" % champion.version)
-    topics = meta.topics.tolist()
-    if len(set(topics)) == 1:
-        record.constant(_TOPIC, orjson.dumps(topics[0]))
+    topic = meta.single_topic()
+    if topic is not None:
+        record.constant(_TOPIC, orjson.dumps(topic))
     else:
         record.column(_TOPIC, _texts_of_values(meta.topics))
     partitions = meta.partitions

@@ -320,7 +320,11 @@ class Worker:
         else:
             labels = np.full(n, None, dtype=object)
             labeled = np.zeros(n, dtype=bool)
-        in_train_topic = np.isin(batch.meta.topics, list(self.train_topics))
+        topic = batch.meta.single_topic()
+        if topic is not None:
+            in_train_topic = np.full(n, topic in self.train_topics)
+        else:
+            in_train_topic = np.isin(batch.meta.topics, list(self.train_topics))
         is_train = labeled & in_train_topic
         if self.spec.outputs.score_training_events:
             return np.flatnonzero(is_train), np.arange(n), labels
