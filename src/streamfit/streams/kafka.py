@@ -148,6 +148,10 @@ class KafkaSource:
                 "group.id": group_id,
                 "auto.offset.reset": auto_offset_reset,
                 "enable.partition.eof": False,
+                # librdkafka stops prefetching for this long (1 s by default) once its queue
+                # holds queued.min.messages; a worker that drains the queue faster than that
+                # then waits on an empty queue
+                "fetch.queue.backoff.ms": 10,
                 "logger": log,
             },
             self.config,
