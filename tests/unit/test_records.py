@@ -128,3 +128,15 @@ def test_records_of_several_topics_and_partitions_with_percent_signs() -> None:
     assert [value for _, value in prediction_records(one_partition, single)] == [
         orjson.dumps(event) for _, event in _expected(one_partition, single, None)
     ]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[True, 1, 1.0, False, 0], [1, 1.0, 2], ["a", None, "b", "a"], [float("nan"), 1.0, None]],
+)
+def test_equal_values_of_other_types_keep_their_own_text(labels: list[Any]) -> None:
+    from streamfit.runtime.records import _texts_of_values
+
+    assert _texts_of_values(_objects(labels)) == [
+        b"null" if v is None or v != v else orjson.dumps(v) for v in labels
+    ]

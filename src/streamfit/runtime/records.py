@@ -147,7 +147,7 @@ def _texts_of_values(values: npt.NDArray[Any]) -> list[bytes]:
         return _texts_of_numbers(values, len(values))
     items = values.tolist()
     kinds = set(map(type, items))
-    if bool in kinds and kinds & {int, float}:  # True and 1 are equal keys, not equal labels
+    if len(kinds & {bool, int, float}) > 1:  # True, 1 and 1.0: equal keys, unequal texts
         typed = list(zip(map(type, items), items, strict=True))
         by_kind = {key: _json(key[1]) for key in dict.fromkeys(typed)}
         return list(map(by_kind.__getitem__, typed))
