@@ -40,6 +40,10 @@ class Messages:
     partitions: npt.NDArray[np.int32]
     offsets: npt.NDArray[np.int64]
     timestamps: npt.NDArray[np.int64]  # milliseconds since the epoch
+    # ``single_topic``, once worked out (several steps of a poll ask for it)
+    _single_topic: list[str | None] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.values)
@@ -112,10 +116,11 @@ class Messages:
         >>> one.single_topic(), Messages.concat([one, Messages.from_values([b""])]).single_topic()
         ('t', None)
         """
-        topics = self.topics.tolist()
-        if not topics or topics.count(topics[0]) != len(topics):
-            return None
-        return str(topics[0])
+        if not self._single_topic:
+            topics = self.topics.tolist()
+            one = bool(topics) and topics.count(topics[0]) == len(topics)
+            self._single_topic.append(str(topics[0]) if one else None)
+        return self._single_topic[0]
 
     def next_offsets(self) -> Offsets:
         """For each (topic, partition) in these messages, the offset after its last one."""
