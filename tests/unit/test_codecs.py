@@ -420,6 +420,64 @@ def test_typed_fast_path_on_fields_null_in_the_first_rows(
     _same_result(decode_json(msgs, "y", "classification"), exact)
 
 
+def _rows_with_optional_fields(rng: np.random.Generator, n: int) -> list[bytes]:
+    """Events that leave out missing fields (as file replay writes them), keys shuffled."""
+    absent = object()
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {
+            "id": i,
+            "x": float(rng.normal()),
+            "rare": float(rng.normal()) if rng.random() < 0.02 else absent,
+            "flag": bool(rng.random() > 0.5) if rng.random() < 0.3 else absent,
+            "city": rng.choice(["Oslo", "Zürich", None]) if rng.random() < 0.4 else absent,
+            "null_or_number": rng.choice([None, 1.5]) if rng.random() < 0.1 else absent,
+            "y": int(rng.integers(0, 2)) if rng.random() < 0.8 else absent,
+        }
+        event = {k: v for k, v in row.items() if v is not absent}
+        if i == 0:
+            event = {"id": 0, "x": 0.5, "y": 1}  # the first event has none of them
+        keys = list(event)
+        if i % 3 == 0:
+            rng.shuffle(keys)  # the exact path orders late fields as they first appear
+        rows.append(orjson.dumps({k: event[k] for k in keys}))
+    return rows
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_typed_fast_path_on_fields_the_first_event_lacks(
+    task: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Missing fields left out of the events: the layout grows as they turn up, and a batch
+    without one of them has no column for it, as on the exact path."""
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 16)
+    monkeypatch.setattr("streamfit.codecs.json._layouts", {})
+    from streamfit.codecs.json import _decode, _decode_typed
+
+    rng = np.random.default_rng(11)
+    for size in (400, 40, 25, 400):  # the later batches reuse the grown layout
+        values = _rows_with_optional_fields(rng, size)
+        msgs = Messages.from_values(values)
+        typed = _decode_typed(msgs, "y", task)
+        assert typed is not None
+        _same_result(typed, _decode(msgs, "y", task))
+        _same_result(decode_json(msgs, None, task), _decode(msgs, None, task))
+        if size == 400:
+            assert {"rare", "flag", "city", "null_or_number"} <= set(typed.batch.columns)
+
+
+def test_typed_fast_path_gives_up_on_a_field_of_two_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 16)
+    from streamfit.codecs.json import _decode, _decode_typed
+
+    values = [b'{"x":%d}' % i for i in range(40)]
+    values[10] = b'{"x":10,"late":1}'
+    values[20] = b'{"x":20,"late":"one"}'
+    msgs = Messages.from_values(values)
+    assert _decode_typed(msgs, None, "classification") is None
+    _same_result(decode_json(msgs, None, "classification"), _decode(msgs, None, "classification"))
+
+
 _ODD_ROWS = [
     b"oops",
     b"null",

@@ -39,9 +39,10 @@ Dead-letter reasons, one per kind of bad row::
 Speed: events from one producer usually share a layout, so a batch is first tried with a
 decoder made for the layout of its first rows (msgspec, one per layout, kept): each payload
 is decoded straight into a typed row, JSON grammar and each value's kind checked in C, and
-the number fields of all rows become float64 columns in one conversion. An event that does
-not fit (a new field, a value of another kind, a bad row) sends the whole batch to the exact
-path, so either way the result is the same. The exact path parses the payloads one by one
+the number fields of all rows become float64 columns in one conversion. A field the first
+event lacks (events that leave missing fields out, as file replay writes them) grows the
+layout when it turns up. An event that does not fit otherwise (a value of another kind, a
+bad row) sends the whole batch to the exact path, so either way the result is the same. The exact path parses the payloads one by one
 (orjson) and builds the columns in one C++ pass: each field's type is guessed from its first
 non-null value, and pyarrow converts all rows to a struct array of those types, which both
 builds the columns and proves the guesses. Only when a guess fails (a field mixing types in
@@ -67,8 +68,8 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
-from operator import attrgetter, itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, is_not, itemgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -169,22 +170,28 @@ def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
 # --- the typed fast path ---------------------------------------------------------------------
 
 _TYPED_MIN_ROWS = 16  # below this, making a decoder for a new layout costs more than it saves
-_LAYOUTS_KEPT = 64  # decoders kept, one per layout (field names and kinds, target, task)
+_LAYOUTS_KEPT = 64  # decoders kept, one per layout of the first event (names, kinds, target)
+_EXTENSIONS = 8  # fields first seen after the first row: new decoders tried per batch
+_LATE_FIELDS = 256  # ... and kept per layout, beyond which the exact path decodes
 # labels beyond int64 (orjson reads some as floats) are left to the exact path
 _LABEL = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | str | bool | None
 _NUMBER, _FLAG, _TEXT = float | None, bool | None, str | None
 _KIND_TYPES: dict[type, Any] = {int: _NUMBER, float: _NUMBER, bool: _FLAG, str: _TEXT}
+_UNSET = msgspec.UNSET
 
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """A decoder to typed rows for one layout of events, and the row attributes by kind.
 
-    Attribute ``a<i>`` of a row holds the event's field ``keys[i]``; ``label`` its target.
+    Attribute ``a<i>`` of a row holds the event field ``keys[i]``, ``label`` the target. The
+    first event's fields come first (null when absent); the *late* ones, first seen in a
+    later event (of this batch or an earlier one), are ``UNSET`` when absent.
     """
 
     decoder: msgspec.json.Decoder[Any]
-    keys: tuple[str, ...]  # the event's fields in its order, the target left out
+    kinds: dict[str, type]  # the first event's fields and kinds, the target left out
+    late: dict[str, type]  # the late fields and their kinds, in the order they were met
     numbers: tuple[str, ...]  # float | None
     flags: tuple[str, ...]  # bool | None
     texts: tuple[str, ...]  # str | None
@@ -199,44 +206,63 @@ def _decode_typed(messages: Messages, target: str | None, task: Task) -> DecodeR
 
     The first rows give each field's kind (number, boolean, string, other). msgspec then
     decodes each payload straight into a row of those types, checking the JSON grammar and
-    each value's kind in C, and the columns are gathered from the rows. An event that does
-    not fit (a field the first row lacks, a value of another kind, bad JSON, a bad target)
+    each value's kind in C, and the columns are gathered from the rows. An event with a field
+    the layout lacks extends it (up to ``_EXTENSIONS`` times a batch) and the batch is decoded
+    again; any other event that does not fit (a value of another kind, bad JSON, a bad target)
     returns ``None``: the exact path then decodes the batch, so the result, dead letters
     included, is the same either way.
     """
     values = messages.values
     if len(values) < _TYPED_MIN_ROWS:
         return None
-    layout = _layout_of(values, target, task)
-    if layout is None:
+    found = _layout_of(values, target, task)
+    if found is None:
         return None
+    signature, layout = found
     try:
         rows = list(map(layout.decoder.decode, values))  # type: ignore[arg-type]
     except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
-        return None
-    found = _number_columns(rows, layout.numbers) if layout.numbers else {}
+        layout, fits = _extended(layout, values, target, task)
+        _layouts[signature] = layout  # grown as far as it got: the next batch goes on from it
+        if not fits:
+            return None
+        try:
+            rows = list(map(layout.decoder.decode, values))  # type: ignore[arg-type]
+        except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+            return None
+    found_columns = _number_columns(rows, layout.numbers) if layout.numbers else {}
     for attr in layout.flags:
-        found[attr] = np.array(list(map(attrgetter(attr), rows)), dtype=np.float64)
+        found_columns[attr] = np.array(list(map(attrgetter(attr), rows)), dtype=np.float64)
     for attr in layout.texts:
-        found[attr] = _object_array(list(map(attrgetter(attr), rows)))
+        found_columns[attr] = _object_array(list(map(attrgetter(attr), rows)))
     for attr in layout.others:
         column = _other_column(list(map(attrgetter(attr), rows)))
         if column is None:
             return None
-        found[attr] = column
-    columns = {key: found[f"a{i}"] for i, key in enumerate(layout.keys)}
+        found_columns[attr] = column
+    columns = {key: found_columns[f"a{i}"] for i, key in enumerate(layout.kinds)}
+    booleans = [key for i, key in enumerate(layout.kinds) if f"a{i}" in layout.flags]
+    if layout.late:
+        late = _late_columns(rows, layout, values)
+        if late is None:
+            return None
+        for key, (column, is_boolean) in late.items():
+            columns[key] = column
+            if is_boolean:
+                booleans.append(key)
     if target is not None:
         labels = list(map(attrgetter("label"), rows))
         columns[target] = (
             _object_array(labels) if task == "classification" else np.array(labels, np.float64)
         )
-    booleans = frozenset(layout.keys[int(attr[1:])] for attr in layout.flags)
-    return DecodeResult(Batch(columns, messages, booleans), [])
+    return DecodeResult(Batch(columns, messages, frozenset(booleans)), [])
 
 
-def _layout_of(values: Sequence[bytes | None], target: str | None, task: Task) -> _Layout | None:
+def _layout_of(
+    values: Sequence[bytes | None], target: str | None, task: Task
+) -> tuple[tuple[Any, ...], _Layout] | None:
     """The layout of the first event, a null field's kind taken from the next rows where
-    they have a value; ``None`` where the exact path has to decide."""
+    they have a value, with its signature; ``None`` where the exact path has to decide."""
     try:
         first = orjson.loads(values[0])  # type: ignore[arg-type]
     except (orjson.JSONDecodeError, TypeError):
@@ -264,18 +290,59 @@ def _layout_of(values: Sequence[bytes | None], target: str | None, task: Task) -
     if layout is None:
         if len(_layouts) >= _LAYOUTS_KEPT:
             _layouts.clear()
-        layout = _layouts[signature] = _make_layout(kinds, target, task)
-    return layout
+        layout = _layouts[signature] = _make_layout(kinds, {}, target, task)
+    return signature, layout
 
 
-def _make_layout(kinds: dict[str, type], target: str | None, task: Task) -> _Layout:
+def _extended(
+    layout: _Layout, values: Sequence[bytes | None], target: str | None, task: Task
+) -> tuple[_Layout, bool]:
+    """``layout`` grown by the fields of this batch it lacks, met in order: each event that
+    does not fit brings its new fields (up to ``_EXTENSIONS`` times), and the scan goes on
+    from it with the grown decoder. With it, whether every event now fits (``False`` when an
+    event does not fit for another reason, or when more fields are still missing)."""
+    start = 0
+    for _ in range(_EXTENSIONS):
+        decode = layout.decoder.decode
+        for at in range(start, len(values)):
+            try:
+                decode(values[at])  # type: ignore[arg-type]
+            except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+                break
+        else:
+            return layout, True
+        try:
+            event = orjson.loads(values[at])  # type: ignore[arg-type]
+        except (orjson.JSONDecodeError, TypeError):
+            return layout, False
+        if type(event) is not dict:
+            return layout, False
+        new = {
+            key: type(v)
+            for key, v in event.items()
+            if key != target and key not in layout.kinds and key not in layout.late
+        }
+        if not new or len(layout.late) + len(new) > _LATE_FIELDS:
+            return layout, False
+        layout = _make_layout(layout.kinds, {**layout.late, **new}, target, task)
+        start = at
+    return layout, False
+
+
+def _make_layout(
+    kinds: dict[str, type], late: dict[str, type], target: str | None, task: Task
+) -> _Layout:
     fields = [(f"a{i}", key, kind) for i, (key, kind) in enumerate(kinds.items())]
     # the number fields first: a row's numbers are then one slice of its tuple of values
     fields.sort(key=lambda field: _KIND_TYPES.get(field[2]) is not _NUMBER)
-    types: list[tuple[str, Any, None]] = [
+    types: list[tuple[str, Any, Any]] = [
         (attr, _KIND_TYPES.get(kind, Any), None) for attr, _, kind in fields
     ]
     rename = {attr: key for attr, key, _ in fields}
+    for j, (key, kind) in enumerate(late.items()):
+        kind_type = _KIND_TYPES.get(kind)
+        types.append((f"b{j}", Any if kind_type is None else kind_type | msgspec.UnsetType, _UNSET))
+        rename[f"b{j}"] = key
     if target is not None:
         types.append(("label", _LABEL if task == "classification" else _NUMBER, None))
         rename["label"] = target
@@ -286,12 +353,52 @@ def _make_layout(kinds: dict[str, type], target: str | None, task: Task) -> _Lay
 
     return _Layout(
         decoder=msgspec.json.Decoder(row),
-        keys=tuple(kinds),
+        kinds=dict(kinds),
+        late=dict(late),
         numbers=having(int, float),
         flags=having(bool),
         texts=having(str),
         others=tuple(attr for attr, _, kind in fields if kind not in _KIND_TYPES),
     )
+
+
+def _late_columns(
+    rows: list[Any], layout: _Layout, values: Sequence[bytes | None]
+) -> dict[str, tuple[npt.NDArray[Any], bool]] | None:
+    """The late fields that some row of this batch has, as columns, in the order the exact
+    path finds them: by the first row that has them, then by their order in that row."""
+    found: list[tuple[int, str, npt.NDArray[Any], bool]] = []
+    for j, (key, kind) in enumerate(layout.late.items()):
+        cells = list(map(attrgetter(f"b{j}"), rows))
+        unset = cells.count(_UNSET)
+        if unset == len(cells):
+            continue  # in no row of this batch: not a field of it
+        first = 0
+        if unset:
+            first = list(map(is_not, cells, repeat(_UNSET))).index(True)
+            cells = [None if v is _UNSET else v for v in cells]
+        kind_type = _KIND_TYPES.get(kind)
+        is_boolean = kind_type is _FLAG
+        column: npt.NDArray[Any]
+        if kind_type is _NUMBER:
+            column = _to_float64(pa.array(cells, type=pa.float64()))
+        elif is_boolean:
+            column = np.array(cells, dtype=np.float64)
+        elif kind_type is _TEXT:
+            column = _object_array(cells)
+        else:
+            other = _other_column(cells)
+            if other is None:
+                return None
+            column = other
+        found.append((first, key, column, is_boolean))
+    places: dict[int, dict[str, int]] = {}
+    for first, *_ in found:
+        if first not in places:
+            event = orjson.loads(values[first])  # type: ignore[arg-type]
+            places[first] = {key: i for i, key in enumerate(event)}
+    found.sort(key=lambda item: (item[0], places[item[0]][item[1]]))
+    return {key: (column, is_boolean) for _, key, column, is_boolean in found}
 
 
 def _number_columns(rows: list[Any], attrs: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
