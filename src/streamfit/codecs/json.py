@@ -184,9 +184,10 @@ _UNSET = msgspec.UNSET
 class _Layout:
     """A decoder to typed rows for one layout of events, and the row attributes by kind.
 
-    Attribute ``a<i>`` of a row holds the event field ``keys[i]``, ``label`` the target. The
-    first event's fields come first (null when absent); the *late* ones, first seen in a
-    later event (of this batch or an earlier one), are ``UNSET`` when absent.
+    Attribute ``a<i>`` of a row holds the first event's ``i``-th field (in ``kinds``; null
+    when an event leaves it out), ``b<j>`` the ``j``-th *late* field, first seen in a later
+    event of this batch or an earlier one (``UNSET`` when left out, so that a field no event
+    of a batch has is not one of its columns), and ``label`` the target.
     """
 
     decoder: msgspec.json.Decoder[Any]
