@@ -42,13 +42,14 @@ is decoded straight into a typed row, JSON grammar and each value's kind checked
 the number fields of all rows become float64 columns in one conversion. A field the first
 event lacks (events that leave missing fields out, as file replay writes them) grows the
 layout when it turns up. An event that does not fit otherwise (a value of another kind, a
-bad row) sends the whole batch to the exact path, so either way the result is the same. The exact path parses the payloads one by one
-(orjson) and builds the columns in one C++ pass: each field's type is guessed from its first
-non-null value, and pyarrow converts all rows to a struct array of those types, which both
-builds the columns and proves the guesses. Only when a guess fails (a field mixing types in
-this batch) or for nested values are the fields read value by value in Python. The cyclic
-garbage collector is paused while a batch is decoded: the rows are hundreds of thousands of
-short-lived objects and a collection in the middle only costs time.
+bad row) sends the whole batch to the exact path, so either way the result is the same. The
+exact path parses the payloads one by one (orjson) and builds the columns in one C++ pass:
+each field's type is guessed from its first non-null value, and pyarrow converts all rows to
+a struct array of those types, which both builds the columns and proves the guesses. Only
+when a guess fails (a field mixing types in this batch) or for nested values are the fields
+read value by value in Python. The cyclic garbage collector is paused while a batch is
+decoded: the rows are hundreds of thousands of short-lived objects and a collection in the
+middle only costs time.
 
 >>> from streamfit.batch import Messages
 >>> msgs = Messages.from_values([b'{"x": 1, "c": "a", "y": "yes"}', b'oops', b'{"x": 2.5}'])
