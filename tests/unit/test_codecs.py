@@ -466,6 +466,23 @@ def test_typed_fast_path_on_fields_the_first_event_lacks(
             assert {"rare", "flag", "city", "null_or_number"} <= set(typed.batch.columns)
 
 
+@pytest.mark.parametrize("late", [b"true", b"2.5", b'"x"'])
+def test_a_late_field_null_throughout_a_later_batch(
+    late: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its kind came from an earlier batch; in this one it is a field of nulls."""
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 4)
+    monkeypatch.setattr("streamfit.codecs.json._layouts", {})
+    from streamfit.codecs.json import _decode, _decode_typed
+
+    for value in (late, b"null"):
+        rows = [b'{"x":1}', b'{"x":2}', b'{"x":3,"late":%s}' % value, b'{"x":4}']
+        msgs = Messages.from_values(rows)
+        typed = _decode_typed(msgs, None, "classification")
+        assert typed is not None
+        _same_result(typed, _decode(msgs, None, "classification"))
+
+
 def test_typed_fast_path_gives_up_on_a_field_of_two_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 16)
     from streamfit.codecs.json import _decode, _decode_typed

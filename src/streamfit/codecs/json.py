@@ -380,6 +380,8 @@ def _late_columns(
             first = list(map(is_not, cells, repeat(_UNSET))).index(True)
             cells = [None if v is _UNSET else v for v in cells]
         kind_type = _KIND_TYPES.get(kind)
+        if cells.count(None) == len(cells):
+            kind_type = None  # null wherever present: its kind came from another batch
         is_boolean = kind_type is _FLAG
         column: npt.NDArray[Any]
         if kind_type is _NUMBER:
