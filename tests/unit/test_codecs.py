@@ -8,6 +8,7 @@ plain per-value reading of the rules on random events.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import random
 from typing import Any
@@ -563,3 +564,76 @@ def test_typed_fast_path_on_odd_rows(odd: int, task: Any, monkeypatch: pytest.Mo
         msgs = Messages.from_values(rows)
         _same_result(decode_json(msgs, "y", task), _decode(msgs, "y", task))
         _same_result(decode_json(msgs, None, task), _decode(msgs, None, task))
+
+
+def _random_value(rnd: random.Random, kind: str) -> Any:
+    if rnd.random() < 0.1:
+        return None
+    if kind == "number":
+        return rnd.choice([rnd.randint(-5, 5), rnd.random() * 100, -0.0, 2**63, 2**64 + 7, 1e300])
+    if kind == "flag":
+        return rnd.random() < 0.5
+    if kind == "text":
+        return rnd.choice(["x", "a,b", 'q"uote', "tab\t", "é", "", "\u2028", "null"])
+    return rnd.choice([[1, 2], {"k": 1}, []])
+
+
+def _random_stream(rnd: random.Random) -> tuple[list[str], list[list[bytes]]]:
+    """A few batches of events of one layout: fields left out, keys shuffled, spacing and
+    escapes varied, now and then a value of another kind or a broken event."""
+    names = rnd.sample(["a", "b", "c", "y", "x y", "é", ""], rnd.randint(1, 7))
+    kinds = {name: rnd.choice(["number", "flag", "text", "nested"]) for name in names}
+    absent = rnd.choice([0.0, 0.05, 0.3, 0.8])
+    odd = rnd.choice([0.0, 0.0, 0.002, 0.02])
+    batches = []
+    for _ in range(rnd.randint(1, 3)):
+        batch = []
+        for _ in range(rnd.randint(4, 80)):
+            keys = [k for k in names if rnd.random() >= absent]
+            if rnd.random() < 0.3:
+                rnd.shuffle(keys)
+            event = {
+                k: _random_value(rnd, rnd.choice(list(_KINDS)) if rnd.random() < odd else kinds[k])
+                for k in keys
+            }
+            compact = rnd.random() < 0.7
+            text = json.dumps(
+                event,
+                separators=(",", ":") if compact else (", ", ": "),
+                ensure_ascii=rnd.random() < 0.3,
+            ).encode()
+            if rnd.random() < odd / 4:
+                text = rnd.choice([b"oops", b"", b"[1]", text[:-1], b'{"a":1e400}'])
+            batch.append(text)
+        batches.append(batch)
+    return names, batches
+
+
+_KINDS = ("number", "flag", "text", "nested")
+
+
+def test_typed_fast_path_equals_the_exact_path_on_random_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("streamfit.codecs.json._TYPED_MIN_ROWS", 4)
+    monkeypatch.setattr("streamfit.codecs.json._layouts", {})
+    from streamfit.codecs.json import _decode, _decode_typed
+
+    rnd = random.Random(20261122)
+    typed_batches = 0
+    for _ in range(150):
+        _, batches = _random_stream(rnd)
+        for values in batches:
+            msgs = Messages.from_values(values)
+            for target, task in (
+                (None, "classification"),
+                ("y", "classification"),
+                ("y", "regression"),
+            ):
+                exact = _decode(msgs, target, task)  # type: ignore[arg-type]
+                typed = _decode_typed(msgs, target, task)  # type: ignore[arg-type]
+                if typed is not None:
+                    typed_batches += 1
+                    _same_result(typed, exact)
+                _same_result(decode_json(msgs, target, task), exact)  # type: ignore[arg-type]
+    assert typed_batches > 100  # the fast path was put to the test, not skipped
