@@ -194,10 +194,8 @@ class _Layout:
     decoder: msgspec.json.Decoder[Any]
     kinds: dict[str, type]  # the first event's fields and kinds, the target left out
     late: dict[str, type]  # the late fields and their kinds, in the order they were met
-    numbers: tuple[str, ...]  # float | None
-    flags: tuple[str, ...]  # bool | None
-    texts: tuple[str, ...]  # str | None
-    others: tuple[str, ...]  # null (or nested) in the first rows: any JSON value
+    numbers: tuple[str, ...]  # the first event's number fields (float | None), in one pass
+    rest: tuple[tuple[str, Any], ...]  # its other fields: attribute and checked type
 
 
 _layouts: dict[tuple[Any, ...], _Layout] = {}
@@ -233,17 +231,16 @@ def _decode_typed(messages: Messages, target: str | None, task: Task) -> DecodeR
         except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
             return None
     found_columns = _number_columns(rows, layout.numbers) if layout.numbers else {}
-    for attr in layout.flags:
-        found_columns[attr] = np.array(list(map(attrgetter(attr), rows)), dtype=np.float64)
-    for attr in layout.texts:
-        found_columns[attr] = _object_array(list(map(attrgetter(attr), rows)))
-    for attr in layout.others:
-        column = _other_column(list(map(attrgetter(attr), rows)))
+    flags = set()
+    for attr, kind in layout.rest:
+        column = _kind_column(list(map(attrgetter(attr), rows)), kind)
         if column is None:
             return None
         found_columns[attr] = column
+        if kind is _FLAG:
+            flags.add(attr)
     columns = {key: found_columns[f"a{i}"] for i, key in enumerate(layout.kinds)}
-    booleans = [key for i, key in enumerate(layout.kinds) if f"a{i}" in layout.flags]
+    booleans = [key for i, key in enumerate(layout.kinds) if f"a{i}" in flags]
     if layout.late:
         late = _late_columns(rows, layout, values)
         if late is None:
@@ -350,18 +347,26 @@ def _make_layout(
         rename["label"] = target
     row = msgspec.defstruct("Event", types, rename=rename, forbid_unknown_fields=True, gc=False)
 
-    def having(*kinds_: type) -> tuple[str, ...]:
-        return tuple(attr for attr, _, kind in fields if kind in kinds_)
-
+    checked = [(attr, _KIND_TYPES.get(kind)) for attr, _, kind in fields]
     return _Layout(
         decoder=msgspec.json.Decoder(row),
         kinds=dict(kinds),
         late=dict(late),
-        numbers=having(int, float),
-        flags=having(bool),
-        texts=having(str),
-        others=tuple(attr for attr, _, kind in fields if kind not in _KIND_TYPES),
+        numbers=tuple(attr for attr, kind in checked if kind is _NUMBER),
+        rest=tuple((attr, kind) for attr, kind in checked if kind is not _NUMBER),
     )
+
+
+def _kind_column(cells: list[Any], kind: Any) -> npt.NDArray[Any] | None:
+    """One field's column from its rows' values, by the type its decoder checked them
+    against (``None``: any JSON value); ``None`` where only the exact path can tell."""
+    if kind is _NUMBER:
+        return _to_float64(pa.array(cells, type=pa.float64()))
+    if kind is _FLAG:
+        return np.array(cells, dtype=np.float64)
+    if kind is _TEXT:
+        return _object_array(cells)
+    return _other_column(cells)
 
 
 def _late_columns(
@@ -382,26 +387,15 @@ def _late_columns(
         kind_type = _KIND_TYPES.get(kind)
         if cells.count(None) == len(cells):
             kind_type = None  # null wherever present: its kind came from another batch
-        is_boolean = kind_type is _FLAG
-        column: npt.NDArray[Any]
-        if kind_type is _NUMBER:
-            column = _to_float64(pa.array(cells, type=pa.float64()))
-        elif is_boolean:
-            column = np.array(cells, dtype=np.float64)
-        elif kind_type is _TEXT:
-            column = _object_array(cells)
-        else:
-            other = _other_column(cells)
-            if other is None:
-                return None
-            column = other
-        found.append((first, key, column, is_boolean))
-    places: dict[int, dict[str, int]] = {}
-    for first, *_ in found:
-        if first not in places:
-            event = orjson.loads(values[first])  # type: ignore[arg-type]
-            places[first] = {key: i for i, key in enumerate(event)}
-    found.sort(key=lambda item: (item[0], places[item[0]][item[1]]))
+        column = _kind_column(cells, kind_type)
+        if column is None:
+            return None
+        found.append((first, key, column, kind_type is _FLAG))
+    firsts = [first for first, *_ in found]
+    tied = {first for first in firsts if firsts.count(first) > 1}
+    # fields first met in the same row keep that row's key order (read only for such rows)
+    places = {first: list(orjson.loads(values[first])).index for first in tied}  # type: ignore[arg-type]
+    found.sort(key=lambda item: (item[0], places[item[0]](item[1]) if item[0] in tied else 0))
     return {key: (column, is_boolean) for _, key, column, is_boolean in found}
 
 
