@@ -44,6 +44,25 @@ def test_a_block_is_learned_only_once_read_past_its_end() -> None:
     assert buf.learned_frontier({("t", 0): 13}) == {("t", 0): 10}
 
 
+def test_small_polls_are_joined_once_when_their_block_completes(monkeypatch: Any) -> None:
+    """Many small polls before a block completes: the queued pieces are not joined on each
+    poll (that made every poll's cost grow with the block's number of pieces)."""
+    import streamfit.runtime.blocks as blocks
+
+    joins: list[int] = []
+    concat = blocks._concat
+    monkeypatch.setattr(blocks, "_concat", lambda parts: joins.append(len(parts)) or concat(parts))
+    buf = BlockBuffer(size=100)
+    for start in range(0, 130, 10):
+        buf.add(rows(list(range(start, start + 10))))
+        done = buf.take_complete({("t", 0): start + 10})
+        assert [b.meta.offsets.tolist() for b in done] == (
+            [list(range(100))] if start == 90 else []
+        )
+    assert [b.meta.offsets.tolist() for b in buf.take_all()] == [list(range(100, 130))]
+    assert joins == [10, 3]
+
+
 def test_several_complete_blocks_come_out_separately_in_order() -> None:
     buf = BlockBuffer(size=4)
     buf.add(rows(list(range(11))))

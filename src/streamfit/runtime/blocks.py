@@ -105,8 +105,8 @@ class BlockBuffer:
 
     def _split(self, key: TopicPartition, boundary: int | None) -> tuple[Batch, list[int]] | None:
         parts = self._pending.get(key, [])
-        if not parts:
-            return None
+        if not parts or (boundary is not None and parts[0].meta.offsets[0] >= boundary):
+            return None  # nothing complete yet: no concatenation (polls may be many and small)
         merged = parts[0] if len(parts) == 1 else _concat(parts)
         offsets = merged.meta.offsets
         cut = len(offsets) if boundary is None else int(np.searchsorted(offsets, boundary))
