@@ -160,7 +160,7 @@ def targets(data: dict[str, Any]) -> list[str]:
                 f"p99 < 50 ms at {run['rate']:,.0f} events/s (end to end, numeric10"
                 + (", median run)" if run.get("every_run_p99") else ")"),
                 p99,
-                ".1f",
+                ".2f",
                 p99 is not None and p99 < 50 and run["rate"] >= TARGET_RATE,
             )
     memory = data.get("memory")
