@@ -115,14 +115,14 @@ def latency_table(data: dict[str, Any]) -> list[str]:
         metrics = f"; metrics every {every:,} events or 5 s" if every else ""
         if r.get("scenario") == "echo":
             metrics = ""
+        every = ", ".join("failed" if v is None else f"{v:g}" for v in r.get("every_run_p99", []))
         lines.append(
             f"| {pipeline} | {r['dataset']} | {r['rate']:,.0f}/s ({r['achieved_rate']:,.0f}) | "
             f"max {batch['max_records']}, timeout {batch['timeout'] * 1000:g} ms{metrics} | "
             f"{r.get('measured', 0):,} of {r['predictions']:,} | "
             f"{tp.get('p50')} / {tp.get('p99')} / {tp.get('p99.9')} | "
             f"{e2e.get('p50')} / {e2e.get('p99')} / {e2e.get('p99.9')} | "
-            f"{', '.join('failed' if v is None else f'{v:g}' for v in r.get('every_run_p99', []))}"
-            f" | {_fmt(r.get('worker_peak_rss_mb'))} |"
+            f"{every} | {_fmt(r.get('worker_peak_rss_mb'))} |"
         )
     lines.append("")
     return lines
