@@ -191,3 +191,53 @@ def test_next_offsets_per_topic_and_partition() -> None:
     mixed = Messages.concat([one, other, third])
     assert mixed.next_offsets() == {("t", 2): 10, ("t", 0): 6, ("u", 2): 2}
     assert Messages.from_values([]).next_offsets() == {}
+
+
+def test_scored_training_rows_reuse_their_hashed_features_and_learn_the_same(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """``score_training_events`` with categories and text, over three partitions: hashed
+    entries kept from scoring serve learning, and the model is the one a worker that hashes
+    everything again learns, byte for byte."""
+    from streamfit.features.reuse import ScoredEntries
+
+    rng = np.random.default_rng(8)
+    words = ["good", "bad", "film", "plot", "slow", "fun"]
+    broker = MemoryBroker(partitions=3)
+    events = [
+        {
+            "a": float(rng.normal()),
+            "city": str(rng.choice(["Oslo", "Lima", "Pune"])) if rng.random() > 0.1 else None,
+            "note": " ".join(rng.choice(words, size=int(rng.integers(3, 9)))),
+            "y": int(rng.random() > 0.5),
+        }
+        for _ in range(3000)
+    ]
+    broker.append("train", [orjson.dumps(e) for e in events])
+
+    def learn(max_records: int, name: str) -> Any:
+        data = spec(f"sqlite:///{tmp_path / name}.db", max_records).model_dump()
+        data["name"] = name  # a consumer group of its own: each reads the topic from the start
+        data["topics"] = {"train": "train"}
+        data["outputs"]["score_training_events"] = True
+        worker = build_worker(validate_spec(data), broker=broker)
+        worker.run(until=lambda w: w.stats.events_in >= len(events))
+        worker.learn_pending()
+        return worker
+
+    found: list[bool] = []
+    recall = ScoredEntries.recall
+    monkeypatch.setattr(
+        ScoredEntries,
+        "recall",
+        lambda self, *a, **k: found.append((r := recall(self, *a, **k)) is not None) or r,
+    )
+    reusing = learn(77, "reusing")
+    monkeypatch.setattr(ScoredEntries, "recall", lambda self, *a, **k: None)
+    fresh = learn(500, "fresh")
+    # the first blocks (and the poll that completed them) were scored before the schema had
+    # its fields, so nothing was kept for them; every later run finds all its rows kept
+    assert found == [False] * 5 + [True] * 6
+    assert reusing.slots[0].model.state() == fresh.slots[0].model.state()
+    assert reusing.featurizer.state() == fresh.featurizer.state()
+    assert reusing.slots[0].evaluator.state() == fresh.slots[0].evaluator.state()

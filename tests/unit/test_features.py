@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -497,3 +498,99 @@ def test_learn_transform_blocks_equals_one_call_per_block() -> None:
         assert many.state() == one.state()
     with pytest.raises(ValueError, match="bounds"):
         many.learn_transform_blocks(polls[0], [0, 10])
+
+
+# --- scored rows' hashed entries, reused at learning -----------------------------------------
+
+
+def test_scored_rows_reuse_their_hashed_entries_and_learn_the_same(monkeypatch: Any) -> None:
+    """Rows scored with ``remember`` and learned later, in runs that join several polls: the
+    learned matrices and state are those of a featurizer that hashes them again, bit for bit,
+    and the kept entries serve every run whose rows were all scored under its schema."""
+    from streamfit.features.reuse import ScoredEntries
+    from streamfit.runtime.blocks import BlockBuffer
+
+    fresh, reusing = featurizer(exclude=("y",)), featurizer(exclude=("y",))
+    found: list[bool] = []
+    recall = ScoredEntries.recall
+
+    def spy(self: ScoredEntries, *args: Any, **kwargs: Any) -> Any:
+        result = recall(self, *args, **kwargs)
+        if self is reusing._scored:
+            found.append(result is not None)
+        return result
+
+    monkeypatch.setattr(ScoredEntries, "recall", spy)
+    rng = np.random.default_rng(12)
+    data = rows_of(rng, 2600)
+    for i, row in enumerate(data):
+        if i % 5 == 3:
+            row["y"] = None  # scored, never learned
+        if i >= 1000:
+            row["tag"] = f"t{i % 7}"  # a field that joins the schema late
+    values = [orjson.dumps(r) for r in data]
+    buffers = {fresh: BlockBuffer(128), reusing: BlockBuffer(128)}
+    cuts = [0, 1, 70, 71, 300, 555, 900, 1000, 1003, 1200, 1500, 1501, 1777, 2100, 2600]
+    for a, b in itertools.pairwise(cuts):
+        msgs = Messages.from_values(values[a:b], topic="t", first_offset=a)
+        poll = decode_json(msgs, "y", "classification").batch
+        labeled = np.flatnonzero(poll.columns["y"] != None)  # noqa: E711 (elementwise)
+        scored = [f.transform(poll, remember=labeled if f is reusing else None) for f in buffers]
+        assert same_matrix(*scored)
+        learned: list[list[sp.csr_matrix]] = []
+        for f, buffer in buffers.items():
+            buffer.add(poll.take(labeled))
+            runs = buffer.take_complete_runs({("t", 0): b})
+            learned.append([X for run in runs for X in f.learn_transform_blocks(*run)])
+        assert len(learned[0]) == len(learned[1])
+        assert all(map(same_matrix, *learned))
+        assert fresh.state() == reusing.state()
+    # runs that bring a field are learned block by block (no recall); of the others, those
+    # with rows scored before the schema took its last field find them missing
+    assert found == [False, True, False, True, True, True]
+
+
+def test_kept_entries_are_refused_when_anything_differs() -> None:
+    from streamfit.features.reuse import ScoredEntries
+
+    meta = Messages.from_values([b"a", b"b", b"c"], topic="t", first_offset=5)
+    entries = (np.array([0, 1, 1, 2]), np.array([4, 5, 6, 7], dtype=np.int64), np.ones(4))
+    kinds = ((True, False), None)
+
+    def kept(max_entries: int = 100) -> ScoredEntries:
+        out = ScoredEntries(max_entries)
+        out.keep(meta, np.arange(3), entries, kinds=kinds, version=2)
+        return out
+
+    rows, cols, _ = kept().recall(meta.rows(1, 3), kinds=kinds, version=2) or ((), (), ())
+    assert list(rows) == [0, 0, 1] and list(cols) == [5, 6, 7]
+    assert kept().recall(meta, kinds=((True, False), (False, False)), version=2) is not None
+    assert kept().recall(meta, kinds=((False, False), None), version=2) is None  # dtype
+    assert kept().recall(meta, kinds=kinds, version=3) is None  # the schema changed
+    other = Messages.from_values([b"a", b"x", b"c"], topic="t", first_offset=5)
+    assert kept().recall(other, kinds=kinds, version=2) is None  # another event, same offset
+    moved = Messages.from_values([b"a", b"b", b"c"], topic="t", partition=1, first_offset=5)
+    assert kept().recall(moved, kinds=kinds, version=2) is None  # another partition
+    assert len(kept(max_entries=3)) == 0  # too many entries: nothing kept
+    store = kept()
+    assert store.recall(meta.rows(0, 1), kinds=kinds, version=2) is not None
+    assert len(store) == 4  # the batch's last row is not learned yet: it is all kept
+    store.recall(meta.rows(2, 3), kinds=kinds, version=2)
+    assert len(store) == 0
+    store = kept()
+    store.forget([("t", 0)])
+    assert len(store) == 0 and store.recall(meta, kinds=kinds, version=2) is None
+
+
+def test_kept_entries_of_a_poll_of_several_partitions() -> None:
+    from streamfit.features.reuse import ScoredEntries
+
+    left = Messages.from_values([b"a", b"b"], topic="t", partition=0, first_offset=0)
+    right = Messages.from_values([b"c", b"d"], topic="u", partition=1, first_offset=0)
+    poll = Messages.concat([left.rows(0, 1), right.rows(0, 1), left.rows(1, 2), right.rows(1, 2)])
+    entries = (np.arange(4), np.array([10, 11, 12, 13], dtype=np.int64), np.arange(4.0))
+    store = ScoredEntries()
+    store.keep(poll, np.array([0, 1, 2]), entries, kinds=(), version=0)
+    rows, cols, data = store.recall(poll.take(np.array([0, 2])), kinds=(), version=0) or ((),) * 3
+    assert list(rows) == [0, 1] and list(cols) == [10, 12] and list(data) == [0.0, 2.0]
+    assert store.recall(poll.take(np.array([1, 3])), kinds=(), version=0) is None  # d not kept

@@ -70,6 +70,7 @@ from streamfit.features.columns import (
 )
 from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
 from streamfit.features.moments import Moments
+from streamfit.features.reuse import Entries, Kinds, ScoredEntries
 from streamfit.spec.model import FeaturesSpec, FieldType
 
 __all__ = ["STATE_VERSION", "Featurizer"]
@@ -131,6 +132,9 @@ class Featurizer:
         self._mean: Floats = np.zeros(0)
         self._m2: Floats = np.zeros(0)
         self._layout: _Layout | None = None  # numeric and boolean columns, rebuilt lazily
+        self._hashed: list[str] = []  # the categorical and text fields, in schema order
+        self._version = 0  # changes whenever the schema does
+        self._scored = ScoredEntries()  # hashed entries of scored rows still to be learned
 
     # --- properties ---------------------------------------------------------------------------
 
@@ -188,13 +192,18 @@ class Featurizer:
             raise ValueError(f"bounds must run from 0 to {n}, got {list(bounds)}")
         if self._brings_new_fields(batch):
             return [self.learn_transform(batch.rows(a, b)) for a, b in pairwise(bounds)]
-        prepared = self._prepare(batch, learn=True)
+        hashed = None
+        if self._hashed:
+            hashed = self._scored.recall(
+                batch.meta, kinds=self._hashed_kinds(batch), version=self._version
+            )
+        prepared = self._prepare(batch, learn=True, hashed=hashed is None)
         numbers = self._numbers(prepared, n)
         scaled = np.empty_like(numbers)
         for a, b in pairwise(bounds):
             self._update_moments(numbers[:, a:b])
             scaled[:, a:b] = self._standardized(numbers[:, a:b])
-        X = self._assemble(prepared, scaled, n)
+        X = self._assemble(prepared, scaled, n, hashed)
         return [_rows(X, a, b) for a, b in pairwise(bounds)]
 
     def _brings_new_fields(self, batch: Batch) -> bool:
@@ -205,11 +214,34 @@ class Featurizer:
                 return True
         return False
 
-    def transform(self, batch: Batch) -> sp.csr_matrix:
-        """The features of ``batch`` as they stand; nothing is learned."""
+    def transform(
+        self, batch: Batch, *, remember: npt.NDArray[np.intp] | None = None
+    ) -> sp.csr_matrix:
+        """The features of ``batch`` as they stand; nothing is learned.
+
+        ``remember``: rows (increasing) that will be learned later, by
+        ``learn_transform_blocks``. Their categorical and text entries, which do not depend on
+        the running moments, are kept until then and reused instead of hashed and tokenized
+        again (see ``streamfit.features.reuse``); the matrices are the same either way.
+        """
+        n = len(batch)
         prepared = self._prepare(batch, learn=False)
-        scaled = self._standardized(self._numbers(prepared, len(batch)))
-        return self._assemble(prepared, scaled, len(batch))
+        scaled = self._standardized(self._numbers(prepared, n))
+        hashed = self._hashed_entries(prepared, n) if self._hashed else None
+        if hashed is not None and remember is not None and len(remember):
+            self._scored.keep(
+                batch.meta,
+                remember,
+                hashed,
+                kinds=self._hashed_kinds(batch),
+                version=self._version,
+            )
+        return self._assemble(prepared, scaled, n, hashed)
+
+    def forget_scored(self, partitions: list[tuple[str, int]] | None = None) -> None:
+        """Drop the entries kept by ``transform(remember=...)`` for these partitions (all
+        by default): their rows will not be learned here."""
+        self._scored.forget(partitions)
 
     def merge(self, other: Featurizer) -> None:
         """Add what ``other`` has learned: its new fields, and its moments to ours.
@@ -309,6 +341,9 @@ class Featurizer:
 
     def _add_field(self, name: str, kind: FieldType) -> None:
         self._schema[name] = kind
+        self._version += 1
+        if kind in ("categorical", "text"):
+            self._hashed.append(name)
         n = self._n_features
         if kind == "numeric":
             self._numeric[name] = len(self._numeric)
@@ -346,7 +381,9 @@ class Featurizer:
             return "text"
         return "categorical"
 
-    def _prepare(self, batch: Batch, *, learn: bool) -> _Prepared:
+    def _prepare(self, batch: Batch, *, learn: bool, hashed: bool = True) -> _Prepared:
+        """The batch's columns read as their fields' kinds; ``hashed=False`` leaves out the
+        categorical and text fields (their entries are known already)."""
         prepared = _Prepared()
         for name, column in batch.columns.items():
             if not self._wanted(name):
@@ -360,6 +397,8 @@ class Featurizer:
                 if kind is None:
                     continue
                 self._add_field(name, kind)
+            if not hashed and kind in ("categorical", "text"):
+                continue
             if kind == "numeric":
                 # float columns go as they are: ``_numbers`` copies them and drops non-finite
                 prepared.numbers[name] = column if column.dtype.kind == "f" else as_numbers(column)
@@ -436,8 +475,38 @@ class Featurizer:
             )
         return self._layout
 
-    def _assemble(self, prepared: _Prepared, scaled: Floats, n_rows: int) -> sp.csr_matrix:
-        """The matrix; ``scaled``: the numeric fields, standardized, ``(fields, rows)``."""
+    def _hashed_kinds(self, batch: Batch) -> Kinds:
+        """How the batch holds each hashed field (see ``reuse.Kinds``)."""
+        columns, booleans = batch.columns, batch.booleans
+        return tuple(
+            None if name not in columns else (columns[name].dtype == object, name in booleans)
+            for name in self._hashed
+        )
+
+    def _hashed_entries(self, prepared: _Prepared, n_rows: int) -> Entries:
+        """The categorical and text entries, field by field in schema order."""
+        parts = _Parts()
+        for name in self._hashed:
+            if self._schema[name] == "categorical":
+                found = prepared.categories.get(name)
+                if found is None:
+                    continue
+                codes, values_text = found
+                rows = np.flatnonzero(codes >= 0)
+                parts.add(rows, self._vocab[name].indices(values_text)[codes[rows]], 1.0)
+            else:
+                texts = prepared.texts.get(name)
+                if texts is None:
+                    continue
+                rows, word_codes, words, weights = token_counts(texts)
+                parts.add(rows, self._vocab[name].indices(words)[word_codes], weights)
+        return parts.joined()
+
+    def _assemble(
+        self, prepared: _Prepared, scaled: Floats, n_rows: int, hashed: Entries | None = None
+    ) -> sp.csr_matrix:
+        """The matrix; ``scaled``: the numeric fields, standardized, ``(fields, rows)``;
+        ``hashed``: the categorical and text entries, where they are known already."""
         layout = self._fixed_layout()
         if prepared.flags or len(layout.booleans):
             fixed = np.empty((layout.size, n_rows))
@@ -448,8 +517,7 @@ class Featurizer:
         else:
             fixed = scaled
         data, indices, counts = layout.entries(fixed)
-        only_fixed = len(layout.booleans) + len(self._numeric) == len(self._schema)
-        if only_fixed and layout.distinct:  # sorted and free of duplicates by construction
+        if not self._hashed and layout.distinct:  # sorted and free of duplicates by construction
             indptr = np.zeros(n_rows + 1, dtype=indices.dtype)
             np.cumsum(counts, out=indptr[1:])
             X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, self._n_features))
@@ -458,20 +526,8 @@ class Featurizer:
         parts = _Parts()
         if data.size:
             parts.add(np.repeat(np.arange(n_rows), counts), indices.astype(np.int64), data)
-        for name, kind in self._schema.items():
-            if kind == "categorical":
-                found = prepared.categories.get(name)
-                if found is None:
-                    continue
-                codes, values_text = found
-                rows = np.flatnonzero(codes >= 0)
-                parts.add(rows, self._vocab[name].indices(values_text)[codes[rows]], 1.0)
-            elif kind == "text":
-                texts = prepared.texts.get(name)
-                if texts is None:
-                    continue
-                rows, word_codes, words, weights = token_counts(texts)
-                parts.add(rows, self._vocab[name].indices(words)[word_codes], weights)
+        if self._hashed:
+            parts.add(*(self._hashed_entries(prepared, n_rows) if hashed is None else hashed))
         return parts.matrix(n_rows, self._n_features)
 
 
@@ -559,6 +615,12 @@ class _Parts:
             np.full(rows.size, cols, dtype=np.int64) if isinstance(cols, int) else cols
         )
         self.data.append(np.full(rows.size, data) if isinstance(data, float) else data)
+
+    def joined(self) -> Entries:
+        """Every part's coordinates, one after another."""
+        if not self.rows:
+            return np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(self.rows), np.concatenate(self.cols), np.concatenate(self.data)
 
     def matrix(self, n_rows: int, n_cols: int) -> sp.csr_matrix:
         if not self.rows:

@@ -237,6 +237,7 @@ class Worker:
         except Exception:
             log.exception("checkpoint before revocation failed")
         self.blocks.drop(partitions)
+        self.featurizer.forget_scored(partitions)
         self.assigned.difference_update(partitions)
         for tp in partitions:
             self.read.pop(tp, None)
@@ -279,7 +280,7 @@ class Worker:
             if len(score_rows):
                 keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
                 if len(keep):
-                    self._score(_rows(batch, keep), labels[keep])
+                    self._score(_rows(batch, keep), labels[keep], _among(train_rows, keep))
             if len(train_rows):
                 self.blocks.add(_rows(batch, train_rows))
         self.stats.events_in += len(messages)
@@ -330,9 +331,11 @@ class Worker:
             return np.flatnonzero(is_train), np.arange(n), labels
         return np.flatnonzero(is_train), np.flatnonzero(~is_train), labels
 
-    def _score(self, batch: Batch, labels: npt.NDArray[Any]) -> None:
+    def _score(self, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]) -> None:
+        """Score ``batch`` and write its outputs; ``learned``: its rows that will also be
+        learned from (their hashed features are kept for then)."""
         if self.train_topics:
-            X = self.featurizer.transform(batch)
+            X = self.featurizer.transform(batch, remember=learned)
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
         predictions = [self._predict(slot, X) for slot in self.slots]
@@ -662,6 +665,17 @@ def _rows(batch: Batch, index: npt.NDArray[np.intp]) -> Batch:
     """The rows of ``batch`` at ``index`` (increasing row numbers): the batch itself, not a
     copy, when that is every row (the usual case of a topic with one role)."""
     return batch if len(index) == len(batch) else batch.take(index)
+
+
+def _among(rows: npt.NDArray[np.intp], index: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """Where the ``rows`` (increasing) are found in ``index`` (increasing).
+
+    >>> _among(np.array([1, 3]), np.array([0, 1, 2, 3])).tolist()
+    [1, 3]
+    """
+    if np.array_equal(rows, index):
+        return np.arange(len(index))
+    return np.flatnonzero(np.isin(index, rows, assume_unique=True))
 
 
 def _any_known(labels: npt.NDArray[Any], task: str) -> bool:

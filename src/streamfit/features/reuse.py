@@ -1,0 +1,210 @@
+"""Keeping a scored batch's hashed entries until its rows are learned.
+
+When training events are also scored (``outputs.score_training_events``), each one is
+featurized twice: as it arrives, to be scored, and when its learning block completes, to be
+learned. Between the two only the numeric features change (they are scaled by running moments
+that have moved); the categorical and text entries, which cost most of the featurizing (hashing,
+tokenizing), are the same. ``ScoredEntries`` keeps them from the first pass, per partition and
+by offset, and gives them back for the second.
+
+It never changes a result. Entries are given back only when every row asked for is found, as
+the same event (the same payload object at the same offset), read under the same schema and
+with each hashed field's column of the same dtype and boolean flag; otherwise the caller
+featurizes the rows again. Each row's entries keep their order, so the matrix built from them
+is the one a fresh pass builds, bit for bit. What is kept is bounded (``max_entries``); past
+that, it is all dropped, as ``HashedVocabulary`` drops its cache.
+
+>>> import numpy as np
+>>> from streamfit.batch import Messages
+>>> meta = Messages.from_values([b"a", b"b", b"c"], topic="t", first_offset=10)
+>>> rows, cols = np.array([0, 1, 2, 2]), np.array([5, 6, 7, 8])
+>>> kept = ScoredEntries()
+>>> kept.keep(meta, np.array([0, 2]), (rows, cols, np.ones(4)), kinds=(), version=1)
+>>> found = kept.recall(meta.take(np.array([2])), kinds=(), version=1)
+>>> found[0].tolist(), found[1].tolist()  # row 2 of the scored batch is row 0 of this one
+([0, 0], [7, 8])
+>>> kept.recall(meta.take(np.array([1])), kinds=(), version=1) is None  # not kept
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from operator import is_
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from streamfit.batch import Messages
+
+__all__ = ["Entries", "ScoredEntries"]
+
+#: Coordinates of sparse entries: row, column and value of each.
+Entries = tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+#: Per hashed field: ``None`` where the batch lacks it, else (object dtype, boolean flag).
+Kinds = tuple[tuple[bool, bool] | None, ...]
+TopicPartition = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Kept:
+    """One partition's rows of a scored batch, with their entries (rows numbered from 0)."""
+
+    offsets: npt.NDArray[np.int64]
+    values: list[bytes | None]
+    entries: Entries
+    kinds: Kinds
+    version: int
+
+
+class ScoredEntries:
+    """Hashed entries of scored rows, kept per partition until those rows are learned."""
+
+    def __init__(self, max_entries: int = 1 << 20) -> None:
+        self.max_entries = max_entries
+        self._kept: dict[TopicPartition, deque[_Kept]] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        """How many entries are kept."""
+        return self._size
+
+    def keep(
+        self,
+        meta: Messages,
+        index: npt.NDArray[np.intp],
+        entries: Entries,
+        *,
+        kinds: Kinds,
+        version: int,
+    ) -> None:
+        """Keep the entries of rows ``index`` (increasing) of a batch whose rows are ``meta``."""
+        if len(index) == 0:
+            return
+        if len(index) < len(meta):
+            entries = _select(entries, index, len(meta))
+            meta = meta.take(index)
+        size = len(entries[0])
+        if self._size + size > self.max_entries:
+            self.clear()
+            if size > self.max_entries:
+                return
+        for key, rows in _by_partition(meta):
+            if rows is None:
+                part, part_entries = meta, entries
+            else:
+                part, part_entries = meta.take(rows), _select(entries, rows, len(meta))
+            queue = self._kept.setdefault(key, deque())
+            if queue and queue[-1].offsets[-1] >= part.offsets[0]:
+                self.forget([key])  # the partition was read again from further back
+                queue = self._kept.setdefault(key, deque())
+            queue.append(_Kept(part.offsets, part.values, part_entries, kinds, version))
+        self._size += size
+
+    def recall(self, meta: Messages, *, kinds: Kinds, version: int) -> Entries | None:
+        """The kept entries of the rows ``meta`` (one partition, offsets increasing), rows
+        numbered as in ``meta``; ``None`` unless every row is found as it was kept.
+
+        Kept rows up to the last of ``meta`` are then forgotten: learning goes on past them.
+        """
+        n = len(meta)
+        topic = meta.single_topic()
+        if n == 0 or topic is None or meta.partitions.min() != meta.partitions.max():
+            return None
+        queue = self._kept.get((topic, int(meta.partitions[0])))
+        if not queue:
+            return None
+        offsets = meta.offsets
+        pieces: list[Entries] = []
+        start = 0
+        for kept in queue:
+            if start == n:
+                break
+            if kept.offsets[-1] < offsets[start]:
+                continue
+            stop = int(np.searchsorted(offsets, kept.offsets[-1], side="right"))
+            at = np.searchsorted(kept.offsets, offsets[start:stop])
+            if (
+                not _same_kinds(kept.kinds, kinds)
+                or kept.version != version
+                or not np.array_equal(kept.offsets[at], offsets[start:stop])
+                or not all(map(is_, _pick(kept.values, at), meta.values[start:stop]))
+            ):
+                break
+            rows, cols, data = _select(kept.entries, at, len(kept.offsets))
+            pieces.append((rows + start, cols, data))
+            start = stop
+        self._forget_through(queue, int(offsets[-1]))
+        if start < n:
+            return None
+        if len(pieces) == 1:
+            return pieces[0]
+        return (
+            np.concatenate([p[0] for p in pieces]),
+            np.concatenate([p[1] for p in pieces]),
+            np.concatenate([p[2] for p in pieces]),
+        )
+
+    def forget(self, partitions: list[TopicPartition] | None = None) -> None:
+        """Drop what is kept of ``partitions`` (all of them by default)."""
+        for key in list(self._kept) if partitions is None else partitions:
+            queue = self._kept.pop(key, None)
+            if queue:
+                self._size -= sum(len(kept.entries[0]) for kept in queue)
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._size = 0
+
+    def _forget_through(self, queue: deque[_Kept], offset: int) -> None:
+        while queue and queue[0].offsets[-1] <= offset:
+            self._size -= len(queue.popleft().entries[0])
+
+
+def _select(entries: Entries, index: npt.NDArray[np.intp], n_rows: int) -> Entries:
+    """The entries of rows ``index`` (increasing), renumbered 0, 1, ...; each row's entries
+    keep their order."""
+    if len(index) == n_rows:
+        return entries
+    rows, cols, data = entries
+    position = np.full(n_rows, -1, dtype=np.intp)
+    position[index] = np.arange(len(index))
+    new = position[rows]
+    keep = new >= 0
+    return new[keep], cols[keep], data[keep]
+
+
+def _pick(values: list[bytes | None], index: npt.NDArray[np.intp]) -> list[bytes | None]:
+    if len(index) == len(values):  # ``index`` is increasing: every row, in order
+        return values
+    items = index.tolist()
+    return [values[i] for i in items]
+
+
+def _same_kinds(kept: Kinds, now: Kinds) -> bool:
+    """Every hashed field read the same way: where both batches have it, the same dtype
+    (object or not) and boolean flag, so its values give the same strings."""
+    if len(kept) != len(now):
+        return False
+    return all(a is None or b is None or a == b for a, b in zip(kept, now, strict=True))
+
+
+def _by_partition(
+    meta: Messages,
+) -> list[tuple[TopicPartition, npt.NDArray[np.intp] | None]]:
+    """The batch's rows per partition (``None``: all of them)."""
+    topic = meta.single_topic()
+    partitions = meta.partitions
+    if topic is not None and partitions.min() == partitions.max():
+        return [((topic, int(partitions[0])), None)]
+    codes, topics = pd.factorize(meta.topics)
+    group = codes.astype(np.int64) * (int(partitions.max()) + 1) + partitions
+    distinct, first = np.unique(group, return_index=True)
+    out: list[tuple[TopicPartition, npt.NDArray[np.intp] | None]] = []
+    for value, row in zip(distinct.tolist(), first.tolist(), strict=True):
+        key: Any = (str(topics[codes[row]]), int(partitions[row]))
+        out.append((key, np.flatnonzero(group == value)))
+    return out
