@@ -49,6 +49,7 @@ from streamfit.features import Featurizer
 from streamfit.models import build_model
 from streamfit.models.base import Model
 from streamfit.models.factory import model_from_state
+from streamfit.runtime.allocator import keep_freed_memory
 from streamfit.runtime.blocks import BlockBuffer
 from streamfit.runtime.records import prediction_records
 from streamfit.runtime.state import (
@@ -58,6 +59,7 @@ from streamfit.runtime.state import (
     names_of,
 )
 from streamfit.spec.model import ModelSpec, PipelineSpec
+from streamfit.spec.settings import Settings
 from streamfit.store import ModelPredictions, Store
 from streamfit.streams.base import OutRecord, RecordSink, Source
 
@@ -609,6 +611,8 @@ class Worker:
         gc.freeze()
         thresholds = gc.get_threshold()
         gc.set_threshold(100_000, 50, 50)
+        if Settings().keep_freed_memory:  # each poll's arrays reuse the last one's pages
+            keep_freed_memory()
         try:
             while not self._stop.is_set():
                 if until is not None and until(self):

@@ -23,3 +23,4 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
     log_level: str = "INFO"
     worker_id: str = "0"  # workers of one pipeline need distinct ids (their state is theirs)
+    keep_freed_memory: bool = True  # raise glibc's malloc thresholds (runtime.allocator)
