@@ -299,18 +299,25 @@ def test_collisions_add_up() -> None:
     assert X.sum() == 40.0 and X.nnz <= 16
 
 
-def test_the_vocabulary_cache_is_bounded_and_changes_nothing() -> None:
-    rows = [{"c": f"value{i}"} for i in range(300)]
-    f = featurizer()
-    expected = f.learn_transform(batch(*rows))
-    small = featurizer()
-    small.learn_transform(batch(*rows[:5]))
-    vocabulary = small._vocab["c"]
-    vocabulary.max_size = 10
-    assert same_matrix(small.transform(batch(*rows)), expected)  # too many to cache
-    assert len(vocabulary) <= 10
-    assert same_matrix(small.transform(batch(*rows[3:12])), expected[3:12])  # fits after a clear
-    assert 0 < len(vocabulary) <= 10
+def test_values_hashed_together_get_the_columns_of_one_call_each() -> None:
+    """``murmur3_32_many`` against scikit-learn's ``murmurhash3_32``: empty keys, every tail
+    length, ASCII and other UTF-8, NUL bytes, keys too long for the byte matrix."""
+    from sklearn.utils import murmurhash3_32
+
+    from streamfit.features.hashing import HashedVocabulary, murmur3_32_many
+
+    rng = np.random.default_rng(4)
+    alphabet = [*"abcXYZ019_ -=:", "é", "日", "\x00", "😀"]
+    values = ["", "a", "ab", "abc", "abcd", "x" * 300, "é" * 200]
+    values += ["".join(rng.choice(alphabet, size=int(rng.integers(0, 40)))) for _ in range(3000)]
+    ascii_only = [v for v in values if v.isascii()]
+    for prefix in ("", "f=", "city=", "review:", "日="):
+        for keys in (values, ascii_only):
+            expected = [murmurhash3_32(prefix + v, seed=0, positive=True) for v in keys]
+            assert murmur3_32_many(prefix.encode(), keys).tolist() == expected
+            vocabulary = HashedVocabulary(prefix, N)
+            assert vocabulary.indices(keys).tolist() == [e % N for e in expected]
+            assert vocabulary.indices(keys[:5]).tolist() == [e % N for e in expected[:5]]
 
 
 # --- text -------------------------------------------------------------------------------------

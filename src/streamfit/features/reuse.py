@@ -12,7 +12,7 @@ the same event (the same payload object at the same offset), read under the same
 with each hashed field's column of the same dtype and boolean flag; otherwise the caller
 featurizes the rows again. Each row's entries keep their order, so the matrix built from them
 is the one a fresh pass builds, bit for bit. What is kept is bounded (``max_entries``); past
-that, it is all dropped, as ``HashedVocabulary`` drops its cache.
+that, it is all dropped.
 
 >>> import numpy as np
 >>> from streamfit.batch import Messages
