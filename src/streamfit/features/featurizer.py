@@ -542,19 +542,23 @@ class _Layout:
     __slots__ = (
         "booleans",
         "distinct",
-        "order",
+        "missing_slots",
         "size",
         "sorted_cols",
         "value_cols",
         "value_order",
+        "value_slots",
     )
 
     def __init__(self, value_cols: list[int], missing_cols: list[int], booleans: list[str]):
         self.size = len(value_cols)
         self.booleans = booleans
         candidates = np.array([*value_cols, *missing_cols], dtype=np.int64)
-        self.order = np.argsort(candidates, kind="stable")
-        self.sorted_cols = candidates[self.order].astype(np.int32)
+        order = np.argsort(candidates, kind="stable")
+        self.sorted_cols = candidates[order].astype(np.int32)
+        slots = np.empty(len(order), dtype=np.intp)  # each candidate's place in column order
+        slots[order] = np.arange(len(order))
+        self.value_slots, self.missing_slots = slots[: self.size], slots[self.size :]
         self.distinct = bool(np.unique(candidates).size == candidates.size)
         values = np.array(value_cols, dtype=np.int64)
         self.value_order = np.argsort(values, kind="stable")
@@ -569,15 +573,16 @@ class _Layout:
         if not missing.any() and nonzero.all():  # the usual case: one value per field and row
             data = fixed[self.value_order].T.ravel()
             return data, np.tile(self.value_cols, n), np.full(n, d, dtype=np.intp)
-        values = np.empty((2 * d, n))
-        values[:d] = fixed
-        values[d:] = 1.0
-        keep = np.empty((2 * d, n), dtype=bool)
-        np.logical_and(~missing, nonzero, out=keep[:d])
-        keep[d:] = missing
-        values, keep = values[self.order].T, keep[self.order].T
-        columns = np.broadcast_to(self.sorted_cols, keep.shape)[keep]
-        return values[keep], columns, keep.sum(axis=1)
+        # one row per event, the candidates in column order: the kept entries, read in memory
+        # order, come out row by row and sorted
+        keep = np.empty((n, 2 * d), dtype=bool)
+        keep[:, self.value_slots] = (~missing & nonzero).T
+        keep[:, self.missing_slots] = missing.T
+        values = np.ones((n, 2 * d))
+        values[:, self.value_slots] = fixed.T
+        kept = np.flatnonzero(keep)
+        columns = np.tile(self.sorted_cols, n)[kept]
+        return values.ravel()[kept], columns, np.count_nonzero(keep, axis=1)
 
 
 class _Prepared:
