@@ -15,8 +15,8 @@ Missing values (NaN, None) and non-finite numbers (which MariaDB cannot store) b
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,7 @@ __all__ = [
     "probability_list",
 ]
 
+_T = TypeVar("_T")
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _INT_LIMIT = 2.0**63
@@ -117,7 +118,7 @@ def outcome_texts(values: npt.NDArray[Any]) -> list[str | None]:
     if kind in "iu":
         texts: list[str | None] = values.astype(str).tolist()
         return texts
-    return [_outcome_text(v) for v in values.tolist()]
+    return _each_distinct(values.tolist(), _outcome_text)
 
 
 def key_texts(keys: Sequence[bytes | None]) -> list[str | None]:
@@ -207,7 +208,29 @@ def _text(value: Any) -> str | None:
 
 
 def _texts(values: list[Any]) -> list[str | None]:
-    return [v if type(v) is str and "\x00" not in v else _text(v) for v in values]
+    if set(map(type, values)) <= {str, type(None)}:  # strings, often all different
+        return [v if type(v) is str and "\x00" not in v else _text(v) for v in values]
+    return _each_distinct(values, _text)
+
+
+#: Types whose equal values always convert alike: not floats (``0.0 == -0.0``, and a float
+#: equals an int it may not read like), and not ``bool`` next to ``int`` (``True == 1``).
+_DISTINCT_SAFE = frozenset({str, int, bool, type(None)})
+
+
+def _each_distinct(values: list[Any], convert: Callable[[Any], _T]) -> list[_T]:
+    """``[convert(v) for v in values]``, converting each distinct value once: a label or a
+    category column has few distinct values and many rows. Values of other types than
+    ``_DISTINCT_SAFE`` (or both ints and booleans) are converted one by one.
+
+    >>> _each_distinct([1, 2, 1, None], str)
+    ['1', '2', '1', 'None']
+    """
+    kinds = set(map(type, values))
+    if not kinds <= _DISTINCT_SAFE or {int, bool} <= kinds:
+        return [convert(v) for v in values]
+    converted = {v: convert(v) for v in dict.fromkeys(values)}
+    return list(map(converted.__getitem__, values))
 
 
 def _to_float(value: Any) -> float | None:
