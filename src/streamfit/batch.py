@@ -23,8 +23,9 @@ from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
-__all__ = ["Batch", "DeadLetter", "Messages", "Offsets"]
+__all__ = ["Batch", "DeadLetter", "Messages", "Offsets", "pick"]
 
 #: Next offset to read, per (topic, partition): Kafka's convention (last processed + 1).
 Offsets = dict[tuple[str, int], int]
@@ -90,8 +91,8 @@ class Messages:
     def take(self, index: npt.NDArray[np.intp]) -> Messages:
         """Rows at ``index`` (an integer array), in that order."""
         return Messages(
-            values=_pick(self.values, index),
-            keys=_pick(self.keys, index),
+            values=pick(self.values, index),
+            keys=pick(self.keys, index),
             topics=self.topics[index],
             partitions=self.partitions[index],
             offsets=self.offsets[index],
@@ -122,6 +123,32 @@ class Messages:
             self._single_topic.append(str(topics[0]) if one else None)
         return self._single_topic[0]
 
+    def by_partition(self) -> list[tuple[tuple[str, int], npt.NDArray[np.intp] | None]]:
+        """The rows of each (topic, partition), in the order the partitions first appear;
+        ``None`` for the rows when the messages are all of one partition (every row).
+
+        >>> a = Messages.from_values([b"", b""], topic="t", partition=1)
+        >>> b = Messages.from_values([b""], topic="t", partition=0)
+        >>> [(key, rows.tolist()) for key, rows in Messages.concat([a, b, a]).by_partition()]
+        [(('t', 1), [0, 1, 3, 4]), (('t', 0), [2])]
+        >>> a.by_partition()
+        [(('t', 1), None)]
+        """
+        if len(self) == 0:
+            return []
+        topic, partitions = self.single_topic(), self.partitions
+        if topic is not None and partitions.min() == partitions.max():
+            return [((topic, int(partitions[0])), None)]
+        codes, topics = pd.factorize(self.topics)
+        group = codes.astype(np.int64) * (int(partitions.max()) + 1) + partitions
+        distinct, first = np.unique(group, return_index=True)
+        out: list[tuple[tuple[str, int], npt.NDArray[np.intp] | None]] = []
+        for at in np.argsort(first, kind="stable").tolist():
+            row = int(first[at])
+            key = (str(topics[codes[row]]), int(partitions[row]))
+            out.append((key, np.flatnonzero(group == distinct[at])))
+        return out
+
     def next_offsets(self) -> Offsets:
         """For each (topic, partition) in these messages, the offset after its last one."""
         out: Offsets = {}
@@ -141,7 +168,7 @@ class Messages:
         return out
 
 
-def _pick(items: list[bytes | None], index: npt.NDArray[np.intp]) -> list[bytes | None]:
+def pick(items: list[bytes | None], index: npt.NDArray[np.intp]) -> list[bytes | None]:
     """``[items[i] for i in index]``, in C (``itemgetter``) for more than one row."""
     if len(index) < 2:
         return [items[i] for i in index.tolist()]

@@ -32,13 +32,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from operator import is_
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from streamfit.batch import Messages
+from streamfit.batch import Messages, pick
 
 __all__ = ["Entries", "ScoredEntries"]
 
@@ -92,7 +90,7 @@ class ScoredEntries:
             self.clear()
             if size > self.max_entries:
                 return
-        for key, rows in _by_partition(meta):
+        for key, rows in meta.by_partition():
             if rows is None:
                 part, part_entries = meta, entries
             else:
@@ -131,7 +129,7 @@ class ScoredEntries:
                 not _same_kinds(kept.kinds, kinds)
                 or kept.version != version
                 or not np.array_equal(kept.offsets[at], offsets[start:stop])
-                or not all(map(is_, _pick(kept.values, at), meta.values[start:stop]))
+                or not all(map(is_, _kept_values(kept, at), meta.values[start:stop]))
             ):
                 break
             rows, cols, data = _select(kept.entries, at, len(kept.offsets))
@@ -177,11 +175,9 @@ def _select(entries: Entries, index: npt.NDArray[np.intp], n_rows: int) -> Entri
     return new[keep], cols[keep], data[keep]
 
 
-def _pick(values: list[bytes | None], index: npt.NDArray[np.intp]) -> list[bytes | None]:
-    if len(index) == len(values):  # ``index`` is increasing: every row, in order
-        return values
-    items = index.tolist()
-    return [values[i] for i in items]
+def _kept_values(kept: _Kept, at: npt.NDArray[np.intp]) -> list[bytes | None]:
+    """The payloads of kept rows ``at`` (increasing positions)."""
+    return kept.values if len(at) == len(kept.values) else pick(kept.values, at)
 
 
 def _same_kinds(kept: Kinds, now: Kinds) -> bool:
@@ -190,21 +186,3 @@ def _same_kinds(kept: Kinds, now: Kinds) -> bool:
     if len(kept) != len(now):
         return False
     return all(a is None or b is None or a == b for a, b in zip(kept, now, strict=True))
-
-
-def _by_partition(
-    meta: Messages,
-) -> list[tuple[TopicPartition, npt.NDArray[np.intp] | None]]:
-    """The batch's rows per partition (``None``: all of them)."""
-    topic = meta.single_topic()
-    partitions = meta.partitions
-    if topic is not None and partitions.min() == partitions.max():
-        return [((topic, int(partitions[0])), None)]
-    codes, topics = pd.factorize(meta.topics)
-    group = codes.astype(np.int64) * (int(partitions.max()) + 1) + partitions
-    distinct, first = np.unique(group, return_index=True)
-    out: list[tuple[TopicPartition, npt.NDArray[np.intp] | None]] = []
-    for value, row in zip(distinct.tolist(), first.tolist(), strict=True):
-        key: Any = (str(topics[codes[row]]), int(partitions[row]))
-        out.append((key, np.flatnonzero(group == value)))
-    return out

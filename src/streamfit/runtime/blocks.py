@@ -50,14 +50,8 @@ class BlockBuffer:
         """Queue training rows (any partitions, offsets increasing within each)."""
         if len(batch) == 0:
             return
-        meta = batch.meta
-        topic = meta.single_topic()
-        if topic is not None and (meta.partitions == meta.partitions[0]).all():
-            key = (topic, int(meta.partitions[0]))
-            self._pending.setdefault(key, []).append(batch)
-            return
-        for key, rows in _by_partition(batch):
-            self._pending.setdefault(key, []).append(batch.take(rows))
+        for key, rows in batch.meta.by_partition():
+            self._pending.setdefault(key, []).append(batch if rows is None else batch.take(rows))
 
     def take_complete(self, read: Offsets) -> list[Batch]:
         """Every whole block below the read positions, one batch per block, in offset order."""
@@ -127,15 +121,6 @@ def _cut(run: Batch, bounds: list[int]) -> list[Batch]:
     if len(bounds) == 2:
         return [run]
     return [run.rows(a, b) for a, b in pairwise(bounds)]
-
-
-def _by_partition(batch: Batch) -> list[tuple[TopicPartition, npt.NDArray[np.intp]]]:
-    meta = batch.meta
-    keys = list(zip(meta.topics.tolist(), meta.partitions.tolist(), strict=True))
-    groups: dict[TopicPartition, list[int]] = {}
-    for i, key in enumerate(keys):
-        groups.setdefault((str(key[0]), int(key[1])), []).append(i)
-    return [(key, np.array(rows, dtype=np.intp)) for key, rows in groups.items()]
 
 
 def _concat(parts: list[Batch]) -> Batch:
