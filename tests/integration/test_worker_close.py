@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from streamfit.runtime.build import build_worker
 from streamfit.spec import validate_spec
@@ -36,8 +39,21 @@ def _spec(bootstrap: str, topic: str, name: str, database: str) -> PipelineSpec:
     )
 
 
+def _kafka_committed(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> dict[tuple[str, int], int]:
+    """The offsets Kafka holds for ``group`` (read without joining it)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        wanted = [TopicPartition(topic, p) for p in range(partitions)]
+        found = consumer.committed(wanted, timeout=10)
+    finally:
+        consumer.close()
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+
+
 def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
-    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = f"{unique_name}_events"
     create_topics(kafka_bootstrap, [topic], partitions=2)
@@ -51,7 +67,11 @@ def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
     first = build_worker(spec, worker_id="a")
     first.run(until=lambda w: w.stats.events_in >= 1_000)
     learned = dict(first.blocks.learned_frontier(first.read))
-    first.close()
+    with caplog.at_level(logging.WARNING, logger="streamfit"):
+        first.close()
+    # the checkpoint taken as the partitions are revoked commits to Kafka too
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert _kafka_committed(kafka_bootstrap, f"{unique_name}_group", topic, 2) == learned
 
     second = build_worker(spec, worker_id="b")
     started = time.monotonic()

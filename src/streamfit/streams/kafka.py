@@ -167,6 +167,7 @@ class KafkaSource:
         self._fatal: KafkaError | None = None
         self._assigning: Offsets | None = None  # seeks made inside on_assign
         self._closed = False
+        self._closing = False
         self._paused = False
         try:
             self._consumer = Consumer(settings)
@@ -241,13 +242,16 @@ class KafkaSource:
 
     def close(self) -> None:
         """Leave the group (revoking partitions: ``on_revoke`` runs) and release the client."""
-        if self._closed:
+        if self._closed or self._closing:
             return
-        self._closed = True
+        # open until the consumer has left: on_revoke's checkpoint still commits its offsets
+        self._closing = True
         try:
             self._consumer.close()
         except KafkaException as exc:
             raise StreamError(f"closing the Kafka consumer failed: {exc}") from exc
+        finally:
+            self._closed = True
 
     # ----------------------------------------------------------------------------- positions
 
