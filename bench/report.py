@@ -235,6 +235,48 @@ def scale_table(data: dict[str, Any]) -> list[str]:
             f"{per or r.get('error', '')} |"
         )
     lines.append("")
+    return lines + scale_cpu_table(scale)
+
+
+def scale_cpu_table(scale: dict[str, Any]) -> list[str]:
+    """Where the time went while the rows above were measured (once assigned), and the
+    scale-out ratio taken apart: events/s is the main threads' CPU over their CPU per event."""
+    cpus = {w: scale.get(f"workers_{w}", {}).get("cpu") or {} for w in (1, 2)}
+    if not all(c.get("main_us_per_event") for c in cpus.values()):
+        return []
+
+    def each(values: list[float] | None) -> str:
+        return " + ".join(_fmt(x, ".1f") for x in values) if values else ""
+
+    lines = [
+        f"Where the time went once assigned, in the same runs ({cpus[1].get('cores')} cores, "
+        "shared by the broker, the workers and their Kafka clients' threads). Per worker, in % "
+        "of the time: its main thread running, and ready to run but waiting for a CPU (the "
+        "rest it slept: waiting for messages, the broker or the disk).",
+        "",
+        "| workers | machine busy (stolen) | broker, % of a core | main thread running "
+        "| main thread waiting for a CPU | other threads (librdkafka), % of a core "
+        "| main thread CPU per event (µs) |",
+        "| ---: | ---: | ---: | --- | --- | --- | ---: |",
+    ]
+    for workers, c in cpus.items():
+        lines.append(
+            f"| {workers} | {_fmt(c.get('machine_busy_percent'), '.1f')}% "
+            f"({_fmt(c.get('steal_percent'), '.1f')}%) | "
+            f"{_fmt(c.get('broker_core_percent'), '.1f')} | {each(c['main_core_percent'])} | "
+            f"{each(c.get('main_waiting_for_cpu_percent'))} | "
+            f"{each(c['other_threads_core_percent'])} | {_fmt(c['main_us_per_event'], '.2f')} |"
+        )
+    parts = scale.get("ratio_parts")
+    if parts and scale.get("ratio"):
+        lines += [
+            "",
+            f"2 workers ÷ 1 = {parts['main_threads_cpu']:.2f} (the CPU the main threads got) ÷ "
+            f"{parts['cost_per_event']:.2f} (their CPU per event) = {scale['ratio']:.2f}x. A "
+            "cost per event near 1.00 means the workers do not slow each other down; a main "
+            "thread that waits for a CPU is held back by the other processes on the same cores.",
+        ]
+    lines.append("")
     return lines
 
 

@@ -469,13 +469,15 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
 
 
 class _Timeline:
-    """``on_batch`` for the scale run: (wall time, events read) every 0.1 s, and the wall
-    times at which this worker's partition assignment changed, so the harness can measure
-    the group's throughput once every worker holds its final partitions."""
+    """``on_batch`` for the scale run: (wall time, events read, CPU seconds of the main thread,
+    CPU seconds of the whole process, seconds the main thread waited for a CPU while ready to
+    run) every 0.1 s, and the wall times at which this worker's partition assignment changed,
+    so the harness can measure the group's throughput, and where the time went, once every
+    worker holds its final partitions."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, float, float, float]] = []
         self.changes: list[float] = []
         self._assignment: set[Any] = set()
         self._next = 0.0
@@ -485,11 +487,23 @@ class _Timeline:
         if now < self._next:
             return
         self._next = now + 0.1
-        self.samples.append((now, worker.stats.events_in))
+        self.samples.append(
+            (now, worker.stats.events_in, time.thread_time(), time.process_time(), _waited())
+        )
         assignment = set(self.source.assignment())
         if assignment != self._assignment:
             self._assignment = assignment
             self.changes.append(now)
+
+
+def _waited() -> float:
+    """Seconds this thread has spent ready to run but waiting for a CPU (Linux schedstat;
+    NaN where there is none)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return math.nan
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[tuple[str, int], int]:
