@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -171,6 +172,26 @@ def test_poll_on_an_empty_topic_returns_none_within_its_timeout(source: KafkaSou
         started = time.monotonic()
         assert source.poll(max_records=100, timeout=0.5) is None
         assert time.monotonic() - started < 0.5 + 2.0
+
+
+def test_a_poll_returns_what_came_without_waiting_for_a_full_batch(
+    kafka_bootstrap: str, kafka_topic: str, source: KafkaSource
+) -> None:
+    wait_assigned(source)
+    later = threading.Timer(0.5, produce, (kafka_bootstrap, kafka_topic, 10))
+    later.start()
+    for start in (0, 10):
+        if start:
+            produce(kafka_bootstrap, kafka_topic, 10, start=start)
+        started = time.monotonic()
+        batch = source.poll(max_records=1_000, timeout=20.0)
+        waited = time.monotonic() - started
+        # not 20 s: the poll takes the first events that come, and those that came with them
+        assert batch is not None, f"nothing within {waited:.1f}s"
+        assert waited < 10.0, f"waited {waited:.1f}s for {len(batch)} events"
+        rest = poll_until(source, start + 10 - int(batch.offsets[0]) - len(batch))
+        assert Messages.concat([batch, rest]).offsets.tolist() == list(range(start, start + 10))
+    later.join()
 
 
 def test_create_and_delete_topics_are_idempotent(kafka_bootstrap: str, unique_name: str) -> None:

@@ -226,7 +226,8 @@ class LearningSpec(_Frozen):
 
 
 class BatchSpec(_Frozen):
-    """How many events the worker takes at a time, and how long it waits for them."""
+    """How many events the worker takes at a time, at most, and how long a poll waits when
+    none is there (a poll takes the events that have come; it never waits for more)."""
 
     max_records: int = Field(default=1000, ge=1, le=1_000_000)
     timeout: float = Field(default=0.2, gt=0, le=60)
