@@ -435,6 +435,24 @@ def test_merge_equals_one_pass_over_everything() -> None:
             assert m.variance == pytest.approx(w.variance, rel=1e-9, abs=1e-9)
 
 
+def test_scaling_follows_the_moments_through_learning_and_merges() -> None:
+    first, second, probe = batches(3, (300, 200, 40))
+    mine, theirs = featurizer(exclude=("y",)), featurizer(exclude=("y",))
+    mine.learn_transform(first)
+    theirs.learn_transform(second)
+    before = mine.transform(probe)  # the scaling of these moments is kept from here
+    mine.merge(theirs)  # changes the moments in place
+
+    def fresh() -> sp.csr_matrix:  # the same moments, nothing kept
+        return Featurizer.from_state(mine.state()).transform(probe)
+
+    after = mine.transform(probe)
+    assert (after != fresh()).nnz == 0
+    assert (after != before).nnz > 0
+    mine.learn_transform(probe)
+    assert (mine.transform(probe) != fresh()).nnz == 0
+
+
 def test_merge_takes_new_fields_and_rejects_conflicts() -> None:
     a, b = featurizer(), featurizer()
     a.learn_transform(batch({"x": 1, "c": "u"}))

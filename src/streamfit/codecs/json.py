@@ -170,6 +170,9 @@ def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
 
 # --- the typed fast path ---------------------------------------------------------------------
 
+#: Up to this many number cells a batch converts them with numpy, beyond with Arrow: each is
+#: the faster there (about 8 us against 18 for 160 cells; 1.1 ms against 2.8 for 50,000)
+_NUMPY_CELLS = 512
 _TYPED_MIN_ROWS = 16  # below this, making a decoder for a new layout costs more than it saves
 _LAYOUTS_KEPT = 64  # decoders kept, one per layout of the first event (names, kinds, target)
 _EXTENSIONS = 8  # fields first seen after the first row: new decoders tried per batch
@@ -404,7 +407,10 @@ def _number_columns(rows: list[Any], attrs: tuple[str, ...]) -> dict[str, npt.ND
     one conversion."""
     numbers = itemgetter(slice(0, len(attrs)))
     cells = list(chain.from_iterable(map(numbers, map(msgspec.structs.astuple, rows))))
-    flat = _to_float64(pa.array(cells, type=pa.float64()))
+    if len(cells) <= _NUMPY_CELLS:  # numpy reads None as NaN too, without Arrow's set-up
+        flat = np.array(cells, dtype=np.float64)
+    else:
+        flat = _to_float64(pa.array(cells, type=pa.float64()))
     by_field = np.ascontiguousarray(flat.reshape(len(rows), len(attrs)).T)
     return dict(zip(attrs, by_field, strict=True))
 

@@ -131,6 +131,7 @@ class Featurizer:
         self._count: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._mean: Floats = np.zeros(0)
         self._m2: Floats = np.zeros(0)
+        self._scaling_of: tuple[Any, ...] | None = None  # ``_scaling``, and the moments it is of
         self._layout: _Layout | None = None  # numeric and boolean columns, rebuilt lazily
         self._hashed: list[str] = []  # the categorical and text fields, in schema order
         self._version = 0  # changes whenever the schema does
@@ -263,6 +264,7 @@ class Featurizer:
                 mine_m.merge(theirs)
                 i = self._numeric[name]
                 self._count[i], self._mean[i], self._m2[i] = mine_m.count, mine_m.mean, mine_m.m2
+                self._scaling_of = None  # the moments changed in place
 
     # --- state --------------------------------------------------------------------------------
 
@@ -453,16 +455,39 @@ class Featurizer:
 
     def _standardized(self, values: Floats) -> Floats:
         """``(x - mean) / std`` clipped to [-5, 5] per field; 0 where std is 0; NaN stays."""
+        mean, divisor, scaled, all_scaled = self._scaling()
+        z = (values - mean) / divisor
+        np.clip(z, -_CLIP, _CLIP, out=z)
+        if not all_scaled:
+            flat = ~scaled
+            z[flat] = np.where(np.isnan(values[flat]), np.nan, 0.0)
+        return z
+
+    def _scaling(self) -> tuple[Floats, Floats, npt.NDArray[np.bool_], bool]:
+        """Per numeric field, as columns: its mean and what ``_standardized`` divides by (its
+        std, 1 where that is 0); which fields have a spread, and whether all do. Kept until
+        the moments change (they are replaced, or ``merge`` marks them changed), so a run of
+        small polls between two learning blocks computes it once."""
+        found = self._scaling_of
+        if (
+            found is not None
+            and found[0] is self._count
+            and found[1] is self._mean
+            and found[2] is self._m2
+        ):
+            return found[3]  # type: ignore[no-any-return]
         count = self._count
         variance = np.where(count > 1, self._m2 / np.maximum(count, 1), 0.0)
         std = np.sqrt(variance)
         scaled = std > 0
-        z = (values - self._mean[:, None]) / np.where(scaled, std, 1.0)[:, None]
-        np.clip(z, -_CLIP, _CLIP, out=z)
-        if not scaled.all():
-            flat = ~scaled
-            z[flat] = np.where(np.isnan(values[flat]), np.nan, 0.0)
-        return z
+        scaling = (
+            self._mean[:, None],
+            np.where(scaled, std, 1.0)[:, None],
+            scaled,
+            bool(scaled.all()),
+        )
+        self._scaling_of = (count, self._mean, self._m2, scaling)
+        return scaling
 
     def _fixed_layout(self) -> _Layout:
         if self._layout is None:
@@ -540,6 +565,7 @@ class _Layout:
     """
 
     __slots__ = (
+        "_dense_rows",
         "booleans",
         "distinct",
         "missing_slots",
@@ -563,6 +589,7 @@ class _Layout:
         values = np.array(value_cols, dtype=np.int64)
         self.value_order = np.argsort(values, kind="stable")
         self.value_cols = values[self.value_order].astype(np.int32)
+        self._dense_rows: tuple[int, npt.NDArray[np.int32], npt.NDArray[np.intp]] | None = None
 
     def entries(self, fixed: Floats) -> tuple[Floats, npt.NDArray[np.int32], npt.NDArray[np.intp]]:
         """CSR pieces of ``fixed`` (``(fields, rows)``, NaN missing): data and column of each
@@ -572,7 +599,7 @@ class _Layout:
         nonzero = fixed != 0
         if not missing.any() and nonzero.all():  # the usual case: one value per field and row
             data = fixed[self.value_order].T.ravel()
-            return data, np.tile(self.value_cols, n), np.full(n, d, dtype=np.intp)
+            return data, *self._dense(n)
         # one row per event, the candidates in column order: the kept entries, read in memory
         # order, come out row by row and sorted
         keep = np.empty((n, 2 * d), dtype=bool)
@@ -583,6 +610,18 @@ class _Layout:
         kept = np.flatnonzero(keep)
         columns = np.tile(self.sorted_cols, n)[kept]
         return values.ravel()[kept], columns, np.count_nonzero(keep, axis=1)
+
+    def _dense(self, n: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.intp]]:
+        """Columns and per-row counts of ``n`` rows that have every value: the same for every
+        poll of that size, so the last size's are kept, and copied (a matrix owns its arrays)."""
+        found = self._dense_rows
+        if found is None or found[0] != n:
+            found = self._dense_rows = (
+                n,
+                np.tile(self.value_cols, n),
+                np.full(n, self.size, dtype=np.intp),
+            )
+        return found[1].copy(), found[2].copy()
 
 
 class _Prepared:
