@@ -320,6 +320,33 @@ def test_values_hashed_together_get_the_columns_of_one_call_each() -> None:
             assert vocabulary.indices(keys[:5]).tolist() == [e % N for e in expected[:5]]
 
 
+def test_small_batches_look_up_the_values_hashed_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamfit.features import hashing
+
+    monkeypatch.setattr(hashing, "_REMEMBERED", 40)
+    hashed: list[int] = []
+    really = hashing.HashedVocabulary._hashed
+
+    def counted(self: hashing.HashedVocabulary, values: list[str]) -> Any:
+        hashed.append(len(values))
+        return really(self, values)
+
+    monkeypatch.setattr(hashing.HashedVocabulary, "_hashed", counted)
+    vocabulary = hashing.HashedVocabulary("f=", N)
+    rng = np.random.default_rng(5)
+    requested = 0
+    for _ in range(40):  # batches of known and new values, the memory filled and cleared
+        values = [f"v{i}" for i in rng.choice(45, size=int(rng.integers(1, 30)), replace=False)]
+        expected = [feature_index(f"f={v}", N) for v in values]
+        assert vocabulary.indices(values).tolist() == expected
+        requested += len(values)
+    assert len(vocabulary._known) <= 40
+    assert 0 < sum(hashed) < requested / 2  # most values were found, not hashed again
+    big = [f"w{i}" for i in range(hashing._LOOKED_UP)]  # a large batch hashes all its values
+    assert vocabulary.indices(big).tolist() == [feature_index(f"f={v}", N) for v in big]
+    assert hashed[-1] == len(big)
+
+
 # --- text -------------------------------------------------------------------------------------
 
 
