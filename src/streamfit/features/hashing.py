@@ -55,7 +55,8 @@ class HashedVocabulary:
     a cache of those already hashed cost more to keep up (a dictionary insertion per new value)
     than it saved. A small batch (fewer than ``_LOOKED_UP`` values: the polls of a stream that
     is not saturated) looks its values up first among the last ones hashed (at most
-    ``_REMEMBERED``), since the array passes cost about the same for 50 values as for 5,000.
+    ``_REMEMBERED``), and hashes the new ones one call each: the array passes cost 150-250 us
+    a call whatever the count, up to about 1,000 values.
 
     >>> vocab = HashedVocabulary("color=", 2**18)
     >>> vocab.indices(["red", "blue", "red"]).tolist()
