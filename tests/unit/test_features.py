@@ -342,7 +342,7 @@ def test_small_batches_look_up_the_values_hashed_before(monkeypatch: pytest.Monk
         requested += len(values)
     assert len(vocabulary._known) <= 40
     assert 0 < sum(hashed) < requested / 2  # most values were found, not hashed again
-    big = [f"w{i}" for i in range(hashing._LOOKED_UP)]  # a large batch hashes all its values
+    big = [f"w{i}" for i in range(hashing._FEW)]  # a large batch hashes all its values
     assert vocabulary.indices(big).tolist() == [feature_index(f"f={v}", N) for v in big]
     assert hashed[-1] == len(big)
 

@@ -53,8 +53,8 @@ class HashedVocabulary:
     ``murmur3_32_many``, a few array passes over their bytes, rather than one call per value:
     a high-cardinality field brings thousands of values never seen before in every batch, and
     a cache of those already hashed cost more to keep up (a dictionary insertion per new value)
-    than it saved. A small batch (fewer than ``_LOOKED_UP`` values: the polls of a stream that
-    is not saturated) looks its values up first among the last ones hashed (at most
+    than it saved. A small batch (fewer than ``_FEW`` values: the polls of a stream that is
+    not saturated) looks its values up first among the last ones hashed (at most
     ``_REMEMBERED``), and hashes the new ones one call each: the array passes cost 150-250 us
     a call whatever the count, up to about 1,000 values.
 
@@ -74,7 +74,7 @@ class HashedVocabulary:
     def indices(self, values: Sequence[str]) -> npt.NDArray[np.int64]:
         """The column of each value."""
         n = len(values)
-        if n >= _LOOKED_UP:
+        if n >= _FEW:
             return self._hashed(values)
         known = self._known
         out = np.fromiter(map(known.get, values, repeat(-1, n)), dtype=np.int64, count=n)
@@ -102,10 +102,9 @@ class HashedVocabulary:
 
 
 #: Below this many values, one ``murmurhash3_32`` call each is quicker than the array passes
-#: (about 0.3-0.4 us a value; the passes cost 150-250 us whatever the count up to about 1,000).
+#: (about 0.3-0.4 us a value; the passes cost 150-250 us whatever the count up to about 1,000),
+#: and a batch looks its values up among those hashed before: its new ones are fewer still.
 _FEW = 512
-#: Below this many values, a batch looks its values up among those hashed before.
-_LOOKED_UP = 512
 #: At most this many values are remembered per field (all are forgotten when it is full).
 _REMEMBERED = 16_384
 #: Keys longer than this (in bytes) are hashed one call each: the array passes work on a
