@@ -357,6 +357,7 @@ def latency_run(
     n = int(rate * seconds)
     topic = new_topic(bootstrap, f"bench_latency_{dataset}")
     predictions = new_topic(bootstrap, "bench_latency_predictions")
+    warmup = new_topic(bootstrap, "bench_latency_warmup")
     unlabeled_every = 0 if option else 2
     expect = n if option else n // unlabeled_every
     roles = ["--score-training"] if option else ["--roles", "both"]
@@ -435,6 +436,8 @@ def latency_run(
                 str(rate),
                 "--unlabeled-every",
                 str(unlabeled_every),
+                "--warmup-topic",
+                warmup,
             ],
             capture_output=True,
             text=True,
