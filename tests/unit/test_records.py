@@ -140,3 +140,31 @@ def test_equal_values_of_other_types_keep_their_own_text(labels: list[Any]) -> N
     assert _texts_of_values(_objects(labels)) == [
         b"null" if v is None or v != v else orjson.dumps(v) for v in labels
     ]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"plain",
+        None,
+        b'say "hi"',
+        b"back\\slash",
+        b"tab\there",
+        b"\x00",
+        b"caf\xc3\xa9",
+        b"\xff",
+        b"\x1f",
+    ],
+)
+def test_keys_are_written_as_json_strings_with_or_without_escapes(odd: bytes | None) -> None:
+    """Keys that need no escaping go into the record as they are; a batch with any other key
+    (or none) writes each through the JSON encoder; either way the record is the plain build's."""
+    printable = bytes(range(0x20, 0x80)).replace(b'"', b"").replace(b"\\", b"")
+    keys = [b"1763797200123456", b"", printable, b"a%sb%%", b"\x7f/<>&", odd]
+    meta = Messages.from_values([b"{}"] * len(keys), topic="t", keys=keys)
+    batch = Batch({}, meta)
+    preds = [ModelPredictions("m", 1, _objects(["y"] * len(keys)), np.full(len(keys), 0.5))]
+    records = prediction_records(batch, preds)
+    expected = _expected(batch, preds, None)
+    assert [key for key, _ in records] == keys
+    assert [value for _, value in records] == [orjson.dumps(event) for _, event in expected]

@@ -20,7 +20,8 @@ and the partition) is written into the record's format once, and each record is 
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,9 @@ from streamfit.streams.base import Record
 __all__ = ["prediction_records"]
 
 _NULL = b"null"
+#: Bytes a key's JSON string cannot hold as they are: control characters, the quote and the
+#: backslash (escaped), and non-ASCII (decoded as UTF-8 first, invalid bytes replaced).
+_ESCAPED = re.compile(rb'[\x00-\x1f"\\\x80-\xff]')
 _CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
 
 #: What goes before each field's value in a record, in record order.
@@ -56,6 +60,8 @@ def prediction_records(
     record = _Template()
     if keys.count(None) == n:
         record.constant(_KEY, _NULL)
+    elif None not in keys and not _ESCAPED.search(b"".join(cast(list[bytes], keys))):
+        record.column(_KEY + b'"', keys, b'%b"')  # each key is its own JSON string's text
     else:
         texts = [_NULL if k is None else orjson.dumps(k.decode("utf-8", "replace")) for k in keys]
         record.column(_KEY, texts)
