@@ -353,7 +353,12 @@ def latency_run(
     option: bool,
     scenario: str = "streamfit",
 ) -> dict[str, Any]:
-    """Worker, then collector, then the paced producer; see ``bench.latency``."""
+    """Worker, then collector, then the paced producer; see ``bench.latency``.
+
+    The run starts with ``os.sync()``: the earlier scenarios leave hundreds of MB of written
+    pages (topics, databases) that the kernel writes back 30 s later, which would otherwise
+    fall into this run's 20 s."""
+    os.sync()
     n = int(rate * seconds)
     topic = new_topic(bootstrap, f"bench_latency_{dataset}")
     predictions = new_topic(bootstrap, "bench_latency_predictions")
