@@ -61,6 +61,7 @@ LABELS = {
     "streamfit_scored": "(b) streamfit, half learned / half scored to a topic",
     "streamfit_scored_results": "(b') streamfit, half learned / half scored + results rows",
     "river": "(c1) River LogisticRegression, one event at a time",
+    "river_lr": "(c1') River LogisticRegression alone: no scaling, no metric",
     "quix_river": "(c2) Quix Streams + River",
     "kafka_python_sklearn": "(c3) kafka-python + scikit-learn partial_fit",
 }
@@ -92,6 +93,7 @@ FULL = Plan(
     events=1_000_000,
     caps={
         "river": {"numeric10": 200_000, "mixed30": 50_000},
+        "river_lr": {"numeric10": 200_000},
         "quix_river": {"numeric10": 100_000, "mixed30": 30_000},
         "kafka_python_sklearn": {"numeric10": 10_000, "mixed30": 5_000},
     },
@@ -103,6 +105,7 @@ QUICK = Plan(
     events=50_000,
     caps={
         "river": {"numeric10": 10_000, "mixed30": 3_000},
+        "river_lr": {"numeric10": 10_000},
         "quix_river": {"numeric10": 5_000, "mixed30": 2_000},
         "kafka_python_sklearn": {"numeric10": 500, "mixed30": 300},
     },
@@ -327,7 +330,9 @@ def throughput_suite(
                     row, "streamfit", bootstrap, row_topic, plan.events, dataset, extra, plan.repeat
                 )
             )
-        for scenario in ("river", "quix_river", "kafka_python_sklearn"):
+        for scenario in ("river", "river_lr", "quix_river", "kafka_python_sklearn"):
+            if dataset not in plan.caps[scenario]:
+                continue
             n = min(plan.events, plan.caps[scenario][dataset])
             results.append(
                 run_scenario(scenario, scenario, bootstrap, topic, n, dataset, [], plan.repeat)

@@ -211,10 +211,23 @@ def river_features(dataset: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def river_baseline(args: argparse.Namespace) -> Result:
     from river import metrics
 
-    consumer = _consumer(args)
-    model = river_model(args.dataset)
-    features = river_features(args.dataset)
     metric = metrics.ROCAUC()
+    return _river_loop(args, river_model(args.dataset), river_features(args.dataset), metric)
+
+
+@scenario("river_lr")
+def river_lr_alone(args: argparse.Namespace) -> Result:
+    """River's ``LogisticRegression`` alone, predict then learn per event: no scaling and no
+    metric, less work than (b) does (numeric10 only: the model takes numbers only)."""
+    from river import linear_model
+
+    return _river_loop(args, linear_model.LogisticRegression(), lambda x: x, None)
+
+
+def _river_loop(
+    args: argparse.Namespace, model: Any, features: Callable[[dict[str, Any]], Any], metric: Any
+) -> Result:
+    consumer = _consumer(args)
     loads = orjson.loads
     seen = 0
     first = 0.0
@@ -228,14 +241,20 @@ def river_baseline(args: argparse.Namespace) -> Result:
             x = loads(msg.value())
             y = x.pop("y")
             x = features(x)
-            metric.update(y, model.predict_proba_one(x))
+            probabilities = model.predict_proba_one(x)
+            if metric is not None:
+                metric.update(y, probabilities)
             model.learn_one(x, y)
             seen += 1
             if seen >= args.events:
                 break
     elapsed = time.perf_counter() - first
     consumer.close()
-    return {"events": seen, "seconds": elapsed, "roc_auc": metric.get()}
+    return {
+        "events": seen,
+        "seconds": elapsed,
+        "roc_auc": metric.get() if metric is not None else None,
+    }
 
 
 @scenario("quix_river")
