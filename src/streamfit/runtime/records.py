@@ -3,9 +3,10 @@
 One record per scored event: its key, the champion's prediction and probability, the model's
 name and version, where the event came from, and the challengers' predictions. Every value
 becomes JSON text once per batch (numbers through one ``orjson`` call per column, labels and
-topics once per distinct value); what is the same in every row (the model, usually the topic
-and the partition) is written into the record's format once, and each record is then one
-``%``-format of the texts that differ, not a dict serialized event by event.
+topics once per distinct value, keys that need no escaping as they are); what is the same in
+every row (the model, usually the topic and the partition) is written into the record's
+format once, and each record is then one ``%``-format of the texts that differ, not a dict
+serialized event by event.
 
 >>> import numpy as np
 >>> from streamfit.batch import Batch, Messages
@@ -63,8 +64,7 @@ def prediction_records(
     elif None not in keys and not _ESCAPED.search(b"".join(cast(list[bytes], keys))):
         record.column(_KEY + b'"', keys, b'%b"')  # each key is its own JSON string's text
     else:
-        texts = [_NULL if k is None else orjson.dumps(k.decode("utf-8", "replace")) for k in keys]
-        record.column(_KEY, texts)
+        record.column(_KEY, [_NULL if k is None else _key_text(k) for k in keys])
     record.column(_PREDICTION, _texts_of_values(champion.prediction))
     record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
     record.constant(_MODEL, orjson.dumps(champion.name))
@@ -118,6 +118,12 @@ def _keys(own: list[bytes | None], values: npt.NDArray[Any] | None) -> list[byte
             continue
         out[i] = str(value).encode()
     return out
+
+
+def _key_text(key: bytes) -> bytes:
+    if _ESCAPED.search(key):
+        return orjson.dumps(key.decode("utf-8", "replace"))
+    return b'"%b"' % key
 
 
 def _challengers(others: list[ModelPredictions], n: int) -> list[bytes]:
