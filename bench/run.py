@@ -83,7 +83,6 @@ class Plan:
     latency_seconds: float
     repeat: int = 1
     latency_repeat: int = 1
-    latency_warmup_seconds: float = 0
     quick: bool = False
     out: Path = RESULTS
     memory_events: tuple[int, int] = (1_000_000, 10_000_000)
@@ -101,7 +100,6 @@ FULL = Plan(
     latency_rate=20_000,
     latency_seconds=20,
     latency_repeat=3,
-    latency_warmup_seconds=10,
 )
 QUICK = Plan(
     events=50_000,
@@ -472,7 +470,6 @@ def latency_run(
             "scenario": scenario,
             "dataset": dataset,
             "rate": rate,
-            "seconds": seconds,
             "error": f"{exc} {tail}"[-600:],
         }
     result = {
@@ -481,7 +478,6 @@ def latency_run(
         "rate": rate,
         "achieved_rate": sent["rate"],
         "events": n,
-        "seconds": seconds,
         "batch": LATENCY_BATCH,
         "metrics_every": LATENCY_METRICS_EVERY,
         "predictions_for": "every event" if option else "the unlabeled half of the events",
@@ -511,24 +507,14 @@ def _await_ready(proc: subprocess.Popen[str], what: str, timeout: float = 90) ->
 
 def latency_suite(
     bootstrap: str, plan: Plan, option: bool, throughput: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> list[dict[str, Any]]:
     """20k events/s on numeric10 (the target); on mixed30 the same, or half of (b)'s measured
     throughput there when that is lower (a fixed rate must stay below saturation).
 
     On numeric10 the full run measures streamfit and the no-model floor ``latency_repeat``
     times, alternating, so that drift in the machine's load weighs on both alike; each keeps
-    its median run by end-to-end p99, with every run's p99 alongside (``every_run_p99``).
-    Before them, one streamfit run of ``latency_warmup_seconds`` is not counted (it is
-    returned apart): the broker has only seen the throughput scenarios' large batches by
-    then, and the first streamfit run at a fixed rate was the slowest of its three in three of
-    four full runs (175-258 ms against 32-102), as the first runs on a new broker were."""
+    its median run by end-to-end p99, with every run's p99 alongside (``every_run_p99``)."""
     out = []
-    warmup = None
-    if plan.latency_warmup_seconds:
-        log("  warm-up (not counted):")
-        warmup = latency_run(
-            bootstrap, "numeric10", plan.latency_rate, plan.latency_warmup_seconds, option
-        )
     for dataset in DATASETS:
         rate = plan.latency_rate
         if dataset != "numeric10":
@@ -549,7 +535,7 @@ def latency_suite(
                     latency_run(bootstrap, dataset, rate, plan.latency_seconds, option, scenario)
                 )
         out += [median_run(kept) for kept in runs.values()]
-    return out, warmup
+    return out
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -982,7 +968,7 @@ def main(argv: list[str] | None = None) -> int:
                 data["scale"] = {**scale_suite(bootstrap, plan, option), "git": git}
         else:
             throughput, _ = throughput_suite(bootstrap, plan, option)
-            latency, warmup = latency_suite(bootstrap, plan, option, throughput)
+            latency = latency_suite(bootstrap, plan, option, throughput)
             data["meta"] = {
                 "mode": "quick" if plan.quick else "full",
                 "events_per_topic": plan.events,
@@ -1001,7 +987,6 @@ def main(argv: list[str] | None = None) -> int:
             }
             data["throughput"] = throughput
             data["latency"] = latency
-            data["latency_warmup"] = warmup
     finally:
         if started_here:
             stop_broker(workdir)
