@@ -96,7 +96,7 @@ def latency_table(data: dict[str, Any]) -> list[str]:
         "(ms; *to prediction*: the prediction record's Kafka timestamp; *end to end*: "
         "received by a consumer of the predictions topic). Where a pipeline ran several times, "
         "alternating with the other, its row is the run with the median end-to-end p99, and "
-        "*every run* lists each run's end-to-end p99.",
+        "*every run* lists each run's end-to-end p99." + _warmup_note(data.get("latency_warmup")),
         "",
         "| pipeline | topic | rate (achieved) | settings | predictions measured | "
         "to prediction p50 / p99 / p99.9 | end to end p50 / p99 / p99.9 | every run (p99) | "
@@ -127,6 +127,24 @@ def latency_table(data: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def _warmup_note(run: dict[str, Any] | None) -> str:
+    """The sentence about the uncounted warm-up run before the measured ones, if any.
+
+    >>> _warmup_note({"seconds": 30, "end_to_end_ms": {"p99": 52.0}})[:60]
+    ' Before them, a 30 s run of the floor on numeric10 warms the'
+    >>> _warmup_note(None)
+    ''
+    """
+    if not run:
+        return ""
+    p99 = run.get("end_to_end_ms", {}).get("p99")
+    shown = "failed" if p99 is None else f"end-to-end p99 {p99:g} ms"
+    return (
+        f" Before them, a {run.get('seconds', 0):g} s run of the floor on numeric10 warms the "
+        f"broker up and is not counted ({shown})."
+    )
 
 
 def targets(data: dict[str, Any]) -> list[str]:

@@ -83,6 +83,7 @@ class Plan:
     latency_seconds: float
     repeat: int = 1
     latency_repeat: int = 1
+    latency_warmup_seconds: float = 0
     quick: bool = False
     out: Path = RESULTS
     memory_events: tuple[int, int] = (1_000_000, 10_000_000)
@@ -100,6 +101,7 @@ FULL = Plan(
     latency_rate=20_000,
     latency_seconds=20,
     latency_repeat=3,
+    latency_warmup_seconds=30,
 )
 QUICK = Plan(
     events=50_000,
@@ -470,6 +472,7 @@ def latency_run(
             "scenario": scenario,
             "dataset": dataset,
             "rate": rate,
+            "seconds": seconds,
             "error": f"{exc} {tail}"[-600:],
         }
     result = {
@@ -478,6 +481,7 @@ def latency_run(
         "rate": rate,
         "achieved_rate": sent["rate"],
         "events": n,
+        "seconds": seconds,
         "batch": LATENCY_BATCH,
         "metrics_every": LATENCY_METRICS_EVERY,
         "predictions_for": "every event" if option else "the unlabeled half of the events",
@@ -507,14 +511,25 @@ def _await_ready(proc: subprocess.Popen[str], what: str, timeout: float = 90) ->
 
 def latency_suite(
     bootstrap: str, plan: Plan, option: bool, throughput: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """20k events/s on numeric10 (the target); on mixed30 the same, or half of (b)'s measured
     throughput there when that is lower (a fixed rate must stay below saturation).
 
     On numeric10 the full run measures streamfit and the no-model floor ``latency_repeat``
     times, alternating, so that drift in the machine's load weighs on both alike; each keeps
-    its median run by end-to-end p99, with every run's p99 alongside (``every_run_p99``)."""
+    its median run by end-to-end p99, with every run's p99 alongside (``every_run_p99``).
+    Before them, a run of the floor (``latency_warmup_seconds``) is not counted (it is
+    returned apart): the broker's JIT compiler compiles the code of this traffic (small
+    requests at a fixed rate) only when it first sees it, and during the suite's first latency
+    run its compiler threads took 45% of a core (2% in the second) on the two cores the
+    worker shares with it."""
     out = []
+    warmup = None
+    if plan.latency_warmup_seconds:
+        log("  warm-up (not counted):")
+        warmup = latency_run(
+            bootstrap, "numeric10", plan.latency_rate, plan.latency_warmup_seconds, option, "echo"
+        )
     for dataset in DATASETS:
         rate = plan.latency_rate
         if dataset != "numeric10":
@@ -535,7 +550,7 @@ def latency_suite(
                     latency_run(bootstrap, dataset, rate, plan.latency_seconds, option, scenario)
                 )
         out += [median_run(kept) for kept in runs.values()]
-    return out
+    return out, warmup
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -968,7 +983,7 @@ def main(argv: list[str] | None = None) -> int:
                 data["scale"] = {**scale_suite(bootstrap, plan, option), "git": git}
         else:
             throughput, _ = throughput_suite(bootstrap, plan, option)
-            latency = latency_suite(bootstrap, plan, option, throughput)
+            latency, warmup = latency_suite(bootstrap, plan, option, throughput)
             data["meta"] = {
                 "mode": "quick" if plan.quick else "full",
                 "events_per_topic": plan.events,
@@ -987,6 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             data["throughput"] = throughput
             data["latency"] = latency
+            data["latency_warmup"] = warmup
     finally:
         if started_here:
             stop_broker(workdir)
