@@ -157,8 +157,9 @@ def test_equal_values_of_other_types_keep_their_own_text(labels: list[Any]) -> N
     ],
 )
 def test_keys_are_written_as_json_strings_with_or_without_escapes(odd: bytes | None) -> None:
-    """Keys that need no escaping go into the record as they are; a batch with any other key
-    (or none) writes each through the JSON encoder; either way the record is the plain build's."""
+    """A batch whose keys need no escaping puts them into the record's format as they are; in
+    a batch with a missing key or one that needs escaping, only that one goes through the JSON
+    encoder. Either way the record is the plain build's."""
     printable = bytes(range(0x20, 0x80)).replace(b'"', b"").replace(b"\\", b"")
     keys = [b"1763797200123456", b"", printable, b"a%sb%%", b"\x7f/<>&", odd]
     meta = Messages.from_values([b"{}"] * len(keys), topic="t", keys=keys)
