@@ -199,15 +199,13 @@ def targets(data: dict[str, Any]) -> list[str]:
             ".3f",
             memory["rss_ratio"] <= 1.10,
         )
-    scale = data.get("scale")
-    if scale and scale.get("ratio"):
-        add(
-            "2 workers ≥ 1.7x 1 worker, aggregate events/s once assigned (4 partitions)",
-            scale["ratio"],
-            ".2f",
-            scale["ratio"] >= 1.7,
-            "x",
-        )
+    scale = data.get("scale") or {}
+    for series, name in (
+        (scale, "2 workers ≥ 1.7x 1 worker, aggregate events/s once assigned (4 partitions)"),
+        (scale.get("no_predictions") or {}, "the same, workers without a predictions topic"),
+    ):
+        if series.get("ratio"):
+            add(name, series["ratio"], ".2f", series["ratio"] >= 1.7, "x")
     lines.append("")
     return lines
 
@@ -246,12 +244,30 @@ def scale_table(data: dict[str, Any]) -> list[str]:
         "best run (once assigned), and *every run* lists all of them (*no window*: a "
         "rebalance late in the run left no time with the final assignment).",
         "",
+        *_scale_rows(scale),
+        *scale_cpu_table(scale),
+    ]
+    bare = scale.get("no_predictions")
+    if bare:
+        lines += [
+            "**The same workers without a predictions topic**, right after: test-then-train "
+            "and metrics to SQLite as above, no prediction records made or produced, so the "
+            "broker on the same two cores serves the input only.",
+            "",
+            *_scale_rows(bare),
+            *scale_cpu_table(bare),
+        ]
+    return lines
+
+
+def _scale_rows(series: dict[str, Any]) -> list[str]:
+    lines = [
         "| workers | events/s once assigned | every run | events/s whole drain | seconds "
         "| events per worker |",
         "| ---: | ---: | --- | ---: | ---: | --- |",
     ]
     for workers in (1, 2):
-        r = scale.get(f"workers_{workers}", {})
+        r = series.get(f"workers_{workers}", {})
         per = ", ".join(f"{w['events']:,}" for w in r.get("per_worker", []))
         every = ", ".join(
             "no window" if x is None else _fmt(x)
@@ -263,7 +279,7 @@ def scale_table(data: dict[str, Any]) -> list[str]:
             f"{per or r.get('error', '')} |"
         )
     lines.append("")
-    return lines + scale_cpu_table(scale)
+    return lines
 
 
 def scale_cpu_table(scale: dict[str, Any]) -> list[str]:

@@ -663,7 +663,9 @@ SCALE_ORDER = (1, 2, 2, 1)
 
 def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
     """Time to drain one 4-partition topic with 1, then 2 streamfit workers of one group
-    (``SCALE_ORDER``: 1, 2, 2, 1 workers, each run a new group from the topic's start).
+    (``SCALE_ORDER``: 1, 2, 2, 1 workers, each run a new group from the topic's start), as
+    (b) runs, its predictions to a topic; then the same series again with no predictions
+    topic (``no_predictions``), the workers' loop without the broker taking their output.
 
     The workers start together on the complete topic and each stops once the partitions it
     holds are read to the end, so the group's start-up rebalance is part of the time (events
@@ -671,11 +673,32 @@ def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
     partitions = 4
     log(f"scale: producing {plan.scale_events:,} numeric10 events over {partitions} partitions")
     topic = fill_topic(bootstrap, "numeric10", plan.scale_events, partitions=partitions)
-    out: dict[str, Any] = {"partitions": partitions, "events": plan.scale_events}
-    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     broker = broker_pid(bootstrap)
+    out: dict[str, Any] = {"partitions": partitions, "events": plan.scale_events}
+    log("scale: (b), predictions to a topic")
+    out.update(_scale_series(bootstrap, topic, plan, option, broker, predictions=True))
+    log("scale: the same workers without a predictions topic")
+    out["no_predictions"] = _scale_series(bootstrap, topic, plan, option, broker, False)
+    out["date"] = time.strftime("%Y-%m-%d %H:%M")
+    return out
+
+
+def _scale_series(
+    bootstrap: str,
+    topic: str,
+    plan: Plan,
+    option: bool,
+    broker: int | None,
+    predictions: bool,
+) -> dict[str, Any]:
+    """The runs of ``SCALE_ORDER``, each worker count's best run, and the ratio of 2 workers
+    to 1 with its parts."""
+    out: dict[str, Any] = {"predictions_topic": predictions}
+    runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     for workers in SCALE_ORDER:
-        runs[workers].append(_scale_run(bootstrap, topic, workers, plan, option, broker))
+        runs[workers].append(
+            _scale_run(bootstrap, topic, workers, plan, option, broker, predictions)
+        )
     for workers, done in runs.items():
         measured = [r for r in done if r.get("steady_events_per_second")]
         best = max(measured, key=lambda r: r["steady_events_per_second"]) if measured else done[0]
@@ -697,19 +720,26 @@ def scale_suite(bootstrap: str, plan: Plan, option: bool) -> dict[str, Any]:
             ),
             "cost_per_event": round(cpu_two["main_us_per_event"] / cpu_one["main_us_per_event"], 3),
         }
-    out["date"] = time.strftime("%Y-%m-%d %H:%M")
     return out
 
 
 def _scale_run(
-    bootstrap: str, topic: str, workers: int, plan: Plan, option: bool, broker: int | None
+    bootstrap: str,
+    topic: str,
+    workers: int,
+    plan: Plan,
+    option: bool,
+    broker: int | None,
+    predictions: bool = True,
 ) -> dict[str, Any]:
     """One drain of ``topic`` by ``workers`` streamfit workers of a new consumer group, with
-    the machine's and the broker's CPU sampled alongside."""
+    the machine's and the broker's CPU sampled alongside; their predictions go to a new topic
+    when ``predictions``."""
     group = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    predictions = new_topic(bootstrap, "bench_predictions")
     log(f"  {workers} worker(s) in group {group} ...")
-    extra = ["--predictions-topic", predictions, "--group", group, "--drain"]
+    extra = ["--group", group, "--drain"]
+    if predictions:
+        extra += ["--predictions-topic", new_topic(bootstrap, "bench_predictions")]
     extra += ["--score-training"] if option else []
     command = scenario_command("streamfit", bootstrap, topic, plan.scale_events, "numeric10", extra)
     sampler = CpuSampler(broker)

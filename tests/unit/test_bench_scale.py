@@ -55,3 +55,43 @@ def test_without_the_broker_or_the_machine_samples_only_the_workers_are_told() -
     cpu = window_cpu(workers, [], (1002.0, 1008.0), broker_known=False)
     assert "machine_busy_percent" not in cpu and "broker_core_percent" not in cpu
     assert cpu["main_core_percent"] == pytest.approx([80.0])
+
+
+def test_each_series_keeps_each_counts_best_run_and_the_report_shows_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runs go 1, 2, 2, 1 workers, first with a predictions topic, then without; each
+    count's best run (once assigned) is its row, and each series has its own ratio."""
+    from bench import report, run
+
+    rates = iter([100.0, 150.0, 180.0, 90.0, 120.0, 230.0, 200.0, 110.0])
+    calls: list[tuple[int, bool]] = []
+
+    def fake_run(
+        bootstrap: str,
+        topic: str,
+        workers: int,
+        plan: run.Plan,
+        option: bool,
+        broker: int | None,
+        predictions: bool,
+    ) -> dict[str, Any]:
+        calls.append((workers, predictions))
+        rate = next(rates)
+        return {"steady_events_per_second": rate, "events_per_second": rate, "per_worker": []}
+
+    monkeypatch.setattr(run, "_scale_run", fake_run)
+    monkeypatch.setattr(run, "fill_topic", lambda *a, **k: "topic")
+    monkeypatch.setattr(run, "broker_pid", lambda bootstrap: None)
+    out = run.scale_suite("127.0.0.1:1", run.QUICK, option=True)
+
+    order = [1, 2, 2, 1]
+    assert calls == [(w, True) for w in order] + [(w, False) for w in order]
+    assert out["workers_1"]["runs_steady_events_per_second"] == [100.0, 90.0]
+    assert out["ratio"] == pytest.approx(180.0 / 100.0, abs=1e-3)
+    assert out["no_predictions"]["ratio"] == pytest.approx(230.0 / 120.0, abs=1e-3)
+
+    targets = "\n".join(report.targets({"scale": out}))
+    assert "| 1.80x | yes |" in targets and "| 1.92x | yes |" in targets
+    shown = "\n".join(report.scale_table({"scale": out}))
+    assert "without a predictions topic" in shown and "| 2 | 230 |" in shown
