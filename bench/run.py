@@ -730,7 +730,7 @@ def _scale_run(
     plan: Plan,
     option: bool,
     broker: int | None,
-    predictions: bool = True,
+    predictions: bool,
 ) -> dict[str, Any]:
     """One drain of ``topic`` by ``workers`` streamfit workers of a new consumer group, with
     the machine's and the broker's CPU sampled alongside; their predictions go to a new topic
