@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,21 @@ def start(spec: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def checkpointed(database: str) -> int:
+    """How many input events the checkpoints table says were handled (0 before the first)."""
+    path = database.removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return 0
+    with closing(sqlite3.connect(path, timeout=30)) as conn:
+        try:
+            (done,) = conn.execute(
+                "SELECT COALESCE(SUM(next_offset), 0) FROM checkpoints"
+            ).fetchone()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return 0
+    return int(done)
+
+
 def final_state(database: str, name: str) -> dict[str, bytes]:
     with Store(database, name) as store:
         checkpoint = store.load_checkpoint()
@@ -149,29 +166,27 @@ def test_sigkill_at_random_points_changes_nothing(
     crash_spec = tmp_path / "crash.json"
     write_spec(crash_spec, "crash", kafka_bootstrap, crash_db, topics, processing)
     rng = random.Random(20261121)
+    total = TRAIN_EVENTS + SCORE_EVENTS
+    # Kills are triggered by progress, not by time: each waits until the checkpoints table has
+    # passed a random share of the stream, then for a random fraction of a checkpoint interval
+    # (so it lands anywhere between two checkpoints). The shares stop well before the end, so
+    # every kill comes mid-stream however fast or slow the machine is.
+    targets = sorted(rng.uniform(0.1, 0.8) * total for _ in range(4))
     kills_mid_stream = 0
-    for _ in range(4):
+    for target in targets:
         proc = start(crash_spec, tmp_path / "crash.log")
-        # kill at a random moment once the worker has made progress (checkpoints every 0.5 s)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            with Store(crash_db, "crash") as store:
-                checkpoint = store.load_checkpoint()
-            if checkpoint is not None and sum(checkpoint.offsets.values()) > 0:
-                break
-            time.sleep(0.1)
-        time.sleep(rng.uniform(0.0, 1.5))
-        if proc.poll() is not None:
-            break
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and checkpointed(crash_db) < target:
+            assert time.monotonic() < deadline, "the worker made no progress for 120 s"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.1))
+        assert proc.poll() is None, (tmp_path / "crash.log").read_text()[-3000:]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        with Store(crash_db, "crash") as store:
-            checkpoint = store.load_checkpoint()
-        learned = sum(checkpoint.offsets.values()) if checkpoint else 0
-        kills_mid_stream += learned < TRAIN_EVENTS + SCORE_EVENTS
+        kills_mid_stream += checkpointed(crash_db) < total
     last = start(crash_spec, tmp_path / "crash.log")
     assert last.wait(timeout=300) == 0, (tmp_path / "crash.log").read_text()[-3000:]
-    assert kills_mid_stream >= 2, "the kills came too late to test anything"
+    assert kills_mid_stream == len(targets), "a kill came after the end of the stream"
 
     calm_rows, crash_rows = result_offsets(calm_db, "calm"), result_offsets(crash_db, "crash")
     assert len(crash_rows) == len(set(crash_rows)) == SCORE_EVENTS
