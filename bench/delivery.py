@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import replace_between
 from bench.run import RESULTS, ROOT, fill_topic, log, run_scenario, start_broker, stop_broker
 
 RUNS = [
@@ -95,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "delivery.md").write_text(table)
     (RESULTS / "delivery.json").write_text(json.dumps(rows, indent=2))
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench-delivery:start -->", "<!-- bench-delivery:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        readme.write_text(f"{head}{start}\n{table}{end}{rest.split(end, 1)[1]}")
+    replace_between(ROOT / "README.md", "bench-delivery", table)
     print(table)
     return 0
 

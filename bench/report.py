@@ -348,6 +348,54 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def summary(data: dict[str, Any]) -> str:
+    """The README's short benchmark summary: the headline rates and the targets table."""
+    meta = data.get("meta", {})
+    numeric, mixed = _by_row(data, "numeric10"), _by_row(data, "mixed30")
+
+    def rate(rows: dict[str, dict[str, Any]], row: str) -> float | None:
+        value: float | None = rows.get(row, {}).get("events_per_second")
+        return value
+
+    lines: list[str] = []
+    b = next((name for name in B_ROWS if name in numeric), "")
+    eps, ceiling, river = rate(numeric, b), rate(numeric, "bare_consume"), rate(numeric, "river")
+    if meta and eps:
+        m, g = meta["machine"], meta["git"]
+        sentence = (
+            f"Last {meta['mode']} run ({meta['date']}, {m['cores']} shared cores, streamfit at "
+            f"{g['commit']}): test-then-train with predictions to a topic ran at {eps:,.0f} "
+            "events/s on 10 numeric features"
+        )
+        if ceiling and river:
+            sentence += f" ({eps / ceiling:.0%} of a bare consumer, {eps / river:.1f}x River)"
+        b_mixed = next((name for name in B_ROWS if name in mixed), "")
+        eps_mixed, river_mixed = rate(mixed, b_mixed), rate(mixed, "river")
+        if eps_mixed and river_mixed:
+            sentence += (
+                f" and {eps_mixed:,.0f} events/s on 30 mixed features "
+                f"({eps_mixed / river_mixed:.1f}x River)"
+            )
+        lines += [sentence + ".", ""]
+    lines += targets(data)
+    lines.append(
+        "Every table of that run, how each scenario works and where each target stands: "
+        "[`bench/README.md`](bench/README.md)."
+    )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_between(path: Path, marker: str, text: str) -> None:
+    """Put ``text`` between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in ``path``
+    (left alone where the markers are missing)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    content = path.read_text()
+    if start in content and end in content:
+        head, rest = content.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        path.write_text(f"{head}{start}\n{text}{end}{tail}")
+
+
 def _pyplot() -> Any:
     import matplotlib
 

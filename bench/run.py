@@ -13,7 +13,8 @@ One run, one broker, the same topics for every scenario (see ``bench/README.md``
 * produce→prediction latency of (b) at a fixed rate below saturation (``bench.latency``);
 * results in ``bench/results/``: ``results.json`` (every number, the machine, the date, the
   commit), ``results.md`` (tables), ``throughput.png``, ``latency.png``; the tables also go to
-  the README between ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+  ``bench/README.md`` and a summary to the README, between ``<!-- bench:start -->`` and
+  ``<!-- bench:end -->``.
 
 ``--quick`` (``make bench-quick``) runs the same suite small, in under two minutes, and
 writes to ``bench/results/quick/`` (the README is left alone). ``--memory`` measures
@@ -951,7 +952,7 @@ def load_previous(out: Path) -> dict[str, Any]:
 
 
 def write_outputs(data: dict[str, Any], out: Path, readme: bool) -> str:
-    from bench.report import markdown, plot_latency, plot_throughput
+    from bench.report import markdown, plot_latency, plot_throughput, replace_between, summary
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -962,18 +963,9 @@ def write_outputs(data: dict[str, Any], out: Path, readme: bool) -> str:
     if data.get("latency"):
         plot_latency(data, out / "latency.png")
     if readme:
-        update_readme(text)
+        replace_between(ROOT / "README.md", "bench", summary(data))
+        replace_between(ROOT / "bench" / "README.md", "bench", text)
     return text
-
-
-def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -985,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", action="store_true", help="1 vs 2 workers, 4 partitions")
     parser.add_argument("--events", type=int, help="events per topic (default 1M, quick 50k)")
     parser.add_argument("--repeat", type=int, help="runs per scenario, best kept (default 1)")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--no-readme", action="store_true", help="leave both READMEs alone")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.events:
