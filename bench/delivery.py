@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.report import replace_between
-from bench.run import RESULTS, ROOT, fill_topic, log, run_scenario, start_broker, stop_broker
+from bench.common import RESULTS, ROOT, broker, fill_topic, replace_between, run_scenario
 
 RUNS = [
     ("at-least-once, checkpoint only at the end", "at_least_once", 0.0),
@@ -36,14 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="streamfit-bench-delivery-"))
-    bootstrap = os.environ.get("STREAMFIT_BENCH_KAFKA")
-    started_here = bootstrap is None
-    if bootstrap is None:
-        log("starting a local Kafka broker ...")
-        bootstrap = start_broker(workdir)
     rows: list[dict[str, Any]] = []
-    try:
+    with broker("streamfit-bench-delivery-") as bootstrap:
         topic = fill_topic(bootstrap, "numeric10", args.events, unlabeled_every=2)
         for label, processing, seconds in RUNS:
             best: dict[str, Any] = {}
@@ -68,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 {"label": label, "processing": processing, "checkpoint_seconds": seconds, **best}
             )
-    finally:
-        if started_here:
-            stop_broker(workdir)
     base = rows[0].get("events_per_second") or 0
     lines = [
         f"{args.events:,} numeric10 events (half learned, half scored to a topic), one partition,"

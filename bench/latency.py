@@ -1,166 +1,235 @@
-"""Produce→prediction latency at a fixed rate: a paced producer and a collector.
-
-``python -m bench.latency produce``
-    Sends ``--events`` events of ``--dataset`` to ``--topic`` at ``--rate`` events/s (paced
-    on the clock every half millisecond; ``linger.ms=1``, lz4). Each message's key is the
-    wall-clock time of its ``produce()`` call in microseconds: the worker copies the input key
-    to its prediction record, so a prediction carries the time its event was produced.
-    Before the clock starts, the producer delivers one message to ``--warmup-topic``: a new
-    producer takes 0.1-0.5 s to connect and get its idempotent producer id, and events
-    produced meanwhile would queue behind that, a start-up cost of the load generator, not
-    of the pipeline under test. Prints the achieved rate as JSON.
-``python -m bench.latency collect``
-    Reads the predictions topic from the beginning and, per prediction, takes two latencies:
-    *to prediction*: the prediction message's Kafka timestamp (set when the worker produced
-    it) minus the event's produce time (ms resolution); *end to end*: the time this consumer
-    received the prediction minus the event's produce time (includes the worker's producer
-    ``linger.ms`` and the broker round trip). Events produced in the first ``--warmup``
-    seconds are left out (group join, first batches). Prints percentiles as JSON once
-    ``--expect`` predictions arrived or none came for ``--idle`` seconds.
-
-Both print ``READY`` when set up, so the harness (``bench.run``) starts the worker, then the
-collector, then the producer.
-"""
+"""The latency suite: produce→prediction latency of (b) at a fixed rate below saturation, a
+streamfit worker (``bench.scenarios``) between the paced producer and the collector of
+``bench.latency_clients``; see ``bench/README.md``."""
 
 from __future__ import annotations
 
-import argparse
+import math
+import os
+import subprocess
 import sys
 import time
-import uuid
+from typing import Any
 
-import numpy as np
-import orjson
+from bench.common import ROOT, Plan, child_env, last_json, log, new_topic, scenario_command
+from bench.data import DATASETS
+
+#: The latency run's worker settings: small batches that do not wait long, and the model's
+#: metrics written to SQLite every 100k events or 5 s (the default, every 1,000 events, is a
+#: SQLite transaction every 50 ms at 20k events/s).
+LATENCY_BATCH = {"max_records": 2000, "timeout": 0.01}
+LATENCY_METRICS_EVERY = 100_000
 
 
-def produce(args: argparse.Namespace) -> dict[str, float]:
-    from confluent_kafka import Producer
+def latency_run(
+    bootstrap: str,
+    dataset: str,
+    rate: float,
+    seconds: float,
+    option: bool,
+    scenario: str = "streamfit",
+) -> dict[str, Any]:
+    """Worker, then collector, then the paced producer; see ``bench.latency_clients``.
 
-    from bench.data import events
-
-    values = [v for chunk in events(args.dataset, args.events, **_variant(args)) for v in chunk]
-    producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "linger.ms": 1,
-            "compression.type": "lz4",
-            "enable.idempotence": True,
-        }
+    The run starts with ``os.sync()``: the earlier scenarios leave hundreds of MB of written
+    pages (topics, databases) that the kernel writes back 30 s later, which would otherwise
+    fall into this run's 20 s."""
+    os.sync()
+    n = int(rate * seconds)
+    topic = new_topic(bootstrap, f"bench_latency_{dataset}")
+    predictions = new_topic(bootstrap, "bench_latency_predictions")
+    warmup = new_topic(bootstrap, "bench_latency_warmup")
+    unlabeled_every = 0 if option else 2
+    expect = n if option else n // unlabeled_every
+    roles = ["--score-training"] if option else ["--roles", "both"]
+    log(f"  latency of {scenario} on {dataset}: {rate:,.0f} events/s for {seconds:.0f}s ...")
+    if scenario == "echo":
+        expect, roles = n, []
+    worker = subprocess.Popen(
+        scenario_command(
+            scenario,
+            bootstrap,
+            topic,
+            n,
+            dataset,
+            [
+                "--predictions-topic",
+                predictions,
+                "--batch",
+                str(LATENCY_BATCH["max_records"]),
+                "--timeout",
+                str(LATENCY_BATCH["timeout"]),
+                "--ready",
+                *roles,
+                "--metrics-every",
+                str(LATENCY_METRICS_EVERY),
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
     )
-    if args.warmup_topic:
-        producer.produce(args.warmup_topic, b"warmup")
-        if producer.flush(30):
-            raise RuntimeError(f"the warm-up message to {args.warmup_topic} was not delivered")
-    put = producer.produce
-    clock = time.time_ns
-    n = len(values)
-    sent = 0
-    start = time.perf_counter()
-    while sent < n:
-        due = min(n, int((time.perf_counter() - start) * args.rate) + 1)
-        while sent < due:
-            put(args.topic, values[sent], str(clock() // 1000).encode(), partition=0)
-            sent += 1
-        producer.poll(0)
-        time.sleep(0.0005)
-    elapsed = time.perf_counter() - start
-    producer.flush(60)
-    return {"events": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed, 1)}
-
-
-def _variant(args: argparse.Namespace) -> dict[str, int]:
-    return {"unlabeled_every": args.unlabeled_every} if args.unlabeled_every else {}
-
-
-def collect(args: argparse.Namespace) -> dict[str, object]:
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"bench-latency-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 5,
+    collector = None
+    try:
+        _await_ready(worker, "worker")
+        collector = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.latency_clients",
+                "collect",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                predictions,
+                "--expect",
+                str(expect),
+                *(
+                    [f"--dump={dump}-{dataset}.npy"]
+                    if (dump := os.environ.get("BENCH_LATENCY_DUMP"))
+                    else []
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=child_env(),
+        )
+        _await_ready(collector, "collector")
+        produced = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.latency_clients",
+                "produce",
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--dataset",
+                dataset,
+                "--events",
+                str(n),
+                "--rate",
+                str(rate),
+                "--unlabeled-every",
+                str(unlabeled_every),
+                "--warmup-topic",
+                warmup,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=child_env(),
+            check=True,
+        )
+        sent = last_json(produced.stdout)
+        out, _ = collector.communicate(timeout=seconds + 120)
+        measured = last_json(out)
+        w_out, _ = worker.communicate(timeout=120)
+        worker_result = last_json(w_out)
+    except (subprocess.SubprocessError, ValueError, RuntimeError) as exc:
+        log(f"    FAILED: {exc}")
+        for proc in (worker, collector):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        tail = worker.stderr.read()[-500:] if worker.stderr else ""
+        return {
+            "scenario": scenario,
+            "dataset": dataset,
+            "rate": rate,
+            "seconds": seconds,
+            "error": f"{exc} {tail}"[-600:],
         }
+    result = {
+        "scenario": scenario,
+        "dataset": dataset,
+        "rate": rate,
+        "achieved_rate": sent["rate"],
+        "events": n,
+        "seconds": seconds,
+        "batch": LATENCY_BATCH,
+        "metrics_every": LATENCY_METRICS_EVERY,
+        "predictions_for": "every event" if option else "the unlabeled half of the events",
+        **measured,
+        "worker_peak_rss_mb": worker_result.get("peak_rss_mb"),
+    }
+    e2e, pred = result.get("end_to_end_ms", {}), result.get("to_prediction_ms", {})
+    log(
+        f"    p50/p99 to prediction {pred.get('p50')}/{pred.get('p99')} ms, "
+        f"end to end {e2e.get('p50')}/{e2e.get('p99')} ms ({result['predictions']:,} predictions)"
     )
-    consumer.subscribe([args.topic])
-    while not consumer.assignment():
-        consumer.poll(0.1)
-    print("READY", flush=True)
-    sent_us: list[int] = []
-    predicted_ms: list[int] = []
-    received_us: list[int] = []
-    last = time.monotonic()
-    poll, clock = consumer.poll, time.time_ns
-    while len(sent_us) < args.expect and time.monotonic() - last < args.idle:
-        # one message at a time: consume(n, timeout) would hold early messages until n came
-        msg = poll(0.05)
-        if msg is None:
+    return result
+
+
+def _await_ready(proc: subprocess.Popen[str], what: str, timeout: float = 90) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip() == "READY":
+            return
+        if not line and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"{what} exited: {err.strip()[-400:]}")
+    raise RuntimeError(f"{what} not ready after {timeout}s")
+
+
+def latency_suite(
+    bootstrap: str, plan: Plan, option: bool, throughput: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """20k events/s on numeric10 (the target); on mixed30 the same, or half of (b)'s measured
+    throughput there when that is lower (a fixed rate must stay below saturation).
+
+    On numeric10 the full run measures streamfit and the no-model floor ``latency_repeat``
+    times, alternating, so that drift in the machine's load weighs on both alike; each keeps
+    its median run by end-to-end p99, with every run's p99 alongside (``every_run_p99``).
+    Before them, a run of the floor (``latency_warmup_seconds``) is not counted (it is
+    returned apart): the broker's JIT compiler compiles the code of this traffic (small
+    requests at a fixed rate) only when it first sees it, and during the suite's first latency
+    run its compiler threads took 45% of a core (2% in the second) on the two cores the
+    worker shares with it."""
+    out = []
+    warmup = None
+    if plan.latency_warmup_seconds:
+        log("  warm-up (not counted):")
+        warmup = latency_run(
+            bootstrap, "numeric10", plan.latency_rate, plan.latency_warmup_seconds, option, "echo"
+        )
+    for dataset in DATASETS:
+        rate = plan.latency_rate
+        if dataset != "numeric10":
+            measured = [
+                r.get("events_per_second") or 0
+                for r in throughput
+                if r["dataset"] == dataset and r["row"] in ("streamfit", "streamfit_scored")
+            ]
+            if measured and measured[0]:
+                rate = min(rate, round(measured[0] / 2, -2))
+        if dataset != "numeric10" or plan.quick:
+            out.append(latency_run(bootstrap, dataset, rate, plan.latency_seconds, option))
             continue
-        now = clock() // 1000
-        last = time.monotonic()
-        if msg.error() is not None or msg.key() is None:
-            continue
-        sent_us.append(int(msg.key()))
-        predicted_ms.append(msg.timestamp()[1])
-        received_us.append(now)
-    consumer.close()
-    sent = np.array(sent_us, dtype=np.int64)
-    if not len(sent):
-        return {"predictions": 0}
-    keep = sent >= sent.min() + int(args.warmup * 1e6)
-    to_prediction = (np.array(predicted_ms, dtype=np.int64) * 1000 - sent)[keep] / 1000
-    end_to_end = (np.array(received_us, dtype=np.int64) - sent)[keep] / 1000
-    if args.dump:
-        np.save(args.dump, np.stack([sent, np.array(predicted_ms) * 1000, np.array(received_us)]))
-    return {
-        "predictions": len(sent),
-        "measured": int(keep.sum()),
-        "warmup_s": args.warmup,
-        "to_prediction_ms": _percentiles(to_prediction),
-        "end_to_end_ms": _percentiles(end_to_end),
-    }
+        runs: dict[str, list[dict[str, Any]]] = {"streamfit": [], "echo": []}
+        for _ in range(plan.latency_repeat):
+            for scenario, kept in runs.items():
+                kept.append(
+                    latency_run(bootstrap, dataset, rate, plan.latency_seconds, option, scenario)
+                )
+        out += [median_run(kept) for kept in runs.values()]
+    return out, warmup
 
 
-#: Percentiles kept for the table and the plot.
-PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99)
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median end-to-end p99 (the higher middle one of an even count; a
+    failed run counts as the worst), with every run's p99 in ``every_run_p99``.
 
-
-def _percentiles(values: np.ndarray) -> dict[str, object]:
-    if not len(values):
-        return {}
-    points = np.percentile(values, PERCENTILES)
-    out: dict[str, object] = {
-        f"p{p:g}": round(float(v), 2)
-        for p, v in zip(PERCENTILES, points, strict=True)
-        if p in (50, 90, 99, 99.9)
-    }
-    out["max"] = round(float(values.max()), 2)
-    out["mean"] = round(float(values.mean()), 2)
-    out["curve"] = [[p, round(float(v), 3)] for p, v in zip(PERCENTILES, points, strict=True)]
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=("produce", "collect"))
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--dataset", default="numeric10")
-    parser.add_argument("--events", type=int, default=0)
-    parser.add_argument("--warmup-topic", help="produce: deliver one message here first")
-    parser.add_argument("--rate", type=float, default=20_000)
-    parser.add_argument("--unlabeled-every", type=int, default=0)
-    parser.add_argument("--expect", type=int, default=0)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--idle", type=float, default=15.0)
-    parser.add_argument("--dump", help="save (sent, predicted, received) in µs as .npy")
-    args = parser.parse_args(argv)
-    result = produce(args) if args.command == "produce" else collect(args)
-    print(orjson.dumps(result).decode(), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    >>> runs = [{"end_to_end_ms": {"p99": v}} for v in (80.0, 40.0, 300.0)]
+    >>> median_run(runs)["end_to_end_ms"], median_run(runs)["every_run_p99"]
+    ({'p99': 80.0}, [80.0, 40.0, 300.0])
+    """
+    p99s = [r.get("end_to_end_ms", {}).get("p99") for r in runs]
+    order = sorted(range(len(runs)), key=lambda i: math.inf if p99s[i] is None else float(p99s[i]))
+    return {**runs[order[len(runs) // 2]], "every_run_p99": p99s}

@@ -17,14 +17,26 @@ DATASET_TITLES = {
     "~10% missing)",
 }
 
+#: What each row of the throughput tables is.
+LABELS = {
+    "bare_consume": "(a) bare confluent-kafka consume (ceiling)",
+    "streamfit": "(b) streamfit test-then-train, predictions to a topic",
+    "streamfit_results": "(b') streamfit, + a results row per event in SQLite",
+    "streamfit_tt": "(b) streamfit test-then-train (no predictions emitted)",
+    "streamfit_scored": "(b) streamfit, half learned / half scored to a topic",
+    "streamfit_scored_results": "(b') streamfit, half learned / half scored + results rows",
+    "river": "(c1) River LogisticRegression, one event at a time",
+    "river_lr": "(c1') River LogisticRegression alone: no scaling, no metric",
+    "quix_river": "(c2) Quix Streams + River",
+    "kafka_python_sklearn": "(c3) kafka-python + scikit-learn partial_fit",
+}
+
 #: The row that is "(b)" for the targets: test-then-train on the labeled topic.
 B_ROWS = ("streamfit", "streamfit_tt")
 TARGET_RATE = 20_000
 
 
 def _label(row: str) -> str:
-    from bench.run import LABELS
-
     return LABELS.get(row, row)
 
 
@@ -383,17 +395,6 @@ def summary(data: dict[str, Any]) -> str:
         "[`bench/README.md`](bench/README.md)."
     )
     return "\n".join(lines).rstrip() + "\n"
-
-
-def replace_between(path: Path, marker: str, text: str) -> None:
-    """Put ``text`` between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in ``path``
-    (left alone where the markers are missing)."""
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    content = path.read_text()
-    if start in content and end in content:
-        head, rest = content.split(start, 1)
-        tail = rest.split(end, 1)[1]
-        path.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
 def _pyplot() -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bench.run import steady_rate, steady_window, window_cpu
+from bench.scale import steady_rate, steady_window, window_cpu
 
 
 def _worker(rate: float, main_share: float, other_share: float, waiting: float) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def test_each_series_keeps_each_counts_best_run_and_the_report_shows_both(
 ) -> None:
     """Runs go 1, 2, 2, 1 workers, first with a predictions topic, then without; each
     count's best run (once assigned) is its row, and each series has its own ratio."""
-    from bench import report, run
+    from bench import common, report, scale
 
     rates = iter([100.0, 150.0, 180.0, 90.0, 120.0, 230.0, 200.0, 110.0])
     calls: list[tuple[int, bool]] = []
@@ -71,7 +71,7 @@ def test_each_series_keeps_each_counts_best_run_and_the_report_shows_both(
         bootstrap: str,
         topic: str,
         workers: int,
-        plan: run.Plan,
+        plan: common.Plan,
         option: bool,
         broker: int | None,
         predictions: bool,
@@ -80,10 +80,10 @@ def test_each_series_keeps_each_counts_best_run_and_the_report_shows_both(
         rate = next(rates)
         return {"steady_events_per_second": rate, "events_per_second": rate, "per_worker": []}
 
-    monkeypatch.setattr(run, "_scale_run", fake_run)
-    monkeypatch.setattr(run, "fill_topic", lambda *a, **k: "topic")
-    monkeypatch.setattr(run, "broker_pid", lambda bootstrap: None)
-    out = run.scale_suite("127.0.0.1:1", run.QUICK, option=True)
+    monkeypatch.setattr(scale, "_scale_run", fake_run)
+    monkeypatch.setattr(scale, "fill_topic", lambda *a, **k: "topic")
+    monkeypatch.setattr(scale, "broker_pid", lambda bootstrap: None)
+    out = scale.scale_suite("127.0.0.1:1", common.QUICK, option=True)
 
     order = [1, 2, 2, 1]
     assert calls == [(w, True) for w in order] + [(w, False) for w in order]
