@@ -171,7 +171,7 @@ def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
 # --- the typed fast path ---------------------------------------------------------------------
 
 #: Up to this many number cells a batch converts them with numpy, beyond with Arrow: each is
-#: the faster there (about 8 us against 18 for 160 cells; 1.1 ms against 2.8 for 50,000)
+#: the faster there (measured: ``bench/README.md``)
 _NUMPY_CELLS = 512
 _TYPED_MIN_ROWS = 16  # below this, making a decoder for a new layout costs more than it saves
 _LAYOUTS_KEPT = 64  # decoders kept, one per layout of the first event (names, kinds, target)

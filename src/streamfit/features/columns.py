@@ -136,8 +136,8 @@ def token_counts(
     Words are lowercased runs of letters, digits and underscores (regex ``\\w+``). A word's
     weight is ``log1p(count in the text)``, then each row's weights are scaled to unit L2 norm,
     so a long text does not outweigh a short one. The texts are tokenized together, in one
-    pass over their concatenation: ``str.translate`` and ``str.split`` when it is ASCII (3 to 4
-    times faster), the regular expression otherwise; both give the same words.
+    pass over their concatenation: ``str.translate`` and ``str.split`` when it is ASCII (the
+    faster way), the regular expression otherwise; both give the same words.
 
     >>> rows, codes, words, weights = token_counts(np.array(["Good good film", None, "bad"],
     ...                                                     dtype=object))

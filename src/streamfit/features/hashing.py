@@ -55,8 +55,8 @@ class HashedVocabulary:
     a cache of those already hashed cost more to keep up (a dictionary insertion per new value)
     than it saved. A small batch (fewer than ``_FEW`` values: the polls of a stream that is
     not saturated) looks its values up first among the last ones hashed (at most
-    ``_REMEMBERED``), and hashes the new ones one call each: the array passes cost 150-250 us
-    a call whatever the count, up to about 1,000 values.
+    ``_REMEMBERED``), and hashes the new ones one call each: the array passes cost about the
+    same whatever the count, up to about 1,000 values.
 
     >>> vocab = HashedVocabulary("color=", 2**18)
     >>> vocab.indices(["red", "blue", "red"]).tolist()
@@ -102,8 +102,8 @@ class HashedVocabulary:
 
 
 #: Below this many values, one ``murmurhash3_32`` call each is quicker than the array passes
-#: (about 0.3-0.4 us a value; the passes cost 150-250 us whatever the count up to about 1,000),
-#: and a batch looks its values up among those hashed before: its new ones are fewer still.
+#: (measured: ``bench/README.md``), and a batch looks its values up among those hashed before:
+#: its new ones are fewer still.
 _FEW = 512
 #: At most this many values are remembered per field (all are forgotten when it is full).
 _REMEMBERED = 16_384

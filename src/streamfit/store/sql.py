@@ -3,8 +3,7 @@
 Writes are idempotent: every table has a natural key and every write is an upsert (``ON
 CONFLICT DO UPDATE`` on SQLite and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB), so a
 replay after a crash rewrites rows instead of duplicating them. A batch of results is one
-transaction, written the fastest way each database offers (see ``_bulk``): about 40k rows/s
-on SQLite, 20k on PostgreSQL and 10k on MariaDB for events of a dozen fields.
+transaction, written the fastest way each database offers (see ``_bulk``).
 
 Database errors surface as :class:`~streamfit.errors.StoreError`; an unreachable or vanished
 server (or a locked SQLite file) as :class:`~streamfit.errors.ServiceUnavailableError`, whose
