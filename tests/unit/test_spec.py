@@ -101,3 +101,41 @@ def test_shipped_demo_spec_is_valid() -> None:
     spec = load_spec_text(text)
     assert spec.target == "match"
     assert "dec" in spec.features.exclude
+
+
+@pytest.mark.parametrize(
+    ("outputs", "path", "message"),
+    [
+        ("{results_table: models}", "outputs.results_table", "keeps a table .models."),
+        ("{training_table: Dead_Letters}", "outputs.training_table", "'dead_letters'"),
+        ("{results_table: checkpoints}", "outputs.results_table", "'checkpoints'"),
+        ("{results_table: checkpoint_states}", "outputs.results_table", "checkpoint_states"),
+        ("{results_table: result_fields}", "outputs.results_table", "result_fields"),
+        ('{results_table: "a\\"b"}', "outputs.results_table", "letters, digits"),
+        ('{results_table: "x\'; drop table models; --"}', "outputs.results_table", "letters"),
+        ("{results_table: 1st}", "outputs.results_table", "not starting with a digit"),
+        ("{results_table: " + "t" * 61 + "}", "outputs.results_table", "at most 60"),
+        ("{results_table: same, training_table: same}", "outputs.training_table", "differ"),
+        ("{results_table: clicks_training}", "outputs.results_table", "differ"),
+        ("{training_table: CLICKS_RESULTS}", "outputs.training_table", "differ"),
+    ],
+)
+def test_bad_table_names_are_rejected_with_their_path(
+    outputs: str, path: str, message: str
+) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        load_spec_text(BASE + f"outputs: {outputs}\n")
+    assert info.value.path == path
+
+
+def test_reserved_tables_are_the_stores_own() -> None:
+    from streamfit.spec.model import RESERVED_TABLES
+    from streamfit.store.tables import fixed_metadata
+
+    assert set(fixed_metadata().tables) == RESERVED_TABLES
+
+
+def test_good_table_names_pass() -> None:
+    spec = load_spec_text(BASE + "outputs: {results_table: scored, training_table: Quality_2}\n")
+    assert spec.outputs.results_table_name(spec.name) == "scored"
+    assert spec.outputs.training_table_name(spec.name) == "Quality_2"

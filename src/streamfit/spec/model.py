@@ -25,11 +25,14 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
+    "RESERVED_TABLES",
     "BatchSpec",
     "BuiltinModelSpec",
     "CheckpointSpec",
@@ -49,6 +52,13 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+
+#: The tables streamfit keeps for every pipeline of a database (``streamfit.store.tables``):
+#: no results or training table may take one of these names, in any case.
+RESERVED_TABLES = frozenset(
+    {"checkpoint_states", "checkpoints", "dead_letters", "models", "result_fields"}
+)
 
 
 class _Frozen(BaseModel):
@@ -198,6 +208,20 @@ class OutputsSpec(_Frozen):
     write_results: bool = True
     score_training_events: bool = False
 
+    @field_validator("results_table", "training_table")
+    @classmethod
+    def _valid_table(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not _TABLE.match(value):
+            raise ValueError(
+                "a table name is letters, digits and '_', not starting with a digit, "
+                "at most 60 characters"
+            )
+        if value.lower() in RESERVED_TABLES:
+            raise ValueError(f"streamfit keeps a table {value.lower()!r} of its own")
+        return value
+
     def results_table_name(self, pipeline: str) -> str:
         return self.results_table or f"{pipeline}_results"
 
@@ -265,4 +289,22 @@ class PipelineSpec(_Frozen):
             raise ValueError(f"model names must be unique, got {names}")
         if self.topics.train and not self.target:
             raise ValueError("a 'train' topic needs a 'target' field")
+        outputs = self.outputs
+        results = outputs.results_table_name(self.name)
+        if results.lower() == outputs.training_table_name(self.name).lower():
+            key = "training_table" if outputs.training_table else "results_table"
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "table_name",
+                            "the results and the training table must differ (both are {name!r})",
+                            {"name": results},
+                        ),
+                        loc=("outputs", key),
+                        input=getattr(outputs, key),
+                    )
+                ],
+            )
         return self
