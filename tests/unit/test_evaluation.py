@@ -362,7 +362,7 @@ def test_unsaveable_label_type_is_reported() -> None:
     y = np.empty(2, dtype=object)
     y[0] = y[1] = (1, 2)
     ev.update(y, np.ones((2, 1)), [(1, 2)])
-    with pytest.raises(TypeError, match="tuple"):
+    with pytest.raises(StateFormatError, match="tuple"):
         ev.state()
 
 

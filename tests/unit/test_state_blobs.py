@@ -1,16 +1,24 @@
-"""State written by earlier releases still loads, and writes back to the same bytes.
+"""State blobs: those written by earlier releases still load, and a bad one fails only with
+``StateFormatError``, whichever kind of state reads it.
 
 ``tests/unit/state_blobs/`` holds blobs of each kind of state (built-in models, both kinds of
 evaluator, featurizers) written by ``write_blobs`` below at commit 2cea747, before the three
 state formats shared one envelope. Every one must load and, since none of the formats changed,
-``state()`` of what was loaded must give the committed bytes back.
+``state()`` of what was loaded must give the committed bytes back. The same blobs, cut short,
+with a byte flipped, with other magic or a later version, or with a well-framed header that
+does not describe them, must raise ``StateFormatError`` and nothing else.
 
 ``python tests/unit/test_state_blobs.py DIR`` writes the same blobs with the code at hand.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import struct
 import sys
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ import scipy.sparse as sp
 
 from streamfit.batch import Messages
 from streamfit.codecs.json import decode_json
+from streamfit.errors import StateFormatError
 from streamfit.evaluation import ClassificationEvaluator, RegressionEvaluator
 from streamfit.features.featurizer import Featurizer
 from streamfit.models import LinearRegression, LogisticRegression, model_from_state
@@ -77,6 +86,108 @@ def test_what_the_earlier_blobs_hold() -> None:
         "ok": "boolean",
         "city": "categorical",
     }
+
+
+# -- bad blobs: StateFormatError and nothing else ----------------------------------------------
+
+#: The length of each kind's magic bytes, by file suffix.
+MAGIC_LENGTH = {".sfst": 4, ".sfev": 4, ".sffeats": 8}
+
+
+def readers(name: str) -> list[Callable[[bytes], Any]]:
+    """Every reader a blob of this kind can be handed to."""
+    cls = READERS[name]
+    return [cls.from_state, model_from_state] if name.endswith(".sfst") else [cls.from_state]
+
+
+def split(name: str) -> tuple[bytes, int, bytes, bytes]:
+    """A committed blob's magic, version, header and payload."""
+    data, m = blob(name), MAGIC_LENGTH[Path(name).suffix]
+    version, length = struct.unpack_from("<HI", data, m)
+    start = m + 6
+    return data[:m], version, data[start : start + length], data[start + length : -4]
+
+
+def frame(magic: bytes, version: int, header: bytes, payload: bytes) -> bytes:
+    """A blob with a valid checksum around whatever it is given."""
+    body = magic + struct.pack("<HI", version, len(header)) + header + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def refuses(reader: Callable[[bytes], Any], data: object) -> None:
+    with pytest.raises(StateFormatError):
+        reader(data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_a_blob_cut_short_anywhere_is_refused(name: str) -> None:
+    data = blob(name)
+    for reader in readers(name):
+        for length in range(len(data)):
+            refuses(reader, data[:length])
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_a_blob_with_any_byte_flipped_is_refused(name: str) -> None:
+    data = bytearray(blob(name))
+    for reader in readers(name):
+        for at in range(len(data)):
+            data[at] ^= 0x01
+            refuses(reader, bytes(data))
+            data[at] ^= 0x01
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_other_magic_a_later_version_and_other_kinds_are_refused(name: str) -> None:
+    magic, version, header, payload = split(name)
+    others = [blob(other) for other in READERS if Path(other).suffix != Path(name).suffix]
+    bad = [
+        frame(b"X" * len(magic), version, header, payload),
+        frame(magic, version + 1, header, payload),
+        frame(magic, 0, header, payload),
+        b"",
+        b"\x00" * 64,
+        *others,
+    ]
+    for reader in readers(name):
+        for data in bad:
+            refuses(reader, data)
+        for not_bytes in (None, "SFST", 42):
+            refuses(reader, not_bytes)
+
+
+def mutations(name: str) -> Iterator[bytes]:
+    """Well-framed blobs whose header or payload no longer describe each other."""
+    magic, version, header, payload = split(name)
+    fields = json.loads(header)
+    for text in (b"", b"{not json", b"[]", b"null", b"\xff\xfe", b"{}"):
+        yield frame(magic, version, text, payload)
+    yield frame(magic, version, header, payload[:-1])
+    yield frame(magic, version, header, payload + b"\x00")
+    for key in fields:
+        rest = {k: v for k, v in fields.items() if k != key}
+        yield frame(magic, version, json.dumps(rest).encode(), payload)
+        for value in (None, 1, -1.5, "x", [], {}, [[1, 2]], [{"name": 1}]):
+            changed = {**fields, key: value}
+            yield frame(magic, version, json.dumps(changed).encode(), payload)
+    for entry in range(len(fields.get("arrays", []))):
+        for change in ({"dtype": "<f4"}, {"shape": [-1]}, {"shape": [2**62, 2**62]}, {"name": 7}):
+            arrays = [dict(a) for a in fields["arrays"]]
+            arrays[entry].update(change)
+            changed = {**fields, "arrays": arrays}
+            yield frame(magic, version, json.dumps(changed).encode(), payload)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_a_header_that_does_not_describe_the_blob_fails_only_with_state_format_error(
+    name: str,
+) -> None:
+    """Some changes leave a state that is still valid (a setting back to its default): those
+    may load. Nothing may fail with any other error."""
+    for reader in readers(name):
+        for data in mutations(name):
+            with contextlib.suppress(StateFormatError):
+                reader(data)
 
 
 def write_blobs(out: Path) -> None:

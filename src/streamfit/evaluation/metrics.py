@@ -571,7 +571,9 @@ class ClassificationEvaluator:
         """The whole evaluator as bytes (see :mod:`streamfit.evaluation._state`)."""
         for value in [*self._labels, self._positive_label]:
             if not isinstance(value, _JSON_LABEL):
-                raise TypeError(f"a label of type {type(value).__name__} cannot be saved")
+                raise StateFormatError(
+                    f"evaluator state: a label of type {type(value).__name__} cannot be saved"
+                )
         meta = {
             "window": self._window,
             "auc_bins": self._bins,

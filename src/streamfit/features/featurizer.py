@@ -29,7 +29,7 @@ The state (schema and running moments) is written by ``state()`` in a versioned 
 that ``from_state`` reads back bit for bit; the same batches in the same order always give the
 same state and the same matrices.
 
-State format, version 1 (little-endian)::
+State format, version 1: the envelope of :mod:`streamfit._envelope` (little-endian)::
 
     magic           8 bytes   b"SFFEATS\\0"
     version         uint16    1
@@ -46,8 +46,6 @@ State format, version 1 (little-endian)::
 from __future__ import annotations
 
 import fnmatch
-import struct
-import zlib
 from collections.abc import Collection, Sequence
 from itertools import pairwise
 from typing import Any
@@ -58,6 +56,7 @@ import orjson
 import pandas as pd
 import scipy.sparse as sp
 
+from streamfit._envelope import seal, unpack_arrays, unseal
 from streamfit.batch import Batch
 from streamfit.errors import FeatureError, StateFormatError
 from streamfit.features.columns import (
@@ -77,8 +76,8 @@ __all__ = ["STATE_VERSION", "Featurizer"]
 
 STATE_VERSION = 1
 _MAGIC = b"SFFEATS\x00"
-_PREAMBLE = struct.Struct("<8sHI")
-_CRC = struct.Struct("<I")
+_WHAT = "featurizer state"
+_KINDS = ("numeric", "categorical", "boolean", "text")
 _CLIP = 5.0
 
 Floats = npt.NDArray[np.float64]
@@ -277,52 +276,40 @@ class Featurizer:
                 "schema": [[name, kind] for name, kind in self._schema.items()],
             }
         )
-        body = b"".join(
-            [
-                _PREAMBLE.pack(_MAGIC, STATE_VERSION, len(header)),
-                header,
-                self._count.astype("<i8").tobytes(),
-                self._mean.astype("<f8").tobytes(),
-                self._m2.astype("<f8").tobytes(),
-            ]
+        return seal(
+            _MAGIC,
+            STATE_VERSION,
+            header,
+            self._count.astype("<i8").tobytes(),
+            self._mean.astype("<f8").tobytes(),
+            self._m2.astype("<f8").tobytes(),
         )
-        return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def from_state(cls, data: bytes) -> Featurizer:
         """Rebuild a featurizer from ``state()`` bytes; ``StateFormatError`` if unreadable."""
-        if len(data) < _PREAMBLE.size + _CRC.size:
-            raise StateFormatError("featurizer state is truncated")
-        magic, version, header_length = _PREAMBLE.unpack_from(data)
-        if magic != _MAGIC:
-            raise StateFormatError("not a featurizer state (bad magic bytes)")
-        if version != STATE_VERSION:
-            raise StateFormatError(f"featurizer state version {version} is not supported")
-        (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-        if zlib.crc32(data[: -_CRC.size]) != crc:
-            raise StateFormatError("featurizer state is corrupt (checksum mismatch)")
-        start = _PREAMBLE.size
+        opened = unseal(data, _MAGIC, STATE_VERSION, _WHAT)
         try:
-            header = orjson.loads(data[start : start + header_length])
-            spec = FeaturesSpec.model_validate(header["spec"])
-            exclude = header["exclude"]
+            spec = FeaturesSpec.model_validate(opened.header["spec"])
+            exclude = opened.header["exclude"]
             if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
                 raise ValueError("'exclude' is not a list of names")
             featurizer = cls(spec, exclude=exclude)
-            for name, kind in header["schema"]:
-                if kind not in ("numeric", "categorical", "boolean", "text"):
-                    raise ValueError(f"unknown field kind {kind!r}")
+            for name, kind in opened.header["schema"]:
+                if not isinstance(name, str) or kind not in _KINDS:
+                    raise ValueError(f"bad schema entry {[name, kind]!r}")
                 featurizer._add_field(name, kind)
-        except (KeyError, TypeError, ValueError) as exc:  # incl. JSON and validation errors
-            raise StateFormatError(f"featurizer state header is invalid: {exc}") from exc
-        numeric = [n for n, kind in featurizer._schema.items() if kind == "numeric"]
-        k = len(numeric)
-        arrays = data[start + header_length : -_CRC.size]
-        if len(arrays) != 24 * k:
-            raise StateFormatError("featurizer state arrays do not match its schema")
-        featurizer._count = np.frombuffer(arrays, dtype="<i8", count=k).astype(np.int64)
-        featurizer._mean = np.frombuffer(arrays, "<f8", count=k, offset=8 * k).astype(np.float64)
-        featurizer._m2 = np.frombuffer(arrays, "<f8", count=k, offset=16 * k).astype(np.float64)
+        except (KeyError, TypeError, ValueError) as exc:  # incl. validation errors
+            raise StateFormatError(f"{_WHAT}: header is invalid: {exc}") from exc
+        k = sum(kind == "numeric" for kind in featurizer._schema.values())
+        moments = [
+            {"name": name, "dtype": dtype, "shape": [k]}
+            for name, dtype in (("count", "<i8"), ("mean", "<f8"), ("m2", "<f8"))
+        ]
+        arrays = unpack_arrays(opened.payload, moments, _WHAT)
+        featurizer._count = arrays["count"].astype(np.int64)
+        featurizer._mean = arrays["mean"].astype(np.float64)
+        featurizer._m2 = arrays["m2"].astype(np.float64)
         return featurizer
 
     # --- internals ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ the original's, byte for byte). Adapters of third-party libraries (River, scikit
 their estimator as a pickle *inside* the same frame (``kind: "pickle"``), tied to the library
 version that wrote it (see ``check_library``).
 
-Layout (all integers little-endian)::
+Layout: the envelope of :mod:`streamfit._envelope` (all integers little-endian)::
 
     offset  size  field
     0       4     magic            b"SFST"
@@ -46,6 +46,7 @@ Header keys:
 Unknown magic, an unknown format version, a bad checksum, a truncated blob or a header that
 does not describe the payload all raise ``StateFormatError``.
 
+>>> import numpy as np
 >>> blob = encode_state(
 ...     "builtin.Example", params={"l2": 0.0}, classes=["a", 1, True],
 ...     counters={"n_seen": 3}, arrays={"w": np.arange(3.0)},
@@ -64,16 +65,14 @@ streamfit.errors.StateFormatError: model state: checksum mismatch (corrupt or tr
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from streamfit import __version__
+from streamfit._envelope import pack_arrays, seal, unpack_arrays, unseal
 from streamfit.errors import StateFormatError
 
 __all__ = [
@@ -90,9 +89,7 @@ __all__ = [
 
 MAGIC = b"SFST"
 FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<4sHI")
-_CRC = struct.Struct("<I")
-_DTYPES = frozenset({"<f8", "<i8", "<i4", "|u1", "|b1"})
+_WHAT = "model state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,15 +167,7 @@ def encode_state(
     """One state blob. Give ``arrays`` (kind ``"arrays"``) or ``payload`` (kind ``"pickle"``)."""
     if arrays is not None and payload is not None:
         raise ValueError("give arrays or a pickle payload, not both")
-    descr: list[dict[str, Any]] = []
-    chunks: list[bytes] = []
-    for name, array in (arrays or {}).items():
-        little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
-        dtype = little.dtype.str
-        if dtype not in _DTYPES:
-            raise ValueError(f"array {name!r}: dtype {dtype} is not in the state format")
-        descr.append({"name": name, "dtype": dtype, "shape": list(little.shape)})
-        chunks.append(little.tobytes())
+    descr, chunks = pack_arrays(arrays or {}, _WHAT)
     header: dict[str, Any] = {
         "model": model,
         "kind": "pickle" if payload is not None else "arrays",
@@ -196,43 +185,12 @@ def encode_state(
         ).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise StateFormatError(f"model state: header is not plain JSON: {exc}") from exc
-    body = b"".join([_PREFIX.pack(MAGIC, FORMAT_VERSION, len(head)), head, payload or b"", *chunks])
-    return body + _CRC.pack(zlib.crc32(body))
-
-
-def _read_header(blob: bytes) -> tuple[dict[str, Any], int]:
-    if not isinstance(blob, bytes | bytearray | memoryview):
-        raise StateFormatError(f"model state: expected bytes, got {type(blob).__name__}")
-    blob = bytes(blob)
-    if len(blob) < _PREFIX.size + _CRC.size:
-        raise StateFormatError("model state: too short to be a state blob")
-    magic, version, head_len = _PREFIX.unpack_from(blob)
-    if magic != MAGIC:
-        raise StateFormatError(f"model state: unknown magic {magic!r} (expected {MAGIC!r})")
-    if version != FORMAT_VERSION:
-        raise StateFormatError(
-            f"model state: format version {version} is not supported "
-            f"(this release reads version {FORMAT_VERSION})"
-        )
-    (crc,) = _CRC.unpack_from(blob, len(blob) - _CRC.size)
-    if zlib.crc32(blob[: -_CRC.size]) != crc:
-        raise StateFormatError("model state: checksum mismatch (corrupt or truncated blob)")
-    start = _PREFIX.size
-    if start + head_len > len(blob) - _CRC.size:
-        raise StateFormatError("model state: header runs past the end of the blob")
-    try:
-        header = json.loads(blob[start : start + head_len].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise StateFormatError(f"model state: header is not JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise StateFormatError("model state: header is not a JSON object")
-    return header, start + head_len
+    return seal(MAGIC, FORMAT_VERSION, head, payload or b"", *chunks)
 
 
 def peek_model(blob: bytes) -> str:
     """The ``model`` named in a blob's header (to pick the class that reads it)."""
-    header, _ = _read_header(blob)
-    model = header.get("model")
+    model = unseal(blob, MAGIC, FORMAT_VERSION, _WHAT).header.get("model")
     if not isinstance(model, str):
         raise StateFormatError("model state: header has no 'model' name")
     return model
@@ -240,9 +198,8 @@ def peek_model(blob: bytes) -> str:
 
 def decode_state(blob: bytes, expect_model: str | None = None) -> DecodedState:
     """Read a blob; with ``expect_model``, also check it holds that model."""
-    header, offset = _read_header(blob)
-    data = bytes(blob)
-    end = len(data) - _CRC.size
+    opened = unseal(blob, MAGIC, FORMAT_VERSION, _WHAT)
+    header = opened.header
     try:
         model = header["model"]
         kind = header["kind"]
@@ -255,37 +212,25 @@ def decode_state(blob: bytes, expect_model: str | None = None) -> DecodedState:
         raise StateFormatError(f"model state: header lacks {exc}") from exc
     if expect_model is not None and model != expect_model:
         raise StateFormatError(f"model state: holds a {model!r} model, not a {expect_model!r}")
-    if not (isinstance(params, dict) and isinstance(counters, dict) and isinstance(extra, dict)):
-        raise StateFormatError("model state: params, counters and extra must be JSON objects")
+    if not (
+        isinstance(params, dict)
+        and isinstance(counters, dict)
+        and isinstance(library, dict)
+        and isinstance(extra, dict)
+    ):
+        raise StateFormatError(
+            "model state: params, counters, library and extra must be JSON objects"
+        )
     if not all(isinstance(v, int) for v in counters.values()):
         raise StateFormatError("model state: counters must be integers")
     classes = decode_labels(header.get("classes", []))
     if kind == "pickle":
         return DecodedState(
-            model, kind, params, classes, counters, {}, data[offset:end], library, extra
+            model, kind, params, classes, counters, {}, opened.payload, library, extra
         )
-    if kind != "arrays" or not isinstance(descr, list):
+    if kind != "arrays":
         raise StateFormatError(f"model state: unknown payload kind {kind!r}")
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    for item in descr:
-        try:
-            name, dtype_str, shape = item["name"], item["dtype"], tuple(item["shape"])
-        except (KeyError, TypeError) as exc:
-            raise StateFormatError(f"model state: bad array entry {item!r}") from exc
-        if dtype_str not in _DTYPES or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise StateFormatError(f"model state: bad array entry {item!r}")
-        dtype = np.dtype(dtype_str)
-        size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-        if offset + size > end:
-            raise StateFormatError(f"model state: array {name!r} runs past the end of the blob")
-        arrays[name] = (
-            np.frombuffer(data, dtype=dtype, count=size // dtype.itemsize, offset=offset)
-            .reshape(shape)
-            .astype(dtype.newbyteorder("="))
-        )
-        offset += size
-    if offset != end:
-        raise StateFormatError(f"model state: {end - offset} unexplained bytes after the arrays")
+    arrays = unpack_arrays(opened.payload, descr, _WHAT)
     return DecodedState(model, kind, params, classes, counters, arrays, b"", library, extra)
 
 
