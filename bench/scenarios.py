@@ -474,7 +474,7 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
     end = time.perf_counter()
     source.poll = poll
     stats = worker.stats
-    auc = worker.slots[0].evaluator.snapshot().get("roc_auc")
+    auc = worker.evaluation.evaluators[worker.slots[0].name].snapshot().get("roc_auc")
     worker.close()  # leave the group: a scale run's other worker takes the partitions at once
     predictions = (
         _topic_size(args.bootstrap, args.predictions_topic) if args.predictions_topic else 0

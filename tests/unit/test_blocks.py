@@ -50,8 +50,10 @@ def test_small_polls_are_joined_once_when_their_block_completes(monkeypatch: Any
     import streamfit.runtime.blocks as blocks
 
     joins: list[int] = []
-    concat = blocks._concat
-    monkeypatch.setattr(blocks, "_concat", lambda parts: joins.append(len(parts)) or concat(parts))
+    concat = blocks.concat_batches
+    monkeypatch.setattr(
+        blocks, "concat_batches", lambda parts: joins.append(len(parts)) or concat(parts)
+    )
     buf = BlockBuffer(size=100)
     for start in range(0, 130, 10):
         buf.add(rows(list(range(start, start + 10))))
@@ -137,7 +139,10 @@ def test_poll_sizes_and_restarts_do_not_change_the_model(tmp_path: Path) -> None
 
     assert last.slots[0].model.state() == calm.slots[0].model.state()
     assert last.featurizer.state() == calm.featurizer.state()
-    assert last.slots[0].evaluator.state() == calm.slots[0].evaluator.state()
+    assert (
+        last.evaluation.evaluators[last.slots[0].name].state()
+        == calm.evaluation.evaluators[calm.slots[0].name].state()
+    )
 
 
 def test_workers_serve_with_models_merged_through_the_store(tmp_path: Path) -> None:
@@ -156,7 +161,7 @@ def test_workers_serve_with_models_merged_through_the_store(tmp_path: Path) -> N
         workers.append(worker)
     a, b = workers
     a.checkpoint()  # a now sees b's state in the store
-    serving: Any = a.serving["lr"]
+    serving: Any = a.models.serving["lr"]
     assert serving.n_seen == a.slots[0].events_learned + b.slots[0].events_learned
     assert a.slots[0].model.state() != serving.state()  # a keeps learning alone
 
@@ -240,4 +245,65 @@ def test_scored_training_rows_reuse_their_hashed_features_and_learn_the_same(
     assert found == [False] * 5 + [True] * 6
     assert reusing.slots[0].model.state() == fresh.slots[0].model.state()
     assert reusing.featurizer.state() == fresh.featurizer.state()
-    assert reusing.slots[0].evaluator.state() == fresh.slots[0].evaluator.state()
+    assert (
+        reusing.evaluation.evaluators[reusing.slots[0].name].state()
+        == fresh.evaluation.evaluators[fresh.slots[0].name].state()
+    )
+
+
+def partitioned(order: str) -> MemoryBroker:
+    """Three partitions of uneven sizes, the same events in each, appended either partition
+    after partition or interleaved in small chunks, last partition first."""
+    rng = np.random.default_rng(11)
+    parts = []
+    for size in (1500, 1200, 900):
+        X = rng.normal(size=(size, 3)).tolist()
+        parts.append([orjson.dumps({"a": a, "b": b, "c": c, "y": int(a > b + c)}) for a, b, c in X])
+    broker = MemoryBroker()
+    broker.create_topic("train", partitions=3)
+    if order == "one after the other":
+        for p, values in enumerate(parts):
+            broker.append("train", values, partition=p)
+    else:
+        for start in range(0, 1500, 77):
+            for p in (2, 1, 0):
+                if parts[p][start : start + 77]:
+                    broker.append("train", parts[p][start : start + 77], partition=p)
+    return broker
+
+
+def test_several_partitions_learn_in_one_order_whatever_their_arrival(tmp_path: Path) -> None:
+    """On topics that hold their events already, the partitions' blocks are learned in one
+    order: the same model however the partitions arrive, however polls cut them, and across
+    restarts."""
+    ends = {("train", 0): 1500, ("train", 1): 1200, ("train", 2): 900}
+
+    def done(w: Any) -> bool:
+        return all(w.read.get(tp, 0) >= end for tp, end in ends.items())
+
+    def train_only(db: str, max_records: int) -> PipelineSpec:
+        data = spec(db, max_records).model_dump()
+        data["topics"] = {"train": "train"}
+        return validate_spec(data)
+
+    calm = build_worker(
+        train_only(f"sqlite:///{tmp_path / 'calm.db'}", 1000),
+        broker=partitioned("one after the other"),
+    )
+    calm.run(until=done)
+
+    broker = partitioned("interleaved")
+    db = f"sqlite:///{tmp_path / 'restarts.db'}"
+    for max_records, stop_at in ((53, 700), (389, 2300)):
+        worker = build_worker(train_only(db, max_records), broker=broker)
+        while worker.stats.events_in < stop_at:
+            worker.step(timeout=0)
+        worker.checkpoint()  # then the process "dies"
+    last = build_worker(train_only(db, 211), broker=broker)
+    last.run(until=done)
+
+    assert last.slots[0].events_learned == calm.slots[0].events_learned == 3600
+    assert last.slots[0].model.state() == calm.slots[0].model.state()
+    assert last.featurizer.state() == calm.featurizer.state()
+    name = calm.slots[0].name
+    assert last.evaluation.evaluators[name].state() == calm.evaluation.evaluators[name].state()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,13 @@ import numpy as np
 import orjson
 import pytest
 
+from streamfit.batch import Batch
 from streamfit.runtime.build import build_worker
+from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.worker import Worker
 from streamfit.spec import validate_spec
 from streamfit.spec.model import PipelineSpec
+from streamfit.store import ModelPredictions, Store
 from streamfit.streams.memory import MemoryBroker
 
 
@@ -75,7 +79,7 @@ def test_trains_and_scores_from_two_topics(db: str) -> None:
     training = worker.store.read_training("t_training", model="lr")
     seen = [row["events_seen"] for row in training]
     assert seen == sorted(seen) and seen[-1] == 2000 and len(seen) >= 5
-    final = worker.slots[0].evaluator.snapshot()
+    final = worker.evaluation.evaluators[worker.slots[0].name].snapshot()
     assert final["window_accuracy"] > 0.85 and final["window_roc_auc"] > 0.97
     assert final["roc_auc"] > 0.9
     predictions = broker.read("predictions")
@@ -197,3 +201,99 @@ def test_score_training_events_emits_a_prediction_per_labeled_event(
         labels = [str(orjson.loads(e)["y"]) for e in events(500, 12, True)]  # a text column
         assert sorted((r["source_offset"], r["label"]) for r in rows) == list(enumerate(labels))
     assert states[0] == states[1]
+
+
+class Tally(Component):
+    """A component that counts what each hook saw, keeps it across checkpoints, writes a
+    row per metrics interval, and fails on events whose ``color`` is ``"poison"``."""
+
+    def __init__(self) -> None:
+        self.observed = self.scored_rows = self.learned_rows = 0
+        self.metrics_written = 0
+
+    def observe(self, batch: Batch) -> None:
+        self.observed += len(batch)
+
+    def scored(self, batch: Batch, predictions: Sequence[ModelPredictions]) -> None:
+        assert [p.name for p in predictions] == ["lr", "tree"]
+        if "poison" in batch.columns.get("color", np.array([], dtype=object)).tolist():
+            raise ValueError("poison pill")
+        self.scored_rows += len(batch)
+
+    def learned(self, outcome: Outcome) -> None:
+        if outcome.model == "lr":
+            self.learned_rows += len(outcome.labels)
+
+    def state(self) -> dict[str, bytes]:
+        return {"tally": orjson.dumps([self.observed, self.scored_rows, self.learned_rows])}
+
+    def restore(self, states: Mapping[str, bytes]) -> None:
+        if "tally" in states:
+            self.observed, self.scored_rows, self.learned_rows = orjson.loads(states["tally"])
+
+    def write_metrics(self, store: Store, now: float) -> None:
+        self.metrics_written += 1
+
+
+def test_a_component_sees_every_step_and_keeps_its_state(db: str) -> None:
+    broker = MemoryBroker()
+    broker.append("train", events(1000, 20, True))
+    broker.append("score", events(200, 21, False))
+    tally = Tally()
+    spec = make_spec(db)
+    with Worker(spec, *_parts(spec, broker), components=[tally]) as worker:
+        run_all(worker, broker)
+    assert (tally.observed, tally.scored_rows, tally.learned_rows) == (1200, 200, 1000)
+    assert tally.metrics_written >= 5
+    again = Tally()
+    Worker(spec, *_parts(spec, broker), components=[again]).close()
+    assert (again.observed, again.scored_rows, again.learned_rows) == (1200, 200, 1000)
+
+
+def test_an_event_a_step_fails_on_is_a_dead_letter_and_the_rest_go_on(db: str) -> None:
+    broker = MemoryBroker()
+    broker.append("train", events(500, 22, True))
+    score = events(100, 23, False)
+    poisoned = [orjson.dumps({**orjson.loads(e), "color": "poison"}) for e in score[40:42]]
+    broker.append("score", score[:40] + poisoned + score[42:])
+    tally = Tally()
+    spec = make_spec(db)
+    with Worker(spec, *_parts(spec, broker), components=[tally]) as worker:
+        run_all(worker, broker)
+        letters = worker.store.read_dead_letters()
+        assert sorted(letter.offset for letter in letters) == [40, 41]
+        assert {letter.reason for letter in letters} == {"scoring failed: ValueError: poison pill"}
+        assert {letter.value for letter in letters} == set(poisoned)
+        offsets = [row["source_offset"] for row in worker.store.read_results("t_results")]
+        assert sorted(offsets) == [o for o in range(100) if o not in (40, 41)]
+        records = [orjson.loads(v)["offset"] for _, v in broker.read("predictions")]
+        assert sorted(records) == sorted(offsets)  # each once, none for the poisoned ones
+    assert tally.scored_rows == 98
+
+
+def test_metrics_not_written_before_a_crash_are_written_after_it(db: str) -> None:
+    """Killed after a checkpoint but before the metrics caught up: the restarted worker still
+    writes the row for what was learned, even when nothing new arrives."""
+    broker = MemoryBroker()
+    broker.append("train", events(640, 24, True))
+    spec = make_spec(db, evaluation={"window": 100, "interval_events": 10_000})
+    first = build_worker(spec, broker=broker)
+    while first.step(timeout=0):
+        pass
+    first.checkpoint()  # then it dies: learned 640, metrics never written
+    assert first.store.read_training("t_training") == []
+    second = build_worker(spec, broker=broker)
+    second.run(until=lambda w: True)  # stopped at once: nothing new learned
+    rows = second.store.read_training("t_training", model="lr")
+    assert [row["events_seen"] for row in rows] == [640]
+
+
+def _parts(spec: PipelineSpec, broker: MemoryBroker) -> tuple[Any, ...]:
+    from streamfit.streams.memory import MemorySink, MemorySource
+
+    return (
+        MemorySource(broker, spec.topics.all, "g"),
+        Store(spec.outputs.database or "", spec.name),
+        MemorySink(broker, "predictions"),
+        MemorySink(broker, "dead"),
+    )

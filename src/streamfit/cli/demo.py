@@ -158,7 +158,7 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
     holdout = _holdout_metrics(worker, demo, results)
     models = []
     for slot in worker.slots:
-        snapshot = slot.evaluator.snapshot()
+        snapshot = worker.evaluation.evaluators[slot.name].snapshot()
         metrics = {
             k: _round(v)
             for k, v in snapshot.items()

@@ -132,8 +132,8 @@ def _run(args: argparse.Namespace) -> int:
         since = max(idle_since[0], w.assigned_at, w.resumed_at)
         return bool(time.monotonic() - since >= limit)
 
-    stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
-    worker.close()
+    with worker:
+        stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
     print(
         f"{spec.name}: {stats.events_in} events in, {stats.events_trained} trained, "
         f"{stats.events_scored} scored, {stats.dead_letters} dead letters",

@@ -18,11 +18,30 @@ offsets, never on timing, so the model is a function of the events alone.
 {('t', 0): 4}
 >>> [b.meta.offsets.tolist() for b in buf.take_all()]
 [[4, 5]]
+
+Several partitions: blocks are learned in one order fixed by the offsets alone, the block index
+(``offset // size``) first, then the (topic, partition). A partition that the source says is
+*behind* (events wait for it at the broker: read position below the end of the partition) holds
+back every block after its next one in that order, until its events come. While the topics
+already hold the events (a backlog, a replay after a crash), the order of learning is therefore
+the same in every run, however polls interleave the partitions. On a live stream a partition
+that is caught up does not hold the others back, so there the order follows arrival.
+
+Partition 0 has read two whole blocks; partition 1 has read nothing yet, but events wait for
+it: only block 0 of partition 0 comes before partition 1's block 0 in the order.
+
+>>> buf = BlockBuffer(size=2)
+>>> buf.add(Batch({"x": np.arange(4.0)}, Messages.from_values([b""] * 4, topic="t")))
+>>> read = {("t", 0): 4, ("t", 1): 0}
+>>> [b.meta.offsets.tolist() for b in buf.take_ready(read, behind={("t", 1)})]
+[[0, 1]]
+>>> [b.meta.offsets.tolist() for b in buf.take_ready(read, behind=())]  # caught up
+[[2, 3]]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -31,7 +50,7 @@ import numpy.typing as npt
 
 from streamfit.batch import Batch, Offsets
 
-__all__ = ["BlockBuffer"]
+__all__ = ["BlockBuffer", "concat_batches"]
 
 TopicPartition = tuple[str, int]
 
@@ -70,6 +89,53 @@ class BlockBuffer:
                 out.append(run)
         return out
 
+    def take_ready(self, read: Offsets, behind: Collection[TopicPartition] = ()) -> list[Batch]:
+        """The blocks ``take_ready_runs`` gives, one batch per block, in learning order."""
+        return [
+            block
+            for run, bounds in self.take_ready_runs(read, behind)
+            for block in _cut(run, bounds)
+        ]
+
+    def take_ready_runs(
+        self, read: Offsets, behind: Collection[TopicPartition] = ()
+    ) -> list[tuple[Batch, list[int]]]:
+        """The whole blocks that can be learned now, in the learning order (module docstring),
+        as runs of consecutive blocks of one partition with the row indices where each block
+        starts (and the last ends).
+
+        ``behind``: partitions with events at the source beyond ``read`` (a partition missing
+        from ``read`` has read nothing yet and holds back every block).
+        """
+        barrier: tuple[int, TopicPartition] | None = None
+        for key in behind:
+            position = read.get(key)
+            here = (-1 if position is None else position // self.size, key)
+            if barrier is None or here < barrier:
+                barrier = here
+        pieces: list[tuple[int, TopicPartition, Batch, list[int]]] = []
+        for key in list(self._pending):
+            complete = read.get(key, 0) // self.size
+            if barrier is not None:  # blocks after the barrier's wait for it
+                complete = min(complete, barrier[0] + (1 if key < barrier[1] else 0))
+            run = self._split(key, complete * self.size)
+            if run is None:
+                continue
+            batch, bounds = run
+            index = (batch.meta.offsets[bounds[:-1]] // self.size).tolist()
+            pieces.extend((block, key, batch, bounds[i : i + 2]) for i, block in enumerate(index))
+        if len({key for _, key, _, _ in pieces}) <= 1:  # one partition: its runs as they are
+            return _runs(pieces)
+        pieces.sort(key=lambda piece: (piece[0], piece[1]))
+        return _runs(pieces)
+
+    def holds_complete(self, read: Offsets) -> bool:
+        """Whether a whole block below the read positions is still waiting to be learned."""
+        return any(
+            parts and parts[0].meta.offsets[0] < (read.get(key, 0) // self.size) * self.size
+            for key, parts in self._pending.items()
+        )
+
     def take_all(self) -> list[Batch]:
         """Every pending row, as blocks (the last ones possibly partial)."""
         return [block for run, bounds in self.take_all_runs() for block in _cut(run, bounds)]
@@ -101,7 +167,7 @@ class BlockBuffer:
         parts = self._pending.get(key, [])
         if not parts or (boundary is not None and parts[0].meta.offsets[0] >= boundary):
             return None  # nothing complete yet: no concatenation (polls may be many and small)
-        merged = parts[0] if len(parts) == 1 else _concat(parts)
+        merged = parts[0] if len(parts) == 1 else concat_batches(parts)
         offsets = merged.meta.offsets
         cut = len(offsets) if boundary is None else int(np.searchsorted(offsets, boundary))
         if cut == 0:
@@ -117,13 +183,40 @@ class BlockBuffer:
         return done, [0, *edges, len(blocks)]
 
 
+def _runs(
+    pieces: list[tuple[int, TopicPartition, Batch, list[int]]],
+) -> list[tuple[Batch, list[int]]]:
+    """Consecutive blocks of the same run joined back into one run."""
+    out: list[tuple[Batch, list[int]]] = []
+    run_of: Batch | None = None
+    start = 0
+    bounds: list[int] = []
+    for _, _, batch, (a, b) in pieces:
+        if batch is run_of and bounds and bounds[-1] == a:
+            bounds.append(b)
+            continue
+        if run_of is not None:
+            out.append(_slice(run_of, start, bounds))
+        run_of, start, bounds = batch, a, [a, b]
+    if run_of is not None:
+        out.append(_slice(run_of, start, bounds))
+    return out
+
+
+def _slice(batch: Batch, start: int, bounds: list[int]) -> tuple[Batch, list[int]]:
+    stop = bounds[-1]
+    if start == 0 and stop == len(batch):
+        return batch, bounds
+    return batch.rows(start, stop), [b - start for b in bounds]
+
+
 def _cut(run: Batch, bounds: list[int]) -> list[Batch]:
     if len(bounds) == 2:
         return [run]
     return [run.rows(a, b) for a, b in pairwise(bounds)]
 
 
-def _concat(parts: list[Batch]) -> Batch:
+def concat_batches(parts: list[Batch]) -> Batch:
     """Rows of several batches of one partition, in order; fields missing in a part are
     missing values. A field that is numeric in some parts and only missing (an all-``None``
     object column) in others stays numeric, so the result does not depend on where polls cut

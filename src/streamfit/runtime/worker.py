@@ -2,21 +2,28 @@
 
 One ``Worker`` runs one pipeline over one ``Source``. Each poll is handled in a fixed order:
 
-1. decode; malformed events become dead letters (table and topic) with a reason;
-2. split rows by role: labeled rows of a ``train`` topic are training rows, every other row
-   is scored (every row, training rows too, with ``outputs.score_training_events``);
-3. score the scoring rows with every model and write them to the predictions topic and the
-   results table;
-4. queue the training rows in a ``BlockBuffer``; each block of offsets that is complete is
-   learned on its own: featurize (the featurizer learns its statistics), every model predicts
-   the block (prequential: test), its evaluator records how it did, then it learns (train);
-5. at the evaluation interval, write each model's metrics to the training table;
-6. at the checkpoint interval: flush the sinks and the producer, write every model's state,
-   the featurizer, the evaluators and the offsets in ONE database transaction, then commit the
-   offsets to Kafka (the database leads; Kafka's committed offsets follow).
+1. **decode**: malformed events become dead letters (table and topic) with a reason; the
+   components see the good rows (``Component.observe``);
+2. **route**: labeled rows of a ``train`` topic are training rows, every other row is scored
+   (every row, training rows too, with ``outputs.score_training_events``);
+3. **score**: featurize the scoring rows, predict them with every model (``ModelSet``), write
+   them to the predictions topic and the results table (``Component.scored``);
+4. **learn**: queue the training rows in a ``BlockBuffer``; each block of offsets that is
+   complete is learned in a fixed order (``runtime.blocks``): featurize (the featurizer
+   learns its statistics), then each model predicts the block and learns it (prequential:
+   test, then train), and the components see how it did (``Component.learned``);
+5. **record**: at the metrics interval, every component writes its rows (the evaluators:
+   the training table);
+6. **checkpoint**: flush the sinks and the producer, write the models, the featurizer, every
+   component's state and the offsets in ONE database transaction, then commit the offsets to
+   Kafka (the database leads; Kafka's committed offsets follow).
+
+An event that a step fails on is isolated (``runtime.isolation``) and becomes a dead letter
+with the step's error as reason; the worker goes on. A service that is down (database,
+broker) pauses the loop until it is back (``runtime.retry``).
 
 Two frontiers per partition make restarts exact. ``learned``: the offset learning resumes at
-(the start of the first incomplete block); a restart seeks there and learns again what the
+(the start of the first block not learned); a restart seeks there and learns again what the
 crash lost, reproducing the same model bit for bit. ``emitted``: outputs were written below
 it; rows replayed below it are learned but not written again, so nothing is duplicated.
 
@@ -26,69 +33,49 @@ Kafka transaction; the transaction's committed offsets are then the emitted fron
 
 from __future__ import annotations
 
-import base64
 import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import orjson
-import scipy.sparse as sp
 
 from streamfit.batch import Batch, DeadLetter, Messages, Offsets
 from streamfit.codecs import decode_json
 from streamfit.errors import ServiceUnavailableError, StreamError
-from streamfit.evaluation import make_evaluator
 from streamfit.features import Featurizer
-from streamfit.models import build_model
-from streamfit.models.base import Model
-from streamfit.models.factory import model_from_state
 from streamfit.runtime.allocator import keep_freed_memory
-from streamfit.runtime.blocks import BlockBuffer
-from streamfit.runtime.records import prediction_records
-from streamfit.runtime.state import (
-    decode_counters,
-    encode_counters,
-    evaluator_from_state,
-    names_of,
-)
-from streamfit.spec.model import ModelSpec, PipelineSpec
+from streamfit.runtime.blocks import BlockBuffer, concat_batches
+from streamfit.runtime.component import Component
+from streamfit.runtime.evaluators import EvaluationComponent
+from streamfit.runtime.isolation import batch_halves, dead_letters_for, isolate, reason_for
+from streamfit.runtime.models import ModelSet, ModelSlot
+from streamfit.runtime.outputs import Outputs
+from streamfit.runtime.retry import Outages
+from streamfit.runtime.routing import among, any_known, not_emitted, rows_of, split_roles
+from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
-from streamfit.store import ModelPredictions, Store
-from streamfit.streams.base import OutRecord, RecordSink, Source
+from streamfit.store import Store
+from streamfit.streams.base import Backlogged, GroupMember, RecordSink, Source, Transactions
 
-__all__ = ["ModelSlot", "RunStats", "Worker"]
+__all__ = ["RunStats", "Worker"]
 
 log = logging.getLogger("streamfit.worker")
 
-T = TypeVar("T")
 TopicPartition = tuple[str, int]
+T = TypeVar("T")
 
-
-def model_kind(spec: ModelSpec) -> str:
-    """``builtin:logistic_regression``, ``river:tree.HoeffdingTreeClassifier``, ..."""
-    for kind in ("builtin", "river", "sklearn"):
-        if hasattr(spec, kind):
-            return f"{kind}:{getattr(spec, kind)}"
-    return "unknown"
-
-
-@dataclass(slots=True)
-class ModelSlot:
-    """A model with its evaluator and counters."""
-
-    name: str
-    kind: str
-    model: Model
-    evaluator: Any
-    version: int = 0  # updates applied
-    events_learned: int = 0
+#: blocks held back for a partition that is behind, at most, before learning goes on without
+#: it (the order then follows arrival; logged)
+_MAX_HELD_ROWS = 200_000
+_MAX_HOLD_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -108,8 +95,34 @@ class RunStats:
         return self.events_in / max(time.monotonic() - self.started, 1e-9)
 
 
+@dataclass(frozen=True, slots=True)
+class StateNames:
+    """Where one worker's pieces are stored: every name starts with the worker's id, so the
+    workers of one pipeline share the checkpoint tables without overwriting each other."""
+
+    worker: str
+
+    def model(self, name: str) -> str:
+        return f"{self.worker}/model/{name}"
+
+    def of(self, key: str) -> str:
+        return f"{self.worker}/{key}"
+
+    @property
+    def featurizer(self) -> str:
+        return self.of("featurizer")
+
+    @property
+    def counters(self) -> str:
+        return self.of("counters")
+
+
 class Worker:
-    """Runs one pipeline: see the module docstring for the order of steps."""
+    """Runs one pipeline: see the module docstring for the order of steps.
+
+    A worker is a context manager: leaving the ``with`` block closes it (it leaves its
+    consumer group, closes its outputs and the store), whatever happened inside.
+    """
 
     def __init__(
         self,
@@ -119,63 +132,75 @@ class Worker:
         predictions: RecordSink | None = None,
         dead_letter_sink: RecordSink | None = None,
         worker_id: str = "0",
-        transactions: Any | None = None,
+        transactions: Transactions | None = None,
+        components: Sequence[Component] = (),
     ) -> None:
         self.spec = spec
         self.source = source
         self.store = store
-        self.predictions = predictions
-        self.dead_letter_sink = dead_letter_sink
         self.worker_id = worker_id
-        self.transactions = transactions  # a KafkaTransactions for exactly_once, else None
+        self.transactions = transactions  # for exactly_once, else None
         self.task = spec.task
-        self.names = names_of(worker_id)
+        self.names = StateNames(worker_id)
         excluded = {name for name in (spec.target, spec.key) if name}
         self.featurizer = Featurizer(spec.features, exclude=excluded)
-        self.slots = [
-            ModelSlot(
-                name=m.name,
-                kind=model_kind(m),
-                model=build_model(m, spec.task, self.featurizer.n_features),
-                evaluator=make_evaluator(spec.task, spec.evaluation.window),
-            )
-            for m in spec.models
-        ]
+        self.models = ModelSet(spec.models, spec.task, self.featurizer.n_features)
+        self.evaluation = EvaluationComponent(
+            self.models,
+            spec.outputs.training_table_name(spec.name),
+            spec.evaluation.window,
+        )
+        self.components: list[Component] = [self.evaluation, *components]
+        self.component_errors = 0
         self.train_topics = set(spec.topics.train)
-        self.results_table = spec.outputs.results_table_name(spec.name)
-        self.training_table = spec.outputs.training_table_name(spec.name)
         self.stats = RunStats()
-        # per model: what scores events; the local model merged with the other workers' ones
-        # where the learner is mergeable (refreshed at each checkpoint), else the local model
-        self.serving: dict[str, Model] = {}
         self.blocks = BlockBuffer(spec.learning.block_events)
         self.read: Offsets = {}  # next offset to read, per partition
         self.emitted: Offsets = {}  # outputs written below these
         self._replay_emitted: Offsets = {}  # from the checkpoint: do not write again below
         self._events_learned_total = 0
-        self._metrics_mark = 0
+        self._metrics_mark = 0  # events learned when metrics were last written
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = 0
         self._last_event = time.monotonic()
+        self._held_since: float | None = None  # blocks held back for a partition behind
         self.assigned_at = time.monotonic()  # when partitions were last assigned
         self.assigned: set[TopicPartition] = set()
-        self.resumed_at = time.monotonic()  # when a service last came back after an outage
         self._stop = threading.Event()
-        self._install_hooks()
+        self.outages = Outages(source, self._stop)
+        self.outputs = Outputs(spec, store, self.outages, predictions, dead_letter_sink)
+        if isinstance(source, GroupMember):
+            source.on_assign = self._on_assign
+            source.on_revoke = self._on_revoke
         self.restore()
+
+    @property
+    def slots(self) -> list[ModelSlot]:
+        """The models, champion first."""
+        return self.models.slots
+
+    @property
+    def resumed_at(self) -> float:
+        """When a service last came back after an outage (``time.monotonic``)."""
+        return self.outages.resumed_at
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- restore -------------------------------------------------------------------------------
 
-    def _install_hooks(self) -> None:
-        if hasattr(self.source, "on_assign"):
-            source: Any = self.source
-            source.on_assign = self._on_assign
-            source.on_revoke = self._on_revoke
-
     def restore(self) -> bool:
         """Load this worker's last checkpoint (state and offsets); False if there is none."""
-        checkpoint = self._retry("loading the checkpoint", self.store.load_checkpoint)
+        checkpoint = self.outages.call("loading the checkpoint", self.store.load_checkpoint)
         if checkpoint is None:
             return False
         states, extra = checkpoint.model_states, checkpoint.extra
@@ -183,27 +208,34 @@ class Worker:
         if self.names.featurizer in extra:
             self.featurizer = Featurizer.from_state(extra[self.names.featurizer])
             restored = True
-        for slot in self.slots:
-            blob = states.get(self.names.model(slot.name))
-            if blob is not None:
-                slot.model = model_from_state(blob)
-            evaluator = extra.get(self.names.evaluator(slot.name))
-            if evaluator is not None:
-                slot.evaluator = evaluator_from_state(evaluator)
+        self.models.restore(
+            {
+                slot.name: states[key]
+                for slot in self.slots
+                if (key := self.names.model(slot.name)) in states
+            }
+        )
+        mine = self.names.of("")
+        own = {
+            name.removeprefix(mine): blob for name, blob in extra.items() if name.startswith(mine)
+        }
+        for component in self.components:
+            component.restore(own)
         counters = extra.get(self.names.counters)
         if counters is not None:
-            values = decode_counters(counters)
-            for slot in self.slots:
-                slot.version, slot.events_learned = values.get("models", {}).get(slot.name, [0, 0])
+            values = orjson.loads(counters)
+            self.models.restore_counters(values.get("models", {}))
             self._events_learned_total = int(values.get("events_learned", 0))
-            self._metrics_mark = self._events_learned_total
-        if not hasattr(self.source, "on_assign"):  # no group: seek at once to everything
-            mine = {tp: o for tp, o in checkpoint.offsets.items() if tp[0] in self._topics()}
-            if mine:
-                self.source.seek(mine)
-                self.read.update(mine)
+            # metrics written up to here (older checkpoints: as far as learning went)
+            self._metrics_mark = int(values.get("metrics_mark", self._events_learned_total))
+        if not isinstance(self.source, GroupMember):  # no group: seek at once to everything
+            topics = set(self.spec.topics.all)
+            ours = {tp: o for tp, o in checkpoint.offsets.items() if tp[0] in topics}
+            if ours:
+                self.source.seek(ours)
+                self.read.update(ours)
                 self._replay_emitted.update(
-                    {tp: checkpoint.emitted.get(tp, o) for tp, o in mine.items()}
+                    {tp: checkpoint.emitted.get(tp, o) for tp, o in ours.items()}
                 )
         if restored:
             log.info(
@@ -211,12 +243,9 @@ class Worker:
             )
         return restored
 
-    def _topics(self) -> set[str]:
-        return set(self.spec.topics.all)
-
     def _on_assign(self, partitions: list[TopicPartition]) -> None:
         """Seek newly assigned partitions to where the database says learning resumes."""
-        checkpoint = self._retry("loading the checkpoint", self.store.load_checkpoint)
+        checkpoint = self.outages.call("loading the checkpoint", self.store.load_checkpoint)
         offsets = checkpoint.offsets if checkpoint else {}
         emitted = checkpoint.emitted if checkpoint else {}
         if self.transactions is not None:  # the transaction's offsets mark what was emitted
@@ -250,7 +279,7 @@ class Worker:
 
     def step(self, timeout: float | None = None) -> int:
         """Poll one batch and handle it; return how many messages it held."""
-        messages = self._retry(
+        messages = self.outages.call(
             "polling",
             lambda: self.source.poll(
                 self.spec.batch.max_records,
@@ -258,6 +287,7 @@ class Worker:
             ),
         )
         if messages is None or len(messages) == 0:
+            self._learn_ready_blocks()
             self._learn_stale_blocks()
             self._maybe_write_metrics()
             self._maybe_checkpoint()
@@ -267,131 +297,171 @@ class Worker:
 
     def process(self, messages: Messages) -> None:
         """Handle one batch of raw messages (steps 1 to 6)."""
-        decoded = decode_json(messages, self.spec.target, self.task)
-        if decoded.dead_letters:
-            letters = [
-                letter
-                for letter in decoded.dead_letters
-                if letter.offset >= self._replay_emitted.get((letter.topic, letter.partition), -1)
-            ]
-            if letters:
-                self._dead_letter(letters)
-        batch = decoded.batch
+        batch = self._decode(messages)
         if len(batch):
-            train_rows, score_rows, labels = self._split_roles(batch)
-            if len(score_rows):
-                keep = score_rows[self._emit_mask(batch.meta)[score_rows]]
+            for component in self.components:
+                self._tell(component, "observe", component.observe, batch)
+            roles = split_roles(
+                batch,
+                self.spec.target,
+                self.task,
+                self.train_topics,
+                self.spec.outputs.score_training_events,
+            )
+            if len(roles.score):
+                keep = roles.score[not_emitted(batch.meta, self._replay_emitted)[roles.score]]
                 if len(keep):
-                    self._score(_rows(batch, keep), labels[keep], _among(train_rows, keep))
-            if len(train_rows):
-                self.blocks.add(_rows(batch, train_rows))
+                    self._score(rows_of(batch, keep), roles.labels[keep], among(roles.train, keep))
+            if len(roles.train):
+                self.blocks.add(rows_of(batch, roles.train))
         self.stats.events_in += len(messages)
         self.stats.batches += 1
         self._last_event = time.monotonic()
         for tp, offset in messages.next_offsets().items():
             self.read[tp] = max(offset, self.read.get(tp, 0))
             self.emitted[tp] = max(offset, self.emitted.get(tp, 0))
-        for run, bounds in self.blocks.take_complete_runs(self.read):
-            self._learn_run(run, bounds)
+        self._learn_ready_blocks()
         self._maybe_write_metrics()
         self._maybe_checkpoint()
 
-    def _emit_mask(self, meta: Messages) -> npt.NDArray[np.bool_]:
-        """Rows whose outputs were not written before a restart."""
-        if not self._replay_emitted:
-            return np.ones(len(meta), dtype=bool)
-        limit = np.array(
-            [
-                self._replay_emitted.get((t, int(p)), -1)
-                for t, p in zip(meta.topics.tolist(), meta.partitions.tolist(), strict=True)
-            ],
-            dtype=np.int64,
-        )
-        return meta.offsets >= limit
+    def _decode(self, messages: Messages) -> Batch:
+        """The batch's good rows; its bad ones go to the dead letters."""
+        parts: list[Batch] = []
 
-    def _split_roles(
-        self, batch: Batch
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[Any]]:
-        n = len(batch)
-        target = self.spec.target
-        if target and target in batch.columns:
-            labels = batch.columns[target]
-            if self.task == "regression":
-                labeled = ~np.isnan(labels.astype(np.float64))
-            else:
-                labeled = np.asarray(labels != None, dtype=bool)  # noqa: E711 (elementwise)
-        else:
-            labels = np.full(n, None, dtype=object)
-            labeled = np.zeros(n, dtype=bool)
-        topic = batch.meta.single_topic()
-        if topic is not None:
-            in_train_topic = np.full(n, topic in self.train_topics)
-        else:
-            in_train_topic = np.isin(batch.meta.topics, list(self.train_topics))
-        is_train = labeled & in_train_topic
-        if self.spec.outputs.score_training_events:
-            return np.flatnonzero(is_train), np.arange(n), labels
-        return np.flatnonzero(is_train), np.flatnonzero(~is_train), labels
+        def decode(some: Messages) -> None:
+            decoded = decode_json(some, self.spec.target, self.task)
+            if decoded.dead_letters:
+                self._dead_letter(decoded.dead_letters)
+            parts.append(decoded.batch)
+
+        def reject(some: Messages, exc: Exception) -> None:
+            self._dead_letter(
+                [DeadLetter.from_row(some, 0, reason_for("decoding", exc))],
+            )
+
+        isolate(messages, decode, reject, _message_halves)
+        if len(parts) == 1:
+            return parts[0]
+        good = [part for part in parts if len(part)]
+        return concat_batches(good) if good else parts[0]
 
     def _score(self, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]) -> None:
         """Score ``batch`` and write its outputs; ``learned``: its rows that will also be
-        learned from (their hashed features are kept for then)."""
+        learned from (their hashed features are kept for then). Events the scoring fails on
+        become dead letters."""
+        try:
+            self._score_rows(batch, labels, learned)
+            return
+        except Exception as exc:
+            if not _is_events_fault(exc):
+                raise
+        # kept features would be those of a failed attempt: learning hashes them again
+        self.featurizer.forget_scored([tp for tp, _ in batch.meta.by_partition()])
+        nothing = np.empty(0, dtype=np.intp)
+
+        def score(index: npt.NDArray[np.intp]) -> None:
+            self._score_rows(batch.take(index), labels[index], nothing)
+
+        def reject(index: npt.NDArray[np.intp], exc: Exception) -> None:
+            self._dead_letter(dead_letters_for(batch.take(index), "scoring", exc))
+
+        isolate(np.arange(len(batch)), score, reject, _index_halves)
+
+    def _score_rows(
+        self, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]
+    ) -> None:
         if self.train_topics:
             X = self.featurizer.transform(batch, remember=learned)
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
-        predictions = [self._predict(slot, X) for slot in self.slots]
-        if self.spec.outputs.write_results:
-            known = labels if _any_known(labels, self.task) else None
-            self._retry(
-                "writing results",
-                lambda: self.store.write_results(
-                    self.results_table, batch, predictions, known, self.task
-                ),
-            )
-        if self.predictions is not None:
-            self.predictions.write(prediction_records(batch, predictions, self.spec.key))
+        predictions = self.models.predict(X)
+        for component in self.components:
+            component.scored(batch, predictions)
+        self.outputs.scored(batch, predictions, labels if any_known(labels, self.task) else None)
         self.stats.events_scored += len(batch)
 
-    def _predict(self, slot: ModelSlot, X: sp.csr_matrix) -> ModelPredictions:
-        model: Any = self.serving.get(slot.name, slot.model)
-        if self.task == "classification":
-            proba = model.predict_proba_many(X)
-            classes = list(model.classes)
-            if proba.shape[1] == 0:
-                n = X.shape[0]
-                return ModelPredictions(
-                    slot.name, slot.version, np.full(n, None, dtype=object), np.full(n, np.nan)
+    def _tell(self, component: Component, hook: str, call: Callable[[T], None], what: T) -> None:
+        """Call a component's hook; a failure there is logged, and the loop goes on (the
+        events are not the component's to reject: the other steps still use them)."""
+        try:
+            call(what)
+        except (ServiceUnavailableError, StreamError):
+            raise
+        except Exception:
+            self.component_errors += 1
+            if self.component_errors <= 10 or self.component_errors % 1000 == 0:
+                log.exception(
+                    "%s.%s failed (%d component failures so far)",
+                    type(component).__name__,
+                    hook,
+                    self.component_errors,
                 )
-            best = proba.argmax(axis=1)
-            labels = np.empty(len(classes), dtype=object)
-            labels[:] = classes
-            return ModelPredictions(
-                slot.name, slot.version, labels[best], proba[np.arange(len(best)), best]
-            )
-        return ModelPredictions(
-            slot.name, slot.version, np.asarray(model.predict_many(X), dtype=np.float64), None
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def _learn_ready_blocks(self) -> None:
+        """Learn the complete blocks, in the order of ``runtime.blocks`` (holding back those
+        that come after the next block of a partition that is behind)."""
+        behind: set[TopicPartition] = set()
+        if isinstance(self.source, Backlogged) and len(self.blocks):
+            behind = {tp for tp in self.source.behind(self.read) if tp[0] in self.train_topics}
+        runs = self.blocks.take_ready_runs(self.read, behind)
+        if behind and self.blocks.holds_complete(self.read):
+            if not self._hold_or_release(behind):
+                runs += self.blocks.take_ready_runs(self.read)
+        else:
+            self._held_since = None
+        for run, bounds in runs:
+            self._learn_run(run, bounds)
+
+    def _hold_or_release(self, behind: set[TopicPartition]) -> set[TopicPartition]:
+        """Keep holding blocks for the partitions ``behind`` (the set is returned), or give up
+        on them: after ``_MAX_HOLD_SECONDS`` without their events, or past ``_MAX_HELD_ROWS``
+        rows held (an empty set is returned, and it is logged: the order then follows
+        arrival)."""
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        held = len(self.blocks)
+        if now - self._held_since < _MAX_HOLD_SECONDS and held < _MAX_HELD_ROWS:
+            return behind
+        log.warning(
+            "learning goes on without waiting for %s: %d training events held for %.0f s; "
+            "the order of learning across partitions follows arrival until they catch up",
+            sorted(behind),
+            held,
+            now - self._held_since,
         )
+        self._held_since = None
+        return set()
 
     def _learn_run(self, run: Batch, bounds: list[int]) -> None:
         """Learn consecutive blocks of one partition: featurized in one pass (the moments
-        still move block by block), then tested and trained block by block."""
-        matrices = self.featurizer.learn_transform_blocks(run, bounds)
-        labels = run.columns[self.spec.target or ""]
-        for X, (a, b) in zip(matrices, pairwise(bounds), strict=True):
-            self._learn_block(X, labels[a:b])
+        still move block by block), then tested and trained block by block. A run the
+        featurizer fails on is learned piece by piece, without the events it fails on."""
+        try:
+            matrices = self.featurizer.learn_transform_blocks(run, bounds)
+        except Exception as exc:
+            if not _is_events_fault(exc):
+                raise
 
-    def _learn_block(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
-        for slot in self.slots:
-            model: Any = slot.model
-            if self.task == "classification":
-                slot.evaluator.update(y, model.predict_proba_many(X), list(model.classes))
-            else:
-                y = y.astype(np.float64)
-                slot.evaluator.update(y, np.asarray(model.predict_many(X), dtype=np.float64))
-            model.learn_many(X, y)
-            slot.version += 1
-            slot.events_learned += X.shape[0]
+            def learn(rows: Batch) -> None:
+                self._learn_block(self.featurizer.learn_transform(rows), rows)
+
+            def reject(rows: Batch, error: Exception) -> None:
+                self._dead_letter(dead_letters_for(rows, "learning", error))
+
+            for a, b in pairwise(bounds):
+                isolate(run.rows(a, b), learn, reject, batch_halves)
+            return
+        for X, (a, b) in zip(matrices, pairwise(bounds), strict=True):
+            self._learn_block(X, run.rows(a, b))
+
+    def _learn_block(self, X: Any, block: Batch) -> None:
+        labels = block.columns[self.spec.target or ""]
+        for outcome in self.models.predict_then_learn(X, labels):
+            for component in self.components:
+                self._tell(component, "learned", component.learned, outcome)
         self.stats.events_trained += X.shape[0]
         self._events_learned_total += X.shape[0]
         self._maybe_write_metrics(interval_only=True)
@@ -403,59 +473,20 @@ class Worker:
 
     def learn_pending(self) -> None:
         """Learn every queued training row now, complete block or not (end of a replay)."""
+        for run, bounds in self.blocks.take_ready_runs(self.read):
+            self._learn_run(run, bounds)
         for run, bounds in self.blocks.take_all_runs():
             self._learn_run(run, bounds)
 
     # -- outputs --------------------------------------------------------------------------------
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        self._retry("writing dead letters", lambda: self.store.write_dead_letters(letters))
-        if self.dead_letter_sink is not None:
-            self.dead_letter_sink.write(
-                [
-                    OutRecord(
-                        letter.key,
-                        orjson.dumps(
-                            {
-                                "pipeline": self.spec.name,
-                                "reason": letter.reason,
-                                "topic": letter.topic,
-                                "partition": letter.partition,
-                                "offset": letter.offset,
-                                "payload_base64": base64.b64encode(letter.value or b"").decode(),
-                            }
-                        ),
-                    )
-                    for letter in letters
-                ]
-            )
+        self.outputs.dead_letter(letters)
         self.stats.dead_letters += len(letters)
-        for letter in letters[:3]:
-            log.warning(
-                "dead letter %s[%d]@%d: %s",
-                letter.topic,
-                letter.partition,
-                letter.offset,
-                letter.reason,
-            )
 
     def metrics_rows(self) -> list[dict[str, Any]]:
         """Each model's current metrics, as rows of the training table."""
-        now = time.time()
-        rows = []
-        for slot in self.slots:
-            snapshot = dict(slot.evaluator.snapshot())
-            snapshot.pop("events_seen", None)
-            rows.append(
-                {
-                    "model": slot.name,
-                    "model_version": slot.version,
-                    "events_seen": slot.events_learned,
-                    "recorded_at": now,
-                    **snapshot,
-                }
-            )
-        return rows
+        return self.evaluation.rows()
 
     def _maybe_write_metrics(self, force: bool = False, interval_only: bool = False) -> None:
         """Write metrics each time ``interval_events`` more events were learned (the same
@@ -471,10 +502,12 @@ class Worker:
             and time.monotonic() - self._last_metrics >= self.spec.evaluation.interval_seconds
         )
         if force or crossed or stale:
-            rows = self.metrics_rows()
-            self._retry(
-                "writing metrics", lambda: self.store.write_training(self.training_table, rows)
-            )
+            now = time.time()
+            for component in self.components:
+                self.outages.call(
+                    "writing metrics",
+                    lambda component=component: component.write_metrics(self.store, now),  # type: ignore[misc]
+                )
             self._metrics_mark = self._events_learned_total
             self._last_metrics = time.monotonic()
 
@@ -496,23 +529,29 @@ class Worker:
         learned = self.blocks.learned_frontier(self.read)
         emitted = {tp: max(o, learned.get(tp, o)) for tp, o in self.emitted.items()}
         if self.transactions is None:
-            for sink in (self.predictions, self.dead_letter_sink):
-                if sink is not None:
-                    self._retry("flushing outputs", sink.flush)
+            self.outputs.flush()
         else:
             # outputs and the emitted frontier commit together; the database follows
             transactions = self.transactions
-            self._retry("committing the Kafka transaction", lambda: transactions.commit(emitted))
-        model_states = {self.names.model(s.name): s.model.state() for s in self.slots}
-        extra = {self.names.evaluator(s.name): s.evaluator.state() for s in self.slots}
+            self.outages.call(
+                "committing the Kafka transaction", lambda: transactions.commit(emitted)
+            )
+        model_states = {self.names.model(n): blob for n, blob in self.models.states().items()}
+        extra = {
+            self.names.of(key): blob
+            for component in self.components
+            for key, blob in component.state().items()
+        }
         extra[self.names.featurizer] = self.featurizer.state()
-        extra[self.names.counters] = encode_counters(
+        extra[self.names.counters] = orjson.dumps(
             {
                 "events_learned": self._events_learned_total,
-                "models": {s.name: [s.version, s.events_learned] for s in self.slots},
-            }
+                "metrics_mark": self._metrics_mark,
+                "models": self.models.counters(),
+            },
+            option=orjson.OPT_SORT_KEYS,
         )
-        self._retry(
+        self.outages.call(
             "saving a checkpoint",
             lambda: self.store.save_checkpoint(learned, model_states, extra, emitted=emitted),
         )
@@ -527,67 +566,14 @@ class Worker:
         self._events_at_checkpoint = self.stats.events_in
 
     def _merge_other_workers(self) -> None:
-        """Serve with each mergeable model merged with the other workers' latest states.
-
-        Every worker of a pipeline learns from its own partitions; through the checkpoint
-        tables each one scores with a model that has learned from all of them. The local model
-        keeps learning alone (merging it in place would count shared history twice).
-        """
+        """Serve with mergeable models merged with the other workers' latest states."""
         mine = f"{self.worker_id}/"
-        for slot in self.slots:
-            if not hasattr(slot.model, "merge"):
-                continue
-            others = self._retry(
+        self.models.refresh_serving(
+            lambda name: self.outages.call(
                 "loading other workers' models",
-                lambda slot=slot: self.store.load_states(  # type: ignore[misc]
-                    suffix=f"/model/{slot.name}", exclude_prefix=mine
-                ),
+                lambda: self.store.load_states(suffix=f"/model/{name}", exclude_prefix=mine),
             )
-            if not others:
-                self.serving.pop(slot.name, None)
-                continue
-            merged: Any = model_from_state(slot.model.state())
-            for _, blob in sorted(others.items()):
-                other: Any = model_from_state(blob)
-                if type(other) is type(merged):
-                    merged.merge(other)
-            self.serving[slot.name] = merged
-
-    # -- outages --------------------------------------------------------------------------------
-
-    def _retry(self, what: str, action: Callable[[], T]) -> T:
-        """Run ``action``; while a service is unavailable, pause and retry with backoff."""
-        delay = 0.5
-        since: float | None = None
-        while True:
-            try:
-                result = action()
-            except (ServiceUnavailableError, StreamError) as exc:
-                if isinstance(exc, StreamError) and not _transient(exc):
-                    raise
-                if since is None:
-                    since = time.monotonic()
-                    log.warning("%s: %s; pausing and retrying until it is back", what, exc)
-                if self._stop.is_set() and time.monotonic() - since > 30:
-                    raise
-                self._pause(min(delay, 5.0))
-                delay = min(delay * 2, 5.0)
-                continue
-            if since is not None:
-                log.warning("%s: back after %.1f s; resuming", what, time.monotonic() - since)
-                self.resumed_at = time.monotonic()
-                resume = getattr(self.source, "resume", None)
-                if resume is not None:
-                    resume()
-            return result
-
-    def _pause(self, seconds: float) -> None:
-        keepalive = getattr(self.source, "keepalive", None)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if keepalive is not None:
-                keepalive()
-            time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+        )
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -606,6 +592,7 @@ class Worker:
         """
         if stop is not None:
             self._stop = stop
+            self.outages.stop = stop
         # the hot path allocates many short-lived arrays and no reference cycles: the cyclic
         # collector's frequent passes over long-lived objects only cost time
         gc.freeze()
@@ -633,7 +620,7 @@ class Worker:
             self.learn_pending()
         self._maybe_write_metrics(force=True)
         for slot in self.slots:
-            self._retry(
+            self.outages.call(
                 "saving a model",
                 lambda slot=slot: self.store.save_model(  # type: ignore[misc]
                     slot.name, slot.version, slot.kind, slot.model.state()
@@ -648,41 +635,27 @@ class Worker:
         checkpoint runs as they are revoked); a worker that exits without it keeps them until
         the group's session times out.
         """
-        self.source.close()
-        for sink in (self.predictions, self.dead_letter_sink):
-            if sink is not None:
-                sink.close()
-        if self.transactions is not None:
-            self.transactions.close()
-        self.store.close()
+        try:
+            self.source.close()
+        finally:
+            self.outputs.close()
+            if self.transactions is not None:
+                self.transactions.close()
+            self.store.close()
 
 
-def _transient(exc: StreamError) -> bool:
-    text = str(exc).lower()
-    return any(
-        word in text
-        for word in ("undelivered", "timed out", "transport", "all brokers down", "not delivered")
-    )
+def _is_events_fault(exc: Exception) -> bool:
+    """Whether ``exc`` may be caused by the events at hand (not an outage)."""
+    return not isinstance(exc, ServiceUnavailableError | StreamError)
 
 
-def _rows(batch: Batch, index: npt.NDArray[np.intp]) -> Batch:
-    """The rows of ``batch`` at ``index`` (increasing row numbers): the batch itself, not a
-    copy, when that is every row (the usual case of a topic with one role)."""
-    return batch if len(index) == len(batch) else batch.take(index)
+def _index_halves(
+    index: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    middle = len(index) // 2
+    return index[:middle], index[middle:]
 
 
-def _among(rows: npt.NDArray[np.intp], index: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-    """Where the ``rows`` (increasing) are found in ``index`` (increasing).
-
-    >>> _among(np.array([1, 3]), np.array([0, 1, 2, 3])).tolist()
-    [1, 3]
-    """
-    if np.array_equal(rows, index):
-        return np.arange(len(index))
-    return np.flatnonzero(np.isin(index, rows, assume_unique=True))
-
-
-def _any_known(labels: npt.NDArray[Any], task: str) -> bool:
-    if task == "regression":
-        return bool((~np.isnan(labels.astype(np.float64))).any())
-    return any(v is not None for v in labels)
+def _message_halves(messages: Messages) -> tuple[Messages, Messages]:
+    middle = len(messages) // 2
+    return messages.rows(0, middle), messages.rows(middle, len(messages))

@@ -7,12 +7,28 @@ offset to read per topic-partition) and can be moved with ``seek``. A ``Sink`` b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from streamfit.batch import Messages, Offsets
 
-__all__ = ["OutRecord", "Record", "RecordSink", "Records", "Source"]
+__all__ = [
+    "Backlogged",
+    "GroupMember",
+    "OutRecord",
+    "PartitionsHook",
+    "Pausable",
+    "Record",
+    "RecordSink",
+    "Records",
+    "Source",
+    "Transactions",
+]
+
+TopicPartition = tuple[str, int]
+
+#: Called with the (topic, partition) pairs a consumer gains or loses.
+PartitionsHook = Callable[[list[TopicPartition]], None]
 
 
 @runtime_checkable
@@ -33,6 +49,42 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class GroupMember(Protocol):
+    """A source that is one member of a consumer group: partitions come and go.
+
+    The hooks are called from inside ``poll``; ``seek`` called in ``on_assign`` sets where the
+    new partitions start; ``on_revoke`` runs before the partitions go.
+    """
+
+    on_assign: PartitionsHook | None
+    on_revoke: PartitionsHook | None
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    """A source that can stay in its consumer group while taking no events."""
+
+    def keepalive(self) -> None:
+        """Serve the group's callbacks, take no events (pausing its partitions)."""
+        ...
+
+    def resume(self) -> None:
+        """Take events again after ``keepalive``."""
+        ...
+
+
+@runtime_checkable
+class Backlogged(Protocol):
+    """A source that knows which of its partitions have events waiting beyond a position."""
+
+    def behind(self, read: Offsets) -> set[TopicPartition]:
+        """Partitions with events at the source at or after ``read`` (next offset to read per
+        partition; a partition missing from ``read`` counts from where reading starts), and
+        those whose end is not known yet."""
+        ...
 
 
 class OutRecord(NamedTuple):
@@ -58,6 +110,21 @@ class RecordSink(Protocol):
 
     def flush(self, timeout: float = 30.0) -> None:
         """Durable on return, or raises ``StreamError``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transactions(Protocol):
+    """Outputs and consumer offsets committed together (``processing: exactly_once``)."""
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit the outputs written since the last commit with the consumer ``offsets``."""
+        ...
+
+    def committed(self, partitions: Iterable[TopicPartition]) -> Offsets:
+        """The consumer offsets last committed by a transaction, for ``partitions``."""
         ...
 
     def close(self) -> None: ...

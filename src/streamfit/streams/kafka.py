@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from streamfit.batch import Messages, Offsets
 from streamfit.errors import StreamError
-from streamfit.streams.base import Records
+from streamfit.streams.base import PartitionsHook, Records
 
 __all__ = [
     "ConfigValue",
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 #: A client setting: what librdkafka takes, or a ``SecretStr`` that is only unwrapped for it.
 ConfigValue = str | int | float | bool | SecretStr
 #: Called with the (topic, partition) pairs a consumer gains or loses.
-PartitionsHook = Callable[[list[tuple[str, int]]], None]
 
 _SECRET_MARKERS = ("password", "secret", "jaas", "token", "key.pem", "credentials")
 
@@ -166,6 +165,7 @@ class KafkaSource:
         )
         self._fatal: KafkaError | None = None
         self._assigning: Offsets | None = None  # seeks made inside on_assign
+        self._starts: Offsets = {}  # where reading starts, for partitions not read yet
         self._closed = False
         self._closing = False
         self._paused = False
@@ -296,6 +296,55 @@ class KafkaSource:
             out[(tp.topic, tp.partition)] = high
         return out
 
+    def behind(self, read: Offsets) -> set[tuple[str, int]]:
+        """Assigned partitions with messages at the broker at or after ``read`` (the next
+        offset to read; for a partition missing from it, where the group starts reading it),
+        and those whose end the client does not know yet.
+
+        The ends are the client's own, from its last fetch of each partition (no request to
+        the broker): on a backlog they are exact; on a live stream they trail the broker by a
+        fetch.
+        """
+        self._check_open()
+        parts = self._consumer.assignment()
+        if not parts:
+            return set()
+        try:
+            positions = {
+                (tp.topic, tp.partition): tp.offset for tp in self._consumer.position(parts)
+            }
+        except KafkaException as exc:
+            raise StreamError(f"reading positions failed: {exc}") from exc
+        out: set[tuple[str, int]] = set()
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            try:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                high = OFFSET_INVALID
+            position = max(read.get(key, OFFSET_INVALID), positions.get(key, OFFSET_INVALID))
+            if position < 0:
+                position = self._start_of(tp)
+            if high < 0 or position < 0 or position < high:
+                out.add(key)
+        return out
+
+    def _start_of(self, tp: TopicPartition) -> int:
+        """Where the group starts reading ``tp`` (its committed offset, else the reset
+        policy's end); -1 if the broker cannot tell now."""
+        key = (tp.topic, tp.partition)
+        if key not in self._starts:
+            try:
+                (found,) = self._consumer.committed([TopicPartition(tp.topic, tp.partition)], 5)
+                if found.offset >= 0:
+                    self._starts[key] = found.offset
+                else:
+                    low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
+                    self._starts[key] = low if self.auto_offset_reset == "earliest" else high
+            except KafkaException:
+                return -1
+        return self._starts[key]
+
     def committed(self, partitions: Iterable[tuple[str, int]], timeout: float = 10.0) -> Offsets:
         """The group's committed offsets for ``partitions`` (those with none are left out)."""
         self._check_open()
@@ -333,6 +382,8 @@ class KafkaSource:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         pairs = _pairs(partitions)
+        for pair in pairs:
+            self._starts.pop(pair, None)
         log.info("group %s: assigned %s", self.group_id, pairs)
         if self.on_assign is None:
             return  # confluent-kafka assigns them, at the committed offsets

@@ -164,6 +164,15 @@ class MemorySource:
     def position(self) -> Offsets:
         return dict(self._positions)
 
+    def behind(self, read: Offsets) -> set[tuple[str, int]]:
+        """Partitions of its topics with events at or after ``read`` (else its position)."""
+        out = set()
+        for topic in self.topics:
+            for key, end in self.broker.end_offsets(topic).items():
+                if read.get(key, self._positions.get(key, 0)) < end:
+                    out.add(key)
+        return out
+
     def close(self) -> None:
         pass
 

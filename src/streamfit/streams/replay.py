@@ -132,5 +132,9 @@ class FileReplaySource:
     def at_end(self) -> bool:
         return self._position >= len(self._events)
 
+    def behind(self, read: Offsets) -> set[tuple[str, int]]:
+        """Its one partition, while rows are left to play."""
+        return set() if self.at_end() else {(self.topic, 0)}
+
     def close(self) -> None:
         self._events = []

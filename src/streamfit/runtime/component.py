@@ -1,0 +1,95 @@
+"""Extension points of the worker: components that own state and tables.
+
+The worker loop runs fixed steps (decode, route, score, learn, record, checkpoint; see
+``streamfit.runtime.worker``). The models and the featurizer are its core. Everything else it
+keeps across events (the evaluators today; statistics, update gates, label joins, serving
+next) is a ``Component`` that the loop calls at each step through one small interface:
+
+========================  =========================================================
+hook                      when the loop calls it
+========================  =========================================================
+``observe(batch)``        every decoded batch (good rows, all roles), once
+``scored(batch, preds)``  after a batch of events was scored, with every model's output
+``learned(outcome)``      after a model was tested on a block and learned it, per model
+``state()``               at a checkpoint: the blobs it adds (same transaction as offsets)
+``restore(states)``       at start, with the blobs its ``state()`` wrote last time
+``merge(others)``         at a checkpoint, with the other workers' blobs (scale-out)
+``write_metrics(...)``    at the metrics interval: it writes its own tables
+========================  =========================================================
+
+A component overrides only the hooks it needs; the others do nothing. Its state blobs are
+stored under ``<worker id>/<key>`` for each key of ``state()``, so a key names what it is
+(``evaluator/lr``) and two components never share one.
+
+>>> class Counter(Component):
+...     def __init__(self) -> None:
+...         self.rows = 0
+...     def observe(self, batch: Batch) -> None:
+...         self.rows += len(batch)
+...     def state(self) -> dict[str, bytes]:
+...         return {"counter": str(self.rows).encode()}
+...     def restore(self, states: Mapping[str, bytes]) -> None:
+...         self.rows = int(states.get("counter", b"0"))
+>>> c = Counter()
+>>> c.restore({"counter": b"41"}); c.rows
+41
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamfit.batch import Batch
+
+if TYPE_CHECKING:
+    from streamfit.store import ModelPredictions, Store
+
+__all__ = ["Component", "Outcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one model did on one block of labeled events it was then trained on.
+
+    ``predicted`` is, per row, what the model predicted before it learned that row: for a
+    classifier a ``(rows, len(classes))`` probability matrix, for a regressor the values.
+    ``version`` and ``events_learned`` are the model's counters after the block.
+    """
+
+    model: str
+    version: int
+    events_learned: int
+    labels: npt.NDArray[Any]
+    predicted: npt.NDArray[np.float64]
+    classes: Sequence[object] = ()
+
+
+class Component:
+    """Base class of the worker's components: every hook is a no-op until overridden."""
+
+    def observe(self, batch: Batch) -> None:
+        """See every decoded batch once (good rows of every role)."""
+
+    def scored(self, batch: Batch, predictions: Sequence[ModelPredictions]) -> None:
+        """See a scored batch and each model's predictions for it."""
+
+    def learned(self, outcome: Outcome) -> None:
+        """See how a model did on a block before it learned it."""
+
+    def state(self) -> dict[str, bytes]:
+        """Blobs to add to the checkpoint, by key (stored as ``<worker>/<key>``)."""
+        return {}
+
+    def restore(self, states: Mapping[str, bytes]) -> None:
+        """Take back the blobs of the last checkpoint (keys as ``state()`` gave them)."""
+
+    def merge(self, others: Mapping[str, Mapping[str, bytes]]) -> None:
+        """Fold in the other workers' latest blobs (worker id -> key -> blob)."""
+
+    def write_metrics(self, store: Store, now: float) -> None:
+        """Write this component's rows for the metrics interval to its tables."""

@@ -1,0 +1,83 @@
+"""Prequential evaluation as a worker component: one evaluator per model, the training table.
+
+Each time a model is tested on a block and learns it, its evaluator records how it did
+(``learned``); at the metrics interval each model's figures become a row of the pipeline's
+training table (``write_metrics``); the evaluators are part of every checkpoint under
+``evaluator/<model>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamfit.errors import StateFormatError
+from streamfit.evaluation import ClassificationEvaluator, RegressionEvaluator, make_evaluator
+from streamfit.runtime.component import Component, Outcome
+
+if TYPE_CHECKING:
+    from streamfit.runtime.models import ModelSet
+    from streamfit.store import Store
+
+__all__ = ["EvaluationComponent", "evaluator_from_state"]
+
+AnyEvaluator = ClassificationEvaluator | RegressionEvaluator
+
+
+def evaluator_from_state(blob: bytes) -> AnyEvaluator:
+    """Rebuild whichever evaluator wrote ``blob``."""
+    try:
+        return ClassificationEvaluator.from_state(blob)
+    except StateFormatError:  # not a classification evaluator: try the other kind
+        return RegressionEvaluator.from_state(blob)
+
+
+class EvaluationComponent(Component):
+    """Prequential metrics of every model of ``models``, written to ``table``."""
+
+    def __init__(self, models: ModelSet, table: str, window: int) -> None:
+        self.models = models
+        self.table = table
+        self.evaluators: dict[str, AnyEvaluator] = {
+            name: make_evaluator(models.task, window) for name in models.names
+        }
+
+    def learned(self, outcome: Outcome) -> None:
+        evaluator = self.evaluators[outcome.model]
+        if isinstance(evaluator, ClassificationEvaluator):
+            evaluator.update(outcome.labels, outcome.predicted, list(outcome.classes))
+        else:
+            evaluator.update(outcome.labels.astype(np.float64), outcome.predicted)
+
+    def state(self) -> dict[str, bytes]:
+        return {f"evaluator/{name}": ev.state() for name, ev in self.evaluators.items()}
+
+    def restore(self, states: Mapping[str, bytes]) -> None:
+        for name in self.evaluators:
+            blob = states.get(f"evaluator/{name}")
+            if blob is not None:
+                self.evaluators[name] = evaluator_from_state(blob)
+
+    def rows(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Each model's current metrics, as rows of the training table."""
+        recorded = time.time() if now is None else now
+        rows = []
+        for slot in self.models.slots:
+            snapshot = dict(self.evaluators[slot.name].snapshot())
+            snapshot.pop("events_seen", None)
+            rows.append(
+                {
+                    "model": slot.name,
+                    "model_version": slot.version,
+                    "events_seen": slot.events_learned,
+                    "recorded_at": recorded,
+                    **snapshot,
+                }
+            )
+        return rows
+
+    def write_metrics(self, store: Store, now: float) -> None:
+        store.write_training(self.table, self.rows(now))

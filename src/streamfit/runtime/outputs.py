@@ -1,0 +1,102 @@
+"""Where a worker's outputs go: the results table, the predictions topic, the dead letters.
+
+``Outputs`` writes a scored batch (a results row per event in the database, a record per
+event on the predictions topic), writes dead letters (the ``dead_letters`` table, and the
+dead-letter topic when there is one: a JSON record with the reason and the original bytes in
+base64), flushes the topics before a checkpoint, and closes them. Database writes go through
+``Outages.call``, so a database that is down pauses the worker instead of failing it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import numpy.typing as npt
+import orjson
+
+from streamfit.batch import Batch, DeadLetter
+from streamfit.runtime.records import prediction_records
+from streamfit.runtime.retry import Outages
+from streamfit.spec.model import PipelineSpec
+from streamfit.store import ModelPredictions, Store
+from streamfit.streams.base import OutRecord, RecordSink
+
+__all__ = ["Outputs"]
+
+log = logging.getLogger("streamfit.worker")
+
+
+class Outputs:
+    """The results table, the predictions topic and the dead letters of one pipeline."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        store: Store,
+        outages: Outages,
+        predictions: RecordSink | None = None,
+        dead_letters: RecordSink | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.outages = outages
+        self.predictions = predictions
+        self.dead_letters = dead_letters
+        self.results_table = spec.outputs.results_table_name(spec.name)
+        self.dead_letters_written = 0
+
+    def scored(
+        self,
+        batch: Batch,
+        predictions: list[ModelPredictions],
+        labels: npt.NDArray[Any] | None,
+    ) -> None:
+        """A results row and a prediction record per event of ``batch``."""
+        if self.spec.outputs.write_results:
+            self.outages.call(
+                "writing results",
+                lambda: self.store.write_results(
+                    self.results_table, batch, predictions, labels, self.spec.task
+                ),
+            )
+        if self.predictions is not None:
+            self.predictions.write(prediction_records(batch, predictions, self.spec.key))
+
+    def dead_letter(self, letters: list[DeadLetter]) -> None:
+        """Set ``letters`` aside, with their reasons and original bytes."""
+        self.outages.call("writing dead letters", lambda: self.store.write_dead_letters(letters))
+        if self.dead_letters is not None:
+            self.dead_letters.write([self._record(letter) for letter in letters])
+        self.dead_letters_written += len(letters)
+        for letter in letters[:3]:
+            log.warning(
+                "dead letter %s[%d]@%d: %s",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.reason,
+            )
+
+    def _record(self, letter: DeadLetter) -> OutRecord:
+        value = {
+            "pipeline": self.spec.name,
+            "reason": letter.reason,
+            "topic": letter.topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "payload_base64": base64.b64encode(letter.value or b"").decode(),
+        }
+        return OutRecord(letter.key, orjson.dumps(value))
+
+    def flush(self) -> None:
+        """Make every record written so far durable (retried through outages)."""
+        for sink in (self.predictions, self.dead_letters):
+            if sink is not None:
+                self.outages.call("flushing outputs", sink.flush)
+
+    def close(self) -> None:
+        for sink in (self.predictions, self.dead_letters):
+            if sink is not None:
+                sink.close()
