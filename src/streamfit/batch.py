@@ -185,17 +185,19 @@ class Batch:
 
     ``columns`` maps a field name to a 1-d array: ``float64`` for numbers (NaN = missing),
     ``bool`` never (booleans are ``float64`` 0/1 with NaN missing, listed in ``booleans``),
-    ``object`` for strings and anything else (``None`` = missing). ``present`` is empty unless
-    a decoder wants to say which fields each row actually carried.
+    ``object`` for strings and anything else (``None`` = missing). ``partial``, when not
+    ``None``, is True for the rows whose event had fields that are not among the columns (see
+    ``streamfit.limits``): their original bytes, ``meta.values``, are the whole event.
 
     >>> b = Batch({"x": np.array([1.0, np.nan])}, Messages.from_values([b"", b""]))
-    >>> len(b), b.field_names
-    (2, ['x'])
+    >>> len(b), b.field_names, b.partial
+    (2, ['x'], None)
     """
 
     columns: dict[str, np.ndarray]
     meta: Messages
     booleans: frozenset[str] = field(default_factory=frozenset)
+    partial: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return len(self.meta)
@@ -210,6 +212,7 @@ class Batch:
             {name: col[index] for name, col in self.columns.items()},
             self.meta.take(index),
             self.booleans,
+            None if self.partial is None else self.partial[index],
         )
 
     def rows(self, start: int, stop: int) -> Batch:
@@ -224,6 +227,7 @@ class Batch:
             {name: col[start:stop] for name, col in self.columns.items()},
             self.meta.rows(start, stop),
             self.booleans,
+            None if self.partial is None else self.partial[start:stop],
         )
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from streamfit.batch import Messages
 from streamfit.codecs import DecodeResult, decode_json
+from streamfit.limits import MAX_BATCH_FIELDS, MAX_DEPTH, MAX_EVENT_BYTES, MAX_NAME_CHARS
 
 
 def decode(
@@ -75,9 +76,15 @@ def test_null_everywhere_is_an_object_column_of_none() -> None:
     assert r.batch.columns["a"].dtype == object and column(r, "a") == [None, None]
 
 
-def test_numbers_mixed_with_strings_become_strings() -> None:
+def test_numbers_mixed_with_strings_are_kept_as_they_are() -> None:
     r = decode(b'{"z": 10001}', b'{"z": "SW1A"}', b'{"z": 2.5}', b'{"z": true}', b'{"z": null}')
-    assert column(r, "z") == ["10001", "SW1A", "2.5", "true", None]
+    assert [(type(v), v) for v in column(r, "z")] == [
+        (int, 10001),
+        (str, "SW1A"),
+        (float, 2.5),
+        (bool, True),
+        (type(None), None),
+    ]
     assert "z" not in r.batch.booleans
 
 
@@ -91,7 +98,7 @@ def test_numbers_mixed_with_booleans_are_numbers_not_booleans() -> None:
 
 def test_nested_values_mixed_with_strings() -> None:
     r = decode(b'{"t": "a"}', b'{"t": ["a", "b"]}', b'{"t": 7}')
-    assert column(r, "t") == ["a", '["a","b"]', "7"]
+    assert column(r, "t") == ["a", '["a","b"]', 7]
 
 
 def test_integers_too_large_for_a_double_still_decode() -> None:
@@ -282,16 +289,10 @@ def reference_column(values: list[Any]) -> tuple[list[Any], bool]:
     if kinds <= {str}:
         return values, False
 
-    def text(v: Any) -> str | None:
-        if v is None or isinstance(v, str):
-            return v
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return str(v)
-        return orjson.dumps(v).decode()
+    def cell(v: Any) -> Any:
+        return orjson.dumps(v).decode() if isinstance(v, dict | list) else v
 
-    return [text(v) for v in values], False
+    return [cell(v) for v in values], False
 
 
 def random_value(rng: random.Random, kind: str) -> Any:
@@ -637,3 +638,158 @@ def test_typed_fast_path_equals_the_exact_path_on_random_streams(
                     _same_result(typed, exact)
                 _same_result(decode_json(msgs, target, task), exact)  # type: ignore[arg-type]
     assert typed_batches > 100  # the fast path was put to the test, not skipped
+
+
+# -- hostile input: limits, never an exception (streamfit.limits) -------------------------------
+
+
+def nested(depth: int) -> bytes:
+    """An event nested ``depth`` levels deep, itself the first: ``{"x0": 1, "deep": {...}}``."""
+    return b'{"x0":1,"deep":' + b'{"a":' * (depth - 1) + b"1" + b"}" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+@pytest.mark.parametrize("depth", [63, 64, 65, 254, 255, 256, 300, 1023, 1024, 5000])
+def test_nesting_past_the_limit_is_a_dead_letter(depth: int, rows: int) -> None:
+    good = [orjson.dumps({"x0": i, "deep": {"a": i}}) for i in range(rows - 1)]
+    r = decode(*good, nested(depth))
+    if depth <= MAX_DEPTH:
+        assert len(r.batch) == rows and r.dead_letters == []
+        assert column(r, "deep")[-1].count("{") == depth - 1
+    else:
+        assert len(r.batch) == rows - 1
+        assert [(d.offset, d.reason) for d in r.dead_letters] == [
+            (rows - 1, f"nested deeper than {MAX_DEPTH} levels")
+        ]
+
+
+def test_nesting_counts_arrays_and_objects_alike() -> None:
+    deep_array = b'{"a":' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    too_deep = b'{"a":' + b"[{}," * (MAX_DEPTH - 1) + b"1" + b"]" * (MAX_DEPTH - 1) + b"}"
+    wide = orjson.dumps({"a": [{"b": [i]} for i in range(500)]})  # many brackets, 4 levels
+    r = decode(deep_array, too_deep, wide)
+    assert r.batch.meta.offsets.tolist() == [0, 2]
+    assert [d.offset for d in r.dead_letters] == [1]
+
+
+def test_typed_path_hands_a_nesting_too_deep_for_it_to_the_exact_path() -> None:
+    rows = [orjson.dumps({"x": i, "d": {"a": i}}) for i in range(50)]
+    rows[20] = b'{"x": 1, "d": ' + b"[" * 1000 + b"]" * 1000 + b"}"  # msgspec: RecursionError
+    r = decode(*rows)
+    assert [d.offset for d in r.dead_letters] == [20] and len(r.batch) == 49
+
+
+@pytest.mark.parametrize("name", ['a"b', "a\\b", '"', "\\", "", " ", "é", "a.b", "a b"])
+@pytest.mark.parametrize("rows", [2, 10, 100])
+def test_any_field_name_without_control_characters_gets_its_column(name: str, rows: int) -> None:
+    r = decode_json(
+        Messages.from_values([orjson.dumps({name: i, "y": 1}) for i in range(rows)]),
+        "y",
+        "classification",
+    )
+    assert column(r, name) == [float(i) for i in range(rows)] and r.batch.partial is None
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x01", "line\nbreak", "x" * (MAX_NAME_CHARS + 1)])
+@pytest.mark.parametrize("rows", [2, 100])
+def test_field_names_past_the_rules_get_no_column_and_mark_the_row(name: str, rows: int) -> None:
+    events = [orjson.dumps({"x": i, name: i, "y": 1}) for i in range(rows - 1)]
+    events.append(orjson.dumps({"x": 0, "y": 0}))
+    r = decode_json(Messages.from_values(events), "y", "classification")
+    assert r.batch.field_names == ["x", "y"] and r.dead_letters == []
+    assert r.batch.partial is not None
+    assert r.batch.partial.tolist() == [True] * (rows - 1) + [False]
+
+
+def test_a_name_of_the_longest_length_gets_its_column() -> None:
+    name = "n" * MAX_NAME_CHARS
+    r = decode(*[orjson.dumps({name: i}) for i in range(20)])
+    assert r.batch.field_names == [name]
+
+
+def test_a_target_with_quotes_in_its_name_decodes() -> None:
+    events = [orjson.dumps({"x": i, 'the "y"': i % 2}) for i in range(50)]
+    r = decode_json(Messages.from_values(events), 'the "y"', "classification")
+    assert column(r, 'the "y"') == [i % 2 for i in range(50)]
+
+
+def test_thousands_of_distinct_names_get_at_most_the_batch_limit_of_columns() -> None:
+    # 1,000 events of 10 names never seen elsewhere (10,000 in all) and two common fields
+    events = [
+        orjson.dumps({"x": i, **{f"n{i}_{j}": j for j in range(10)}, "y": i % 2})
+        for i in range(1000)
+    ]
+    r = decode_json(Messages.from_values(events), "y", "classification")
+    names = r.batch.field_names
+    assert len(names) == MAX_BATCH_FIELDS + 1  # the target's column besides
+    assert names[0] == "x" and "y" in names  # the field every event has comes first
+    kept_events = MAX_BATCH_FIELDS // 10 - 1  # x takes one place: n199_9 does not fit
+    assert r.batch.partial is not None
+    assert np.flatnonzero(~r.batch.partial).tolist() == list(range(kept_events))
+    assert len(r.batch) == 1000 and r.dead_letters == []
+
+
+def test_a_frequent_field_keeps_its_column_however_many_rare_ones_come_first() -> None:
+    junk = [orjson.dumps({f"j{i}_{k}": 1 for k in range(100)}) for i in range(30)]
+    good = [orjson.dumps({"a": i, "b": "c"}) for i in range(10)]
+    r = decode(*junk, *good)
+    assert column(r, "a")[30:] == [float(i) for i in range(10)]
+    assert r.batch.partial is not None and not r.batch.partial[30:].any()
+
+
+@pytest.mark.parametrize("rows", [1, 50])
+def test_events_past_the_size_limit_are_dead_letters(rows: int) -> None:
+    largest = b'{"s":"' + b"x" * (MAX_EVENT_BYTES - 8) + b'"}'
+    events = [orjson.dumps({"s": "a"})] * (rows - 1) + [largest, largest[:-2] + b'x"}']
+    r = decode(*events)
+    assert len(r.batch) == rows and len(column(r, "s")[-1]) == MAX_EVENT_BYTES - 8
+    assert [d.reason for d in r.dead_letters] == [
+        f"payload of {MAX_EVENT_BYTES + 1} bytes; at most {MAX_EVENT_BYTES} are accepted"
+    ]
+
+
+@pytest.mark.parametrize("rows", [1, 50])
+def test_a_field_given_twice_takes_its_last_value(rows: int) -> None:
+    r = decode(*[b'{"a": 1, "b": 2, "a": 3}'] * rows)
+    assert column(r, "a") == [3.0] * rows and r.batch.field_names == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"a": NaN}', "not JSON: unexpected character"),
+        (b'{"a": Infinity}', "not JSON: unexpected character"),
+        (b'{"a": -Infinity}', "not JSON: no digit after sign"),
+        (b'{"a": 1e400}', "not JSON: number is infinity"),
+        (b'{"a": ' + b"9" * 400 + b"}", "not JSON: number is infinity"),
+        (b'{"a": "\xff"}', "not JSON: str is not valid UTF-8"),
+        (b'{"a": "\\ud800"}', "not JSON: no low surrogate"),
+        (b'{"\\udfff": 1}', "not JSON"),
+        (b'{"a": "x\x00y"}', "not JSON: unexpected control character"),
+        (b"\x00\x01\x02", "not JSON"),
+        (b'{"a": 1', "not JSON"),
+        (b"[]", "not a JSON object: got an array"),
+        (b"null", "not a JSON object: got null"),
+        (b"12", "not a JSON object: got a number"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 50])
+def test_hostile_payloads_are_dead_letters_with_their_reason(
+    payload: bytes, reason: str, rows: int
+) -> None:
+    r = decode(*[orjson.dumps({"a": i}) for i in range(rows - 1)], payload)
+    assert len(r.batch) == rows - 1
+    assert len(r.dead_letters) == 1 and r.dead_letters[0].reason.startswith(reason)
+
+
+def test_random_bytes_never_raise() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        payloads = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.choice([1, 20]))]
+        r = decode(*payloads)
+        assert len(r.batch) + len(r.dead_letters) == len(payloads)
+
+
+def test_huge_integers_decode_as_numbers() -> None:
+    r = decode(b'{"a": 18446744073709551616}', b'{"a": -9223372036854775809}', b'{"a": "s"}')
+    assert column(r, "a") == [2.0**64, -(2.0**63), "s"]

@@ -13,8 +13,9 @@ booleans and null                           ``float64`` 0/1, NaN missing; listed
 booleans mixed with numbers                 ``float64`` (true = 1, false = 0), not boolean
 strings and null                            ``object``: ``str``, ``None`` missing
 nested arrays / objects                     ``object``: the value's JSON text
-strings mixed with numbers or booleans      ``object`` of strings: ``str(number)`` and
-                                            ``"true"``/``"false"`` (so ``1`` becomes ``"1"``)
+strings mixed with numbers or booleans      ``object``: each value as it is (``str``,
+                                            ``int``, ``float``, ``bool``), so that what
+                                            reads the column can tell ``1`` from ``"1"``
 null (or absent) in every row               ``object``, all ``None`` (its type is unknown)
 ==========================================  ===============================================
 
@@ -27,11 +28,20 @@ with ``None`` for unlabeled rows. For regression the target is a number (not a b
 column is ``float64`` with NaN for unlabeled rows. When ``target`` is given the batch always
 has its column, even if no row carries it.
 
+A field given twice in one object takes its last value. The limits of ``streamfit.limits``
+apply: a field whose name is longer than ``MAX_NAME_CHARS`` or holds a control character gets
+no column, and neither do the least frequent fields of a batch of more than
+``MAX_BATCH_FIELDS``; the rows that had such a field are marked in ``Batch.partial``.
+
 Dead-letter reasons, one per kind of bad row::
 
     no payload (null value)
     empty payload
+    payload of 2000000 bytes; at most 1048576 are accepted
     not JSON: unexpected character, expected a JSON value at character 0
+    not JSON: str is not valid UTF-8: surrogates not allowed at character 9
+    not JSON: number is infinity when parsed as double at character 5
+    nested deeper than 64 levels
     not a JSON object: got an array
     target 'match' is an array; a classification target is a string, integer or boolean
     target 'price' is a boolean; a regression target must be a number
@@ -66,7 +76,9 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator, Sequence
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -80,6 +92,7 @@ import orjson
 import pyarrow as pa
 
 from streamfit.batch import Batch, DeadLetter, Messages
+from streamfit.limits import MAX_BATCH_FIELDS, MAX_DEPTH, MAX_EVENT_BYTES, MAX_NAME_CHARS
 
 __all__ = ["DecodeResult", "decode_json"]
 
@@ -159,13 +172,25 @@ def _decode(messages: Messages, target: str | None, task: Task) -> DecodeResult:
     if target is not None:
         labels, rows, good = _target_column(rows, good, target, task, bad)
 
+    columns = _columns(rows, skip=target)
+    if columns.too_deep:  # rare: those rows become dead letters, the others are read again
+        keep = [j for j in range(len(rows)) if j not in columns.too_deep]
+        for j in columns.too_deep:
+            bad[good[j]] = _TOO_DEEP
+        rows, good = [rows[j] for j in keep], [good[j] for j in keep]
+        if labels is not None:
+            labels = labels[np.asarray(keep, dtype=np.intp)]
+        columns = _columns(rows, skip=target)
     all_good = len(good) == len(values)
     meta = messages if all_good else messages.take(np.asarray(good, dtype=np.intp))
-    columns, booleans = _columns(rows, skip=target)
     if target is not None and labels is not None:
-        columns[target] = labels
+        columns.arrays[target] = labels
+    partial = None
+    if columns.partial:
+        partial = np.zeros(len(rows), dtype=bool)
+        partial[columns.partial] = True
     dead = [DeadLetter.from_row(messages, row, bad[row]) for row in sorted(bad)]
-    return DecodeResult(Batch(columns, meta, frozenset(booleans)), dead)
+    return DecodeResult(Batch(columns.arrays, meta, frozenset(columns.booleans), partial), dead)
 
 
 # --- the typed fast path ---------------------------------------------------------------------
@@ -182,6 +207,19 @@ _LABEL = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | str | bool | 
 _NUMBER, _FLAG, _TEXT = float | None, bool | None, str | None
 _KIND_TYPES: dict[type, Any] = {int: _NUMBER, float: _NUMBER, bool: _FLAG, str: _TEXT}
 _UNSET = msgspec.UNSET
+# an event that does not fit a layout; RecursionError: nested deeper than msgspec follows
+_DOES_NOT_FIT = (msgspec.DecodeError, UnicodeDecodeError, TypeError, RecursionError)
+# what a layout's names may not hold (msgspec cannot rename fields to them), besides what no
+# column is given for (``_is_column_name``)
+_NOT_PLAIN = re.compile(r'["\\\x00-\x1f]')
+
+
+def _plain_names(names: Iterable[str | None]) -> bool:
+    """Whether a typed layout can have fields of these names (``None``: no target)."""
+    return not any(
+        name is not None and (len(name) > MAX_NAME_CHARS or _NOT_PLAIN.search(name))
+        for name in names
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,20 +256,25 @@ def _decode_typed(messages: Messages, target: str | None, task: Task) -> DecodeR
     values = messages.values
     if len(values) < _TYPED_MIN_ROWS:
         return None
+    try:
+        if max(map(len, values)) > MAX_EVENT_BYTES:  # type: ignore[arg-type]
+            return None
+    except TypeError:  # a message without a payload
+        return None
     found = _layout_of(values, target, task)
     if found is None:
         return None
     signature, layout = found
     try:
         rows = list(map(layout.decoder.decode, values))  # type: ignore[arg-type]
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+    except _DOES_NOT_FIT:
         layout, fits = _extended(layout, values, target, task)
         _layouts[signature] = layout  # grown as far as it got: the next batch goes on from it
         if not fits:
             return None
         try:
             rows = list(map(layout.decoder.decode, values))  # type: ignore[arg-type]
-        except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+        except _DOES_NOT_FIT:
             return None
     found_columns = _number_columns(rows, layout.numbers) if layout.numbers else {}
     flags = set()
@@ -290,6 +333,8 @@ def _layout_of(
     signature = (tuple(kinds.items()), target, task)
     layout = _layouts.get(signature)
     if layout is None:
+        if len(kinds) > MAX_BATCH_FIELDS - _LATE_FIELDS or not _plain_names([*kinds, target]):
+            return None
         if len(_layouts) >= _LAYOUTS_KEPT:
             _layouts.clear()
         layout = _layouts[signature] = _make_layout(kinds, {}, target, task)
@@ -309,7 +354,7 @@ def _extended(
         for at in range(start, len(values)):
             try:
                 decode(values[at])  # type: ignore[arg-type]
-            except (msgspec.DecodeError, UnicodeDecodeError, TypeError):
+            except _DOES_NOT_FIT:
                 break
         else:
             return layout, True
@@ -324,7 +369,7 @@ def _extended(
             for key, v in event.items()
             if key != target and key not in layout.kinds and key not in layout.late
         }
-        if not new or len(layout.late) + len(new) > _LATE_FIELDS:
+        if not new or len(layout.late) + len(new) > _LATE_FIELDS or not _plain_names(new):
             return layout, False
         layout = _make_layout(layout.kinds, {**layout.late, **new}, target, task)
         start = at
@@ -437,8 +482,10 @@ def _parse(
     """The parsed JSON objects and their row numbers; reasons for the others go into ``bad``."""
     loads = orjson.loads
     try:
+        if max(map(len, values), default=0) > MAX_EVENT_BYTES:  # type: ignore[arg-type]
+            raise orjson.JSONDecodeError("too large", "", 0)
         parsed: list[Any] = [loads(v) for v in values]  # type: ignore[arg-type]
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):  # TypeError: a message without a payload
         parsed = _parse_one_by_one(values, bad)
     else:
         if set(map(type, parsed)) <= {dict}:
@@ -464,12 +511,15 @@ def _parse_one_by_one(values: Sequence[bytes | None], bad: dict[int, str]) -> li
             bad[i] = "no payload (null value)"
         elif len(value) == 0:
             bad[i] = "empty payload"
+        elif len(value) > MAX_EVENT_BYTES:
+            bad[i] = f"payload of {len(value)} bytes; at most {MAX_EVENT_BYTES} are accepted"
         else:
             try:
                 out.append(loads(value))
                 continue
             except orjson.JSONDecodeError as exc:
-                bad[i] = f"not JSON: {exc.msg} at character {exc.pos}"
+                too_deep = exc.msg.startswith("depth limit exceeded")  # orjson's: 1024 levels
+                bad[i] = _TOO_DEEP if too_deep else f"not JSON: {exc.msg} at character {exc.pos}"
         out.append(None)
     return out
 
@@ -539,25 +589,61 @@ _ARROW_TYPES: dict[type, Any] = {
     str: pa.large_string(),
 }
 _HINT_ROWS = 64  # rows scanned for a field's first non-null value before giving up
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
 
-def _columns(
-    rows: list[dict[str, Any]], skip: str | None
-) -> tuple[dict[str, npt.NDArray[Any]], list[str]]:
+@dataclass(slots=True)
+class _Columns:
+    """A batch's columns, and what ``_columns`` found on the way."""
+
+    arrays: dict[str, npt.NDArray[Any]]
+    booleans: list[str]
+    partial: list[int]  # rows with fields that got no column
+    too_deep: set[int]  # rows nested deeper than ``MAX_DEPTH``
+
+
+def _columns(rows: list[dict[str, Any]], skip: str | None) -> _Columns:
     """One array per field (first-seen order), and the names of the boolean fields."""
+    out = _Columns({}, [], [], set())
     names = [n for n in _field_names(rows) if n != skip]
     if not names:
-        return {}, []
+        return out
+    names, out.partial = _column_names(rows, names, skip)
     converted = _convert_with_arrow(rows, _type_hints(rows, names))
-    columns: dict[str, npt.NDArray[Any]] = {}
-    booleans: list[str] = []
     for name in names:
         found = converted.get(name)
-        column, is_boolean = found if found else _column([row.get(name) for row in rows])
-        columns[name] = column
+        if found:
+            column, is_boolean = found
+        else:
+            column, is_boolean = _column([row.get(name) for row in rows], out.too_deep)
+        out.arrays[name] = column
         if is_boolean:
-            booleans.append(name)
-    return columns, booleans
+            out.booleans.append(name)
+    return out
+
+
+def _column_names(
+    rows: list[dict[str, Any]], names: list[str], skip: str | None
+) -> tuple[list[str], list[int]]:
+    """The fields that get a column (``names`` is every field of the rows but ``skip``), and
+    the rows that have others: names longer than ``MAX_NAME_CHARS`` or with a control
+    character get none, and past ``MAX_BATCH_FIELDS`` only the fields most rows have do
+    (the first seen among equally frequent ones)."""
+    kept = [name for name in names if _is_column_name(name)]
+    if len(kept) > MAX_BATCH_FIELDS:
+        counts = Counter(chain.from_iterable(rows))
+        place = {name: i for i, name in enumerate(kept)}
+        chosen = set(sorted(kept, key=lambda n: (-counts[n], place[n]))[:MAX_BATCH_FIELDS])
+        kept = [name for name in kept if name in chosen]
+    if len(kept) == len(names):
+        return names, []
+    columns = {*kept, skip}
+    return kept, [j for j, row in enumerate(rows) if not columns.issuperset(row)]
+
+
+def _is_column_name(name: str) -> bool:
+    return len(name) <= MAX_NAME_CHARS and not _CONTROL.search(name)
 
 
 def _field_names(rows: list[dict[str, Any]]) -> list[str]:
@@ -572,7 +658,8 @@ def _field_names(rows: list[dict[str, Any]]) -> list[str]:
 
 def _type_hints(rows: list[dict[str, Any]], names: list[str]) -> dict[str, type]:
     """For each field, the type of its first non-null value in the first rows."""
-    hints = {k: type(v) for k, v in rows[0].items() if v is not None}
+    wanted = set(names)
+    hints = {k: type(v) for k, v in rows[0].items() if v is not None and k in wanted}
     pending = [n for n in names if n not in hints]
     for row in rows[1:_HINT_ROWS]:
         if not pending:
@@ -618,8 +705,12 @@ def _to_float64(array: Any) -> npt.NDArray[np.float64]:
     return array.to_numpy(zero_copy_only=False, writable=True)  # type: ignore[no-any-return]
 
 
-def _column(values: list[Any]) -> tuple[npt.NDArray[Any], bool]:
-    """One field's values as an array, and whether the field is boolean (the general path)."""
+def _column(values: list[Any], too_deep: set[int] | None = None) -> tuple[npt.NDArray[Any], bool]:
+    """One field's values as an array, and whether the field is boolean (the general path).
+
+    Rows whose value is nested deeper than ``MAX_DEPTH`` allows are added to ``too_deep``
+    (their cell is ``None``).
+    """
     kinds = set(map(type, values))
     kinds.discard(_NONE)
     if kinds and kinds <= {int, float}:
@@ -633,18 +724,47 @@ def _column(values: list[Any]) -> tuple[npt.NDArray[Any], bool]:
         return np.array(values, dtype=np.float64), False
     if kinds <= {str}:  # strings, or null in every row
         return _object_array(values), False
-    return _object_array([_as_text(v) for v in values]), False
+    if not kinds & {dict, list}:  # strings with numbers or booleans: each kept as it is
+        return _object_array(values), False
+    cells = list(values)
+    for j, value in enumerate(values):
+        if type(value) in (dict, list):
+            text = _nested_text(value)
+            if text is None and too_deep is not None:
+                too_deep.add(j)
+            cells[j] = text
+    return _object_array(cells), False
 
 
-def _as_text(value: Any) -> str | None:
-    kind = type(value)
-    if kind is str or value is None:
-        return value  # type: ignore[no-any-return]
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is float:
-        return str(value)
-    return orjson.dumps(value).decode()
+def _nested_text(value: dict[str, Any] | list[Any]) -> str | None:
+    """The JSON text of an object or array found in an event (at level 2), ``None`` when it
+    nests deeper than ``MAX_DEPTH`` allows."""
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # orjson writes 254 levels at most
+        return None
+    # each level opens a bracket: fewer brackets than levels allowed, no need to count them
+    if text.count(b"[") + text.count(b"{") >= MAX_DEPTH and _depth(value) >= MAX_DEPTH:
+        return None
+    return text.decode()
+
+
+def _depth(value: Any) -> int:
+    """How many levels of objects and arrays ``value`` nests (0 for a scalar).
+
+    >>> _depth(1), _depth([]), _depth({"a": [1, {"b": 2}]})
+    (0, 1, 3)
+    """
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if type(item) is dict:
+            item = list(item.values())
+        elif type(item) is not list:
+            continue
+        deepest = max(deepest, depth)
+        level.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _object_array(values: Sequence[Any]) -> npt.NDArray[np.object_]:

@@ -103,7 +103,11 @@ def factorize_strings(
     codes, uniques = pd.factorize(column)  # None and NaN -> -1
     texts: list[Any] = uniques.tolist()
     if not set(map(type, texts)) <= {str}:
-        texts = [_as_text(u) for u in texts]
+        # numbers and booleans among the strings: ``True``, ``1`` and ``1.0`` are one key to
+        # ``factorize`` but not one value, so each cell is spelled first
+        spelled = [None if v is None or v != v else _as_text(v) for v in column.tolist()]
+        codes, uniques = pd.factorize(np.array(spelled, dtype=object))
+        texts = uniques.tolist()
     return codes, texts
 
 
@@ -189,7 +193,7 @@ def _parse_number(value: Any) -> float:
             return float(value.replace(",", ""))
         except ValueError:
             return math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float):  # a boolean among numbers counts as 1 or 0
         return float(value)
     return math.nan
 

@@ -243,7 +243,12 @@ def concat_batches(parts: list[Batch]) -> Batch:
             pieces.append(found)
         columns[name] = np.concatenate(pieces)
     booleans = frozenset().union(*(p.booleans for p in parts))
-    return Batch(columns, Messages.concat([p.meta for p in parts]), booleans)
+    partial = None
+    if any(p.partial is not None for p in parts):
+        partial = np.concatenate(
+            [np.zeros(len(p), bool) if p.partial is None else p.partial for p in parts]
+        )
+    return Batch(columns, Messages.concat([p.meta for p in parts]), booleans, partial)
 
 
 def _all_missing(column: npt.NDArray[Any]) -> bool:

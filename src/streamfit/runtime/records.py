@@ -116,6 +116,8 @@ def _keys(own: list[bytes | None], values: npt.NDArray[Any] | None) -> list[byte
     for i, value in enumerate(values.tolist()):
         if value is None or (isinstance(value, float) and value != value):
             continue
+        if isinstance(value, bool):  # in a field of strings and booleans
+            value = "true" if value else "false"
         out[i] = str(value).encode()
     return out
 

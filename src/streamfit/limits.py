@@ -1,0 +1,61 @@
+"""The limits that let no input stop a pipeline, in one place.
+
+Every event is either used or set aside as a dead letter with its reason and its original
+bytes; these limits decide which, and what happens to the parts of an event that go past them.
+Past a limit that is not a dead letter, the event is still scored and stored, and its results
+row keeps the event's original JSON in ``event_payload`` (NULL for the rows that need it not).
+
+======================================  =========  =============================================
+limit                                   value      past it
+======================================  =========  =============================================
+``MAX_EVENT_BYTES``: an event's size    1 MiB      dead letter: ``payload of N bytes; at most
+                                                   1048576 are accepted``
+``MAX_DEPTH``: objects and arrays       64 levels  dead letter: ``nested deeper than 64
+nested in an event (itself level 1)                levels``
+``MAX_NAME_CHARS``: a field name's      256        the field gets no column and no feature
+length                                             (``event_payload`` keeps it)
+field names with a control character    none       the same: no column, no feature
+(U+0000 to U+001F)
+``MAX_BATCH_FIELDS``: fields read into  2,000      the most frequent fields of the poll get
+columns from one poll                              columns; the others none (``event_payload``)
+``MAX_FEATURE_FIELDS``: fields the      1,000      later new fields are not features (counted,
+featurizer learns, per pipeline                    logged once)
+``MAX_RESULT_FIELDS``: event fields     250        later new fields get no column
+with a column in a results table                   (``event_payload``; counted, logged once)
+======================================  =========  =============================================
+
+``MAX_RESULT_FIELDS`` is what every supported database can hold in one row whatever the
+values: PostgreSQL refuses a row of more than 8,160 bytes (about 440 long text values, each
+stored aside with an 18-byte pointer) and MariaDB's InnoDB one of more than 8,126 (about 350
+long text values, 20 bytes each), and each results table also has its own columns and two per
+challenger model.
+
+Strings have no limit of their own: an event's size bounds them. They are stored whole and used
+whole as features (a category's value is hashed, a text's words counted). Text stored in the
+database never holds NUL (PostgreSQL cannot), on every database alike: each NUL is stored as
+U+FFFD, and a results row where that changed one of the event's values keeps the original in
+``event_payload``.
+
+>>> MAX_DEPTH, MAX_RESULT_FIELDS <= MAX_FEATURE_FIELDS <= MAX_BATCH_FIELDS
+(64, True)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "MAX_BATCH_FIELDS",
+    "MAX_DEPTH",
+    "MAX_EVENT_BYTES",
+    "MAX_FEATURE_FIELDS",
+    "MAX_NAME_CHARS",
+    "MAX_RESULT_FIELDS",
+]
+
+MAX_EVENT_BYTES: Final = 1 << 20
+MAX_DEPTH: Final = 64
+MAX_NAME_CHARS: Final = 256
+MAX_BATCH_FIELDS: Final = 2_000
+MAX_FEATURE_FIELDS: Final = 1_000
+MAX_RESULT_FIELDS: Final = 250
