@@ -144,11 +144,14 @@ def test_include_exclude_and_constructor_exclude() -> None:
 
 
 def test_numbers_are_standardized_with_running_moments() -> None:
+    """Each learned value is scaled with the moments of the values up to and including it."""
     f = featurizer()
     values = [1.0, 2.0, 3.0, 4.0]
     X = f.learn_transform(batch(*({"x": v} for v in values)))
-    mean, std = float(np.mean(values)), float(np.std(values))
-    assert at(X, "x") == pytest.approx([(v - mean) / std for v in values])
+    expected = [0.0] + [
+        (v - np.mean(values[: i + 1])) / np.std(values[: i + 1]) for i, v in enumerate(values) if i
+    ]
+    assert at(X, "x") == pytest.approx(expected)
     X = f.learn_transform(batch({"x": 10.0}))
     values.append(10.0)
     mean, std = float(np.mean(values)), float(np.std(values))
@@ -156,6 +159,21 @@ def test_numbers_are_standardized_with_running_moments() -> None:
     m = f.moments("x")
     assert m.count == 5
     assert (m.mean, m.variance) == pytest.approx((mean, std**2))
+    scored = f.transform(batch({"x": 2.0}))  # scoring learns nothing
+    assert at(scored, "x") == pytest.approx([(2.0 - mean) / std])
+    assert f.moments("x").count == 5
+
+
+def test_running_moments_do_not_depend_on_the_blocks() -> None:
+    rng = np.random.default_rng(3)
+    rows = [{"x": float(v), "z": float(w)} for v, w in rng.lognormal(3, 2, size=(300, 2))]
+    whole = featurizer()
+    X = whole.learn_transform(batch(*rows)).toarray()
+    for size in (1, 7, 128):
+        f = featurizer()
+        parts = [f.learn_transform(batch(*rows[s : s + size])) for s in range(0, 300, size)]
+        assert np.array_equal(sp.vstack(parts).toarray(), X)
+        assert f.state() == whole.state()
 
 
 def test_numbers_are_clipped() -> None:
@@ -169,7 +187,7 @@ def test_missing_numbers_get_an_indicator_and_no_value() -> None:
     f = featurizer()
     X = f.learn_transform(batch({"x": 1.0}, {"x": None}, {"x": 5.0}, {}))
     assert at(X, f"x={MISSING}") == [0.0, 1.0, 0.0, 1.0]
-    assert at(X, "x") == [-1.0, 0.0, 1.0, 0.0]
+    assert at(X, "x") == [0.0, 0.0, 1.0, 0.0]
     assert f.moments("x").count == 2
 
 
@@ -199,7 +217,7 @@ def test_numeric_override_parses_strings_with_thousands_separators() -> None:
     m = f.moments("income")
     assert (m.count, m.mean) == (2, (69487.0 + 1000.0) / 2)
     assert at(X, f"income={MISSING}") == [0.0, 0.0, 1.0, 1.0]
-    assert at(X, "income") == [1.0, -1.0, 0.0, 0.0]
+    assert at(X, "income") == [0.0, -1.0, 0.0, 0.0]  # the first value has no spread yet
 
 
 def test_a_numeric_field_whose_values_turn_into_strings_is_parsed() -> None:
@@ -278,9 +296,9 @@ def test_hashing_is_the_same_in_other_processes() -> None:
         outputs.add(run.stdout)
     assert len(outputs) == 1
     indptr, indices, _ = orjson.loads(outputs.pop())
-    first_row = set(indices[indptr[0] : indptr[1]])
-    keys = ["c=x0", "n", "t:some", "t:words", "t:here", "t:0"]
-    assert first_row == {feature_index(k, N) for k in keys}
+    second_row = set(indices[indptr[1] : indptr[2]])  # (the first one's "n" is 0: no entry)
+    keys = ["c=x1", "n", "t:some", "t:words", "t:here", "t:1"]
+    assert second_row == {feature_index(k, N) for k in keys}
 
 
 def test_unseen_categories_hash_to_their_own_column() -> None:
@@ -387,8 +405,9 @@ def test_matrix_shape_dtype_and_rows() -> None:
     X = f.learn_transform(b)
     assert isinstance(X, sp.csr_matrix) and X.dtype == np.float64
     assert X.shape == (len(b), N) and X.has_canonical_format
+    g = featurizer(exclude=("y",))
     for i in range(len(b)):  # each row is the row of the batch at the same place
-        alone = f.transform(b.take(np.array([i])))  # (a text norm may round differently)
+        alone = g.learn_transform(b.take(np.array([i])))  # (a text norm may round differently)
         assert np.array_equal(X[i].indices, alone.indices)
         assert np.allclose(X[i].data, alone.data, rtol=1e-15, atol=0)
 

@@ -28,6 +28,7 @@ from streamfit.models import (
     LogisticRegression,
     Mergeable,
     Model,
+    Prequential,
     RiverModel,
     SklearnModel,
     Task,
@@ -35,6 +36,7 @@ from streamfit.models import (
     model_from_state,
 )
 from streamfit.models import state as state_format
+from streamfit.models.base import predict_learn_many
 from streamfit.spec.model import BuiltinModelSpec, RiverModelSpec, SklearnModelSpec
 
 N_FEATURES = 2**12
@@ -476,13 +478,55 @@ def test_builtin_input_checks() -> None:
         model.predict_many(np.ones((2, N_FEATURES)))
 
 
-def test_big_batches_are_learned_in_micro_batches() -> None:
-    X, y = binary_problem(np.random.default_rng(0), 4000)
-    whole, stepped = LogisticRegression(), LogisticRegression()
-    whole.learn_many(X, y)
-    for s in range(0, 4000, 128):
-        stepped.learn_many(X[s : s + 128], y[s : s + 128])
-    assert whole.state() == stepped.state()
+@pytest.mark.parametrize("problem", ["binary", "multiclass", "regression"])
+def test_builtins_learn_event_by_event_whatever_the_batches(problem: str) -> None:
+    """``predict_learn_many`` predicts each row with the model as it was just before it, and
+    the model after any cut of the rows into batches is the same, bit for bit."""
+    make: Problem = {
+        "binary": binary_problem,
+        "multiclass": multiclass_problem,
+        "regression": regression_problem,
+    }[problem]
+    X, y = make(np.random.default_rng(0), 600)
+    cls: type[LogisticRegression] | type[LinearRegression] = (
+        LinearRegression if problem == "regression" else LogisticRegression
+    )
+    whole = cls(n_features=N_FEATURES)
+    got = whole.predict_learn_many(X, y)
+    one = cls(n_features=N_FEATURES)
+    expected = []
+    for i in range(600):
+        if isinstance(one, LogisticRegression):
+            row = np.zeros(len(whole.classes))
+            proba = one.predict_proba_many(X[i])[0]
+            row[: len(proba)] = proba
+            expected.append(row)
+        else:
+            expected.append(one.predict_many(X[i])[0])
+        one.learn_many(X[i], y[i : i + 1])
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-12, atol=1e-12)
+    assert one.state() == whole.state()
+    stepped = cls(n_features=N_FEATURES)
+    for s in range(0, 600, 77):
+        stepped.learn_many(X[s : s + 77], y[s : s + 77])
+    assert stepped.state() == whole.state()
+
+
+def test_prequential_fallback_predicts_the_block_then_learns_it() -> None:
+    model = build_model(
+        SklearnModelSpec(
+            name="sgd", sklearn="linear_model.SGDClassifier", params={"loss": "log_loss"}
+        ),
+        "classification",
+        N_FEATURES,
+    )
+    assert not isinstance(model, Prequential)
+    X, y = binary_problem(np.random.default_rng(1), 200)
+    model.learn_many(X[:100], y[:100])
+    before = model.predict_proba_many(X[100:])  # type: ignore[attr-defined]
+    got = predict_learn_many(model, X[100:], y[100:])
+    np.testing.assert_array_equal(got, before)
+    assert model.n_seen == 200  # type: ignore[attr-defined]
 
 
 # -- state format ---------------------------------------------------------------------------

@@ -5,8 +5,10 @@ first time the field is seen (``learn_transform``):
 
 * **numeric** (a number column): standardized with the running mean and standard deviation of
   the values learned so far, ``(x - mean) / std`` clipped to ``[-5, 5]`` (0 while the standard
-  deviation is 0). A missing value gives 0 and a missing-indicator feature of 1. Strings in a
-  field typed numeric are parsed, thousands separators removed (``"69,487.00"``); what does not
+  deviation is 0). Learning updates them one event at a time, each event scaled with the
+  moments that include it, as River's ``StandardScaler`` does; scoring uses them as they
+  stand. A missing value gives 0 and a missing-indicator feature of 1. Strings in a field
+  typed numeric are parsed, thousands separators removed (``"69,487.00"``); what does not
   parse is missing.
 * **boolean** (a decoded boolean column): 1 or 0; missing gives the missing indicator.
 * **categorical** (a string column): one feature per value, 1 for the row's value. Values never
@@ -68,7 +70,7 @@ from streamfit.features.columns import (
     token_counts,
 )
 from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
-from streamfit.features.moments import Moments
+from streamfit.features.moments import Moments, standardize_running
 from streamfit.features.reuse import Entries, Kinds, ScoredEntries
 from streamfit.spec.model import FeaturesSpec, FieldType
 
@@ -105,10 +107,10 @@ class Featurizer:
     >>> X = f.learn_transform(batch)
     >>> X.shape, f.schema
     ((2, 1024), {'age': 'numeric', 'city': 'categorical'})
-    >>> X[:, feature_index("age", 1024)].toarray().ravel().tolist()
-    [-1.0, 1.0]
+    >>> X[:, feature_index("age", 1024)].toarray().ravel().tolist()  # the first has no spread yet
+    [0.0, 1.0]
     >>> X[0, feature_index("city=Paris", 1024)], X.nnz
-    (np.float64(1.0), 4)
+    (np.float64(1.0), 3)
     >>> Featurizer.from_state(f.state()).state() == f.state()
     True
     """
@@ -171,8 +173,7 @@ class Featurizer:
         """Learn from ``batch`` (new fields, running moments), then transform it."""
         prepared = self._prepare(batch, learn=True)
         numbers = self._numbers(prepared, len(batch))
-        self._update_moments(numbers)
-        return self._assemble(prepared, self._standardized(numbers), len(batch))
+        return self._assemble(prepared, self._learn_standardized(numbers), len(batch))
 
     def learn_transform_blocks(self, batch: Batch, bounds: Sequence[int]) -> list[sp.csr_matrix]:
         """``learn_transform`` of each block ``batch[bounds[i]:bounds[i + 1]]`` in turn.
@@ -180,8 +181,7 @@ class Featurizer:
         The same matrices and the same state, bit for bit, as one ``learn_transform`` call
         per block, with the work that does not depend on the running moments (reading the
         columns, hashing, tokenizing, building the sparse rows) done once for all the
-        blocks: the moments are updated block by block and each block is scaled with the
-        moments after its own update, as ``learn_transform`` does. ``bounds`` starts at 0,
+        blocks (the moments move one event at a time either way). ``bounds`` starts at 0,
         ends at ``len(batch)`` and never decreases.
 
         A batch that brings a new field is handled block by block, since when a field
@@ -198,11 +198,7 @@ class Featurizer:
                 batch.meta, kinds=self._hashed_kinds(batch), version=self._version
             )
         prepared = self._prepare(batch, learn=True, hashed=hashed is None)
-        numbers = self._numbers(prepared, n)
-        scaled = np.empty_like(numbers)
-        for a, b in pairwise(bounds):
-            self._update_moments(numbers[:, a:b])
-            scaled[:, a:b] = self._standardized(numbers[:, a:b])
+        scaled = self._learn_standardized(self._numbers(prepared, n))
         X = self._assemble(prepared, scaled, n, hashed)
         return [_rows(X, a, b) for a, b in pairwise(bounds)]
 
@@ -413,32 +409,14 @@ class Featurizer:
                 values[bad] = np.nan
         return values
 
-    def _update_moments(self, values: Floats) -> None:
-        """Add a batch to the running moments of every numeric field at once (Chan et al.)."""
-        k, n = values.shape
-        if k == 0 or n == 0:
-            return
-        missing = np.isnan(values)
-        if missing.any():
-            size = n - missing.sum(axis=1)
-            mean = np.where(missing, 0.0, values).sum(axis=1) / np.maximum(size, 1)
-            deviations = np.where(missing, 0.0, values - mean[:, None])
-        else:
-            size = np.full(k, n, dtype=np.int64)
-            mean = values.mean(axis=1)
-            deviations = values - mean[:, None]
-        m2 = np.einsum("ij,ij->i", deviations, deviations)
-        count = self._count
-        total = count + size
-        fresh = count == 0
-        delta = mean - self._mean
-        safe = np.maximum(total, 1)
-        combined_mean = self._mean + delta * (size / safe)
-        combined_m2 = self._m2 + (m2 + delta * delta * (count * size / safe))
-        seen = size > 0
-        self._mean = np.where(seen, np.where(fresh, mean, combined_mean), self._mean)
-        self._m2 = np.where(seen, np.where(fresh, m2, combined_m2), self._m2)
-        self._count = total
+    def _learn_standardized(self, values: Floats) -> Floats:
+        """Learn the numeric fields' values (``(fields, rows)``, NaN missing) into the running
+        moments one row after the other, each value scaled with the moments that include it
+        (``moments.standardize_running``): the same whatever the blocks."""
+        count, mean, m2 = self._count.copy(), self._mean.copy(), self._m2.copy()
+        scaled = standardize_running(values, count, mean, m2, _CLIP)
+        self._count, self._mean, self._m2 = count, mean, m2  # new arrays: ``_scaling`` is stale
+        return scaled
 
     def _standardized(self, values: Floats) -> Floats:
         """``(x - mean) / std`` clipped to [-5, 5] per field; 0 where std is 0; NaN stays."""

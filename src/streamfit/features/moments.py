@@ -1,4 +1,12 @@
-"""Running count, mean and variance of a numeric field, updated a batch at a time.
+"""Running count, mean and variance of numeric fields.
+
+``standardize_running`` is what the featurizer learns with: Welford's update, one value at a
+time in stream order, each value standardized with the moments that include it (as River's
+``StandardScaler`` learns an event before transforming it). It is a compiled loop (numba):
+per-event moments are sequential, and updating them one value at a time is what makes the
+result the same, bit for bit, however the stream is cut into blocks.
+
+``Moments`` below holds one field's moments; it is updated a batch at a time.
 
 A batch's own moments are computed with numpy, then combined with the running ones by the
 parallel formula of Chan, Golub and LeVeque (1979), the batch form of Welford's update::
@@ -24,10 +32,64 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Moments"]
+__all__ = ["Moments", "standardize_running"]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _standardize_running(
+    values: np.ndarray, count: np.ndarray, mean: np.ndarray, m2: np.ndarray, clip: float
+) -> np.ndarray:
+    k, n = values.shape
+    out = np.empty((k, n))
+    for f in range(k):
+        c = count[f]
+        mu = mean[f]
+        s = m2[f]
+        for i in range(n):
+            x = values[f, i]
+            if x != x:  # missing
+                out[f, i] = np.nan
+                continue
+            c += 1
+            delta = x - mu
+            mu += delta / c
+            s += delta * (x - mu)
+            z = 0.0
+            if c > 1 and s > 0.0:
+                z = (x - mu) / math.sqrt(s / c)
+                z = min(max(z, -clip), clip)
+            out[f, i] = z
+        count[f] = c
+        mean[f] = mu
+        m2[f] = s
+    return out
+
+
+def standardize_running(
+    values: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int64],
+    mean: npt.NDArray[np.float64],
+    m2: npt.NDArray[np.float64],
+    clip: float,
+) -> npt.NDArray[np.float64]:
+    """Learn ``values`` (``(fields, rows)``, NaN missing) into the moments, row after row, in
+    place; return each value standardized with the moments just after it was learned:
+    ``(x - mean) / std`` clipped to ``[-clip, clip]``, 0 while the std is 0, NaN for NaN.
+
+    >>> count, mean, m2 = np.zeros(1, np.int64), np.zeros(1), np.zeros(1)
+    >>> standardize_running(np.array([[30.0, 50.0, np.nan]]), count, mean, m2, 5.0).tolist()
+    [[0.0, 1.0, nan]]
+    >>> count.tolist(), mean.tolist(), m2.tolist()
+    ([2], [40.0], [200.0])
+    """
+    out: npt.NDArray[np.float64] = _standardize_running(
+        np.ascontiguousarray(values, dtype=np.float64), count, mean, m2, clip
+    )
+    return out
 
 
 @dataclass(slots=True)

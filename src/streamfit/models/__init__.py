@@ -1,7 +1,8 @@
 """Online learners behind one contract (``Model``), and adapters for River and scikit-learn.
 
-* ``LogisticRegression``, ``LinearRegression``: built in, vectorized AdaGrad over sparse
-  hashed features, mergeable, with a versioned non-pickle state format.
+* ``LogisticRegression``, ``LinearRegression``: built in, AdaGrad over sparse hashed features,
+  one event at a time in a compiled loop (``Prequential``), mergeable, with a versioned
+  non-pickle state format.
 * ``RiverModel``, ``SklearnModel``: wrap a River estimator or a scikit-learn ``partial_fit``
   estimator.
 * ``build_model`` makes one from a pipeline's model spec; ``model_from_state`` reads any
@@ -14,7 +15,7 @@
 (True, 'classification')
 """
 
-from streamfit.models.base import Classifier, Mergeable, Model, Task
+from streamfit.models.base import Classifier, Mergeable, Model, Prequential, Task
 from streamfit.models.factory import build_model, model_from_state
 from streamfit.models.linear import LinearRegression, LogisticRegression
 from streamfit.models.river_adapter import RiverModel
@@ -26,6 +27,7 @@ __all__ = [
     "LogisticRegression",
     "Mergeable",
     "Model",
+    "Prequential",
     "RiverModel",
     "SklearnModel",
     "Task",

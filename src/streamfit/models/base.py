@@ -10,6 +10,11 @@ column order of ``predict_proba_many``). Before any label is seen, ``predict_man
 ``None`` values and ``predict_proba_many`` an empty ``(n, 0)`` array; with one class seen, that
 class with probability 1. Regressors predict 0.0 before learning. An empty batch is a no-op.
 
+``Prequential`` models also have ``predict_learn_many(X, y)``: each row predicted by the model
+as it was just before that row, then learned, row after row (River's test-then-train). The
+function ``predict_learn_many`` calls it, or falls back to block semantics for a model without
+it (every row predicted first, then the rows learned): what the runtime calls on each block.
+
 ``state()`` returns bytes in the versioned ``SFST`` format of ``streamfit.models.state`` (not
 pickle for the built-in learners; adapters frame a pickle tied to their library's version);
 the class's ``from_state`` rebuilds an equal model from them (``model_from_state`` picks the
@@ -26,7 +31,16 @@ import scipy.sparse as sp
 
 from streamfit.errors import ModelError
 
-__all__ = ["Classifier", "Mergeable", "Model", "Task", "as_csr", "check_labels"]
+__all__ = [
+    "Classifier",
+    "Mergeable",
+    "Model",
+    "Prequential",
+    "Task",
+    "as_csr",
+    "check_labels",
+    "predict_learn_many",
+]
 
 Task = Literal["classification", "regression"]
 
@@ -74,6 +88,51 @@ class Mergeable(Protocol):
     def merge(self, other: Self) -> None:
         """Fold ``other`` into this model in place (weighted by the events each has seen)."""
         ...
+
+
+@runtime_checkable
+class Prequential(Protocol):
+    """A model that tests and trains on each row in turn, in one call."""
+
+    def predict_learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Per row, in order: predict it with the model as it is, then learn it.
+
+        A classifier returns ``(n, len(classes))`` probabilities with the columns in the order
+        of ``classes`` after the call, 0 in a row's columns for the classes not yet seen when
+        that row was predicted; a regressor returns ``n`` floats.
+        """
+        ...
+
+
+def predict_learn_many(model: Model, X: sp.csr_matrix, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The prequential predictions of ``model`` on ``(X, y)``, which it then has learned.
+
+    ``model.predict_learn_many`` where the model has it (per-event semantics); otherwise every
+    row is predicted by the model as it was before the block, then the block is learned, and
+    the probabilities are laid out in the final class order as ``Prequential`` says.
+
+    >>> from streamfit.models import LogisticRegression
+    >>> X = sp.csr_matrix(np.eye(3))
+    >>> predict_learn_many(LogisticRegression(), X, np.array(["a", "a", "b"])).tolist()
+    [[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
+    """
+    if isinstance(model, Prequential):
+        return model.predict_learn_many(X, y)
+    if not isinstance(model, Classifier):
+        predictions = np.asarray(model.predict_many(X), dtype=np.float64)
+        model.learn_many(X, y)
+        return predictions
+    before = list(model.classes)
+    proba = np.asarray(model.predict_proba_many(X), dtype=np.float64)
+    model.learn_many(X, y)
+    after = list(model.classes)
+    if after == before:
+        return proba
+    out = np.zeros((proba.shape[0], len(after)))
+    position = {label: i for i, label in enumerate(after)}
+    for j, label in enumerate(before):
+        out[:, position[label]] = proba[:, j]
+    return out
 
 
 def as_csr(X: object) -> sp.csr_matrix:

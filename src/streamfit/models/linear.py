@@ -1,43 +1,19 @@
 """Built-in linear learners: logistic regression (binary and softmax) and linear regression.
 
-Both learn online from mini-batches of sparse rows (``scipy.sparse`` CSR, hashed feature space)
-with AdaGrad per-coordinate learning rates, fully vectorized: no Python loop over rows.
+Both learn online over sparse rows (``scipy.sparse`` CSR, hashed feature space) with AdaGrad
+per-coordinate learning rates, one event at a time, as River does: ``predict_learn_many``
+predicts each row with the model as it was just before that row and learns the row right after,
+in a compiled loop over the CSR rows (``streamfit.models._kernels``, numba). ``learn_many`` is
+the same loop without the predictions, so it equals a loop of one-row ``learn_many`` calls bit
+for bit, whatever the batch size.
 
-How a ``learn_many`` call updates the model
--------------------------------------------
-The batch is cut into consecutive *steps* of at most ``micro_batch`` rows (128 by default).
-For each step, with ``X`` the step's rows restricted to the columns they touch (the unique
-indices of its entries) and ``r`` the residuals (prediction - target: ``sigmoid(z) - y``,
-``softmax(z) - onehot(y)`` or ``z - y``):
-
-* gradient ``g = X.T @ r`` (summed over the rows, not averaged), plus ``l2 * n_j * w_j``
-  where ``n_j`` counts the step's rows that touch column ``j`` (so L2 acts as it would per
-  event, whatever the batch size);
-* AdaGrad accumulator ``G += (X * X).T @ (r * r)``: the sum of the *per-row* squared
-  gradients, as per-event AdaGrad would accumulate them;
-* ``w -= learning_rate * g / (sqrt(G) + 1e-8)``, on the touched coordinates only; the
-  intercept follows the same rule with ``intercept_lr``.
-
-Summing the gradient while accumulating per-row squares makes one step of ``n`` rows move
-about as far as ``n`` per-event AdaGrad steps would, which is what lets a model fed batches of
-100 learn about as fast as a per-event learner; the ``micro_batch`` cap keeps a large batch
-(thousands of rows, e.g. a replay) from taking one huge stale step. Measured on the speed-dating
-stream (8,378 events, ~104 features a row, prequential ROC AUC, same features for both):
-
-==========  =====  =====  =====  =====  ========================
-batch         50    100    200    500   one event at a time
-==========  =====  =====  =====  =====  ========================
-this        0.846  0.845  0.836  0.809  0.850
-River LR    0.838  0.832  0.820  0.796  0.846
-==========  =====  =====  =====  =====  ========================
-
-The intercept gets its own, higher rate (``intercept_lr``): with the weights' rate it would
-decay fastest of all (it sees every event) and lag behind the drifting base rate; on the
-stream above, 0.03 (the weights' rate), 0.1, 0.3 and 1.0 give 0.831, 0.838, 0.845 and 0.831.
-
-On 100,000 rows of 10 numeric columns a binary model learns about 1M rows/s in large batches
-and 0.45M rows/s in batches of 100 (predict included); ``predict_proba_many`` runs at tens of
-millions of rows/s.
+For an event with residual ``r`` (prediction - target: ``sigmoid(z) - y``,
+``softmax(z) - onehot(y)`` or ``z - y``), each coordinate ``j`` it touches with value ``x``
+takes the AdaGrad step ``G_j += (r x)**2; w_j -= learning_rate * (r x + l2 w_j) / sqrt(G_j)``;
+the intercept takes the same step with ``intercept_lr``. The intercept gets its own, higher
+rate: it sees every event, so with the weights' rate its step would shrink fastest of all while
+it has to follow the drifting base rate of each class. How the default rates were chosen (on
+the shared streams, not per stream) is in ``bench/README.md``.
 
 Classes
 -------
@@ -47,9 +23,11 @@ class. Before any label it predicts ``None`` with an empty ``(n, 0)`` probabilit
 one class seen, that class with probability 1. Two classes use one weight column and a
 sigmoid; when a third class appears the same object turns into a softmax model: the binary
 weights ``w`` become the columns ``[-w/2, w/2]`` (the same probabilities) and each new class
-gets a zero column.
+gets a zero column. In ``predict_learn_many`` a row is predicted with the classes known before
+it: columns of classes that appear later in the batch are 0 in its row.
 
-Determinism: the same batches in the same order give the same model, bit for bit.
+Determinism: the same rows in the same order give the same model, bit for bit, however they
+are cut into batches.
 """
 
 from __future__ import annotations
@@ -62,12 +40,15 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from streamfit.errors import ModelError, StateFormatError
+from streamfit.models._kernels import linear_prequential, softmax_prequential
 from streamfit.models.base import Task, as_csr, check_labels
 from streamfit.models.state import decode_state, encode_state
 
 __all__ = ["LinearRegression", "LogisticRegression"]
 
 _EPS = 1e-8
+#: parameters of earlier releases that a state blob may still name (ignored when read)
+_RETIRED_PARAMS = frozenset({"micro_batch"})
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -100,20 +81,17 @@ class _AdaGradLinear:
         learning_rate: float,
         intercept_lr: float,
         l2: float,
-        micro_batch: int,
         n_features: int | None,
     ) -> None:
         self.learning_rate = _check_float("learning_rate", learning_rate, low=0.0, strict=True)
         self.intercept_lr = _check_float("intercept_lr", intercept_lr, low=0.0, strict=False)
         self.l2 = _check_float("l2", l2, low=0.0, strict=False)
-        self.micro_batch = _check_int("micro_batch", micro_batch, low=1) or 1
         self.n_features = _check_int("n_features", n_features, low=1, allow_none=True)
         self._n_seen = 0
         self._W: FloatArray = np.zeros((0, 1))  # (n_features, n_cols)
         self._G: FloatArray = np.zeros((0, 1))
         self._b: FloatArray = np.zeros(1)
         self._Gb: FloatArray = np.zeros(1)
-        self._lut: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)  # scratch, not state
         if self.n_features is not None:
             self._allocate(self.n_features)
 
@@ -126,7 +104,6 @@ class _AdaGradLinear:
             "learning_rate": self.learning_rate,
             "intercept_lr": self.intercept_lr,
             "l2": self.l2,
-            "micro_batch": self.micro_batch,
             "n_features": self.n_features,
         }
 
@@ -173,8 +150,9 @@ class _AdaGradLinear:
     def from_state(cls, blob: bytes) -> Self:
         """Rebuild a model from ``state()``; raises ``StateFormatError`` on a bad blob."""
         state = decode_state(blob, expect_model=cls._state_name)
+        params = {k: v for k, v in state.params.items() if k not in _RETIRED_PARAMS}
         try:
-            model = cls(**state.params)
+            model = cls(**params)
         except (TypeError, ModelError) as exc:
             raise StateFormatError(f"model state: bad params {state.params!r}: {exc}") from exc
         try:
@@ -231,9 +209,6 @@ class _AdaGradLinear:
     def _aligned(self, other: Self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         return other._W, other._G, other._b, other._Gb
 
-    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
-        raise NotImplementedError
-
     # -- machinery ---------------------------------------------------------------------------
 
     def _allocate(self, n_rows: int, n_cols: int = 1) -> None:
@@ -243,7 +218,6 @@ class _AdaGradLinear:
         self._G = np.zeros((n_rows, n_cols))
         self._b = np.zeros(n_cols)
         self._Gb = np.zeros(n_cols)
-        self._lut = np.zeros(n_rows, dtype=np.intp)
 
     def _check_X(self, X: object) -> sp.csr_matrix:
         Xc = as_csr(X)
@@ -263,133 +237,23 @@ class _AdaGradLinear:
         Z: FloatArray = np.asarray(X @ self._W) + self._b
         return Z
 
-    def _fit(self, X: sp.csr_matrix, target: npt.NDArray[Any]) -> None:
-        """AdaGrad over consecutive steps of ``micro_batch`` rows (see the module doc).
+    def _run(
+        self, X: sp.csr_matrix, target: npt.NDArray[Any], out: FloatArray, logistic: bool
+    ) -> None:
+        """The compiled predict-then-learn loop over ``X``'s rows, in place (see the module doc).
 
-        The batch's columns are compacted once (``cols``: the columns it touches); each step
-        then works on the subset its own rows touch, with ``np.bincount`` as the sparse
-        products (``X @ w``, ``X.T @ r``), so no sparse matrix is built per step.
+        ``target``: floats for one weight column (0/1 for a sigmoid), class positions for a
+        softmax; ``out``: one prediction (or one row of probabilities) per row.
         """
         if self._W.shape[0] == 0:
             self._allocate(X.shape[1], self._W.shape[1])
-        if not X.has_canonical_format:
-            X = X.copy()
-            X.sum_duplicates()
-        n, k = X.shape[0], self._W.shape[1]
-        indptr, data = X.indptr, X.data
-        cols, local = self._compact(X.indices, self._lut)
-        W, G = self._W[cols], self._G[cols]  # the batch's rows of the weights, updated below
-        if k == 1:
-            self._fit_single(indptr, data, local, W[:, 0], G[:, 0], target)
-            self._W[cols] = W
-            self._G[cols] = G
-            return
-        b, Gb = self._b, self._Gb
-        lut = np.zeros(cols.size, dtype=np.intp)
-        row_of = np.repeat(np.arange(n), np.diff(indptr))
         lr, blr, l2 = self.learning_rate, self.intercept_lr, self.l2
-        column = np.arange(k)
-        for start in range(0, n, self.micro_batch):
-            stop = min(start + self.micro_batch, n)
-            lo, hi = indptr[start], indptr[stop]
-            sub, at = self._compact(local[lo:hi], lut)
-            rows, x = row_of[lo:hi] - start, data[lo:hi]
-            Ws = W[sub]
-            Z = np.bincount(
-                (rows[:, None] * k + column).ravel(),
-                weights=(x[:, None] * Ws[at]).ravel(),
-                minlength=(stop - start) * k,
-            ).reshape(stop - start, k)
-            R = self._residual(Z + b, target[start:stop])
-            parts = x[:, None] * R[rows]  # per-entry gradient contributions
-            slots = (at[:, None] * k + column).ravel()
-            summed = np.bincount(slots, weights=parts.ravel(), minlength=sub.size * k)
-            grad = np.asarray(summed, dtype=np.float64).reshape(sub.size, k)
-            squares = np.bincount(slots, weights=(parts * parts).ravel(), minlength=sub.size * k)
-            Gs = G[sub] + squares.reshape(sub.size, k)
-            G[sub] = Gs
-            if l2:
-                grad += l2 * np.bincount(at, minlength=sub.size)[:, None] * Ws
-            W[sub] = Ws - lr * grad / (np.sqrt(Gs) + _EPS)
-            if blr:
-                Gb += (R * R).sum(axis=0)
-                b -= blr * R.sum(axis=0) / (np.sqrt(Gb) + _EPS)
-        self._W[cols] = W
-        self._G[cols] = G
-
-    def _fit_single(
-        self,
-        indptr: npt.NDArray[np.integer[Any]],
-        data: FloatArray,
-        local: npt.NDArray[np.intp],
-        W: FloatArray,
-        G: FloatArray,
-        target: npt.NDArray[Any],
-    ) -> None:
-        """``_fit`` for one weight column (binary logistic, linear regression), in place.
-
-        The same arithmetic in the same order, with fewer operations per step: a step whose
-        entries are at least a quarter of the batch's columns updates every column of the
-        batch (a column the step does not touch gets a zero step, which leaves it unchanged
-        bit for bit) instead of gathering its own columns first.
-        """
-        n = indptr.shape[0] - 1
-        size = self.micro_batch
-        width = W.shape[0]
-        row_of = np.repeat(np.arange(n, dtype=np.intp) % size, np.diff(indptr))
-        bounds = indptr[[*range(0, n, size), n]].tolist()
-        lr, blr, l2 = self.learning_rate, self.intercept_lr, self.l2
-        b, Gb = self._b, self._Gb
-        lut = np.zeros(width, dtype=np.intp)
-        for step, start in enumerate(range(0, n, size)):
-            stop = min(start + size, n)
-            lo, hi = bounds[step], bounds[step + 1]
-            rows, x, at = row_of[lo:hi], data[lo:hi], local[lo:hi]
-            dense = 4 * (hi - lo) >= width
-            if dense:
-                sub, Ws = None, W
-            else:
-                sub, at = self._compact(at, lut)
-                Ws = W[sub]
-            z = np.bincount(rows, weights=x * Ws[at], minlength=stop - start)
-            R = self._residual((z + b)[:, None], target[start:stop])
-            r = R[:, 0]
-            parts = x * r[rows]
-            grad = np.bincount(at, weights=parts, minlength=Ws.shape[0]).astype(
-                np.float64, copy=False
-            )
-            Gs = (G if dense else G[sub]) + np.bincount(
-                at, weights=parts * parts, minlength=Ws.shape[0]
-            )
-            if l2:
-                grad += l2 * np.bincount(at, minlength=Ws.shape[0]) * Ws
-            step_w = Ws - lr * grad / (np.sqrt(Gs) + _EPS)
-            if dense:
-                G[:] = Gs
-                W[:] = step_w
-            else:
-                G[sub] = Gs
-                W[sub] = step_w
-            if blr:
-                Gb += (R * R).sum(axis=0)
-                b -= blr * R.sum(axis=0) / (np.sqrt(Gb) + _EPS)
-
-    @staticmethod
-    def _compact(
-        index: npt.NDArray[np.integer[Any]], lut: npt.NDArray[np.intp]
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-        """The distinct values of ``index`` and each entry's position among them.
-
-        ``np.unique(index, return_inverse=True)`` without a sort or a scan of the whole
-        space (the distinct values come in an arbitrary but deterministic order): each entry
-        writes its position at its value in ``lut``; the entries that read their own position
-        back are one per value. ``lut`` (as long as the space) is scratch.
-        """
-        position = np.arange(index.size)
-        lut[index] = position
-        distinct = index[lut[index] == position].astype(np.intp, copy=False)
-        lut[distinct] = np.arange(distinct.size)
-        return distinct, lut[index]
+        data = np.asarray(X.data, dtype=np.float64)
+        args = (X.indptr, X.indices, data, target, self._W, self._G, self._b, self._Gb)
+        if self._W.shape[1] == 1:
+            linear_prequential(*args, lr, blr, l2, logistic, out)
+        else:
+            softmax_prequential(*args, lr, blr, l2, out)
 
 
 class LogisticRegression(_AdaGradLinear):
@@ -405,8 +269,6 @@ class LogisticRegression(_AdaGradLinear):
         yet it has to follow the base rate of each class as the stream drifts.
     l2
         L2 penalty per event on the weights the event touches.
-    micro_batch
-        The most rows one AdaGrad step uses; a larger batch is learned in several steps.
     n_features
         Width of the feature space; ``None`` takes it from the first batch.
 
@@ -437,10 +299,9 @@ class LogisticRegression(_AdaGradLinear):
         learning_rate: float = 0.03,
         intercept_lr: float = 0.3,
         l2: float = 0.0,
-        micro_batch: int = 128,
         n_features: int | None = None,
     ) -> None:
-        super().__init__(learning_rate, intercept_lr, l2, micro_batch, n_features)
+        super().__init__(learning_rate, intercept_lr, l2, n_features)
         self._classes: list[object] = []
         self._index: dict[object, int] = {}
 
@@ -455,21 +316,80 @@ class LogisticRegression(_AdaGradLinear):
         return bool(self._W.shape[1] > 1)
 
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
-        """Learn from labeled rows; new labels become new classes."""
+        """Learn from labeled rows, one after the other; new labels become new classes."""
+        self.predict_learn_many(X, y)
+
+    def predict_learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> FloatArray:
+        """Per row, in order: the probabilities before learning it, then learn it.
+
+        Returns ``(n, len(classes))`` with the columns in the order of ``classes`` after the
+        call; a row's columns for classes not yet seen at that row are 0 (all of them before
+        the first label).
+        """
         X = self._check_X(X)
         labels = check_labels(X, y)
-        if X.shape[0] == 0:
-            return
+        n = X.shape[0]
+        if n == 0:
+            return np.zeros((0, len(self._classes)))
         self._check_finite(X)
+        before = len(self._classes)
         codes = self._encode(labels)
-        self._fit(X, codes)
-        self._n_seen += X.shape[0]
+        known = np.empty(n, dtype=np.intp)  # classes known when each row is predicted
+        known[0] = before
+        if n > 1:
+            known[1:] = np.maximum(np.maximum.accumulate(codes[:-1]) + 1, before)
+        proba = np.zeros((n, len(self._classes)))
+        # a row bringing a third (or later) class is predicted with the classes before it,
+        # then the model grows a column and learns it
+        growing = np.flatnonzero((codes == known) & (known >= 2)).tolist()
+        start = 0
+        for stop in [*growing, n]:
+            if stop > start:
+                self._run_rows(X, codes, known, proba, start, stop)
+            if stop < n:
+                row = _rows(X, stop, stop + 1)
+                proba[stop, : known[stop]] = self._proba(row, known[stop])[0]
+                self._to_softmax(known[stop] + 1)
+                self._run(row, codes[stop : stop + 1], np.empty((1, known[stop] + 1)), True)
+            start = stop + 1
+        self._n_seen += n
+        return proba
+
+    def _run_rows(
+        self,
+        X: sp.csr_matrix,
+        codes: npt.NDArray[np.intp],
+        known: npt.NDArray[np.intp],
+        proba: FloatArray,
+        start: int,
+        stop: int,
+    ) -> None:
+        """Predict and learn rows ``start:stop`` in the model's present form."""
+        rows = _rows(X, start, stop)
+        if self._W.shape[1] > 1:
+            k = self._W.shape[1]
+            out = np.empty((stop - start, k))
+            self._run(rows, codes[start:stop], out, True)
+            proba[start:stop, :k] = out
+            return
+        p = np.empty(stop - start)
+        self._run(rows, (codes[start:stop] == 1).astype(np.float64), p, True)
+        seen = known[start:stop]
+        part = proba[start:stop]
+        two = seen >= 2
+        if two.any():
+            part[two, 0] = 1.0 - p[two]
+            part[two, 1] = p[two]
+        part[seen == 1, 0] = 1.0
 
     def predict_proba_many(self, X: sp.csr_matrix) -> FloatArray:
         """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
         X = self._check_X(X)
+        return self._proba(X, len(self._classes))
+
+    def _proba(self, X: sp.csr_matrix, k: int) -> FloatArray:
+        """Probabilities of the first ``k`` classes, from the weights as they stand."""
         n = X.shape[0]
-        k = len(self._classes)
         if k <= 1:
             return np.ones((n, k))
         Z = self._scores(X)
@@ -505,7 +425,7 @@ class LogisticRegression(_AdaGradLinear):
             for value in fresh:
                 _check_label(value)
             for value in fresh:
-                self._add_class(value)
+                self._register(value)
             lookup = np.array([self._index[v] for v in values], dtype=np.intp)
             codes: npt.NDArray[np.intp] = lookup[inverse.reshape(-1)]
             return codes
@@ -526,13 +446,17 @@ class LogisticRegression(_AdaGradLinear):
                     code = new[value] = len(self._classes) + len(new)
             out[i] = code
         for value in new:
-            self._add_class(_plain(value))
+            self._register(_plain(value))
         return out
 
-    def _add_class(self, label: object) -> None:
+    def _register(self, label: object) -> None:
+        """A new class (the weights grow when it is first learned, see ``_to_softmax``)."""
         _check_label(label)
         self._index[label] = len(self._classes)
         self._classes.append(label)
+
+    def _add_class(self, label: object) -> None:
+        self._register(label)
         if len(self._classes) >= 3:
             self._to_softmax(len(self._classes))
 
@@ -553,16 +477,6 @@ class LogisticRegression(_AdaGradLinear):
         self._G = np.hstack([self._G, np.zeros((rows, extra))])
         self._b = np.concatenate([self._b, np.zeros(extra)])
         self._Gb = np.concatenate([self._Gb, np.zeros(extra)])
-
-    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
-        if Z.shape[1] == 1:
-            R: FloatArray = expit(Z) - (target == 1)[:, None]
-            return R
-        Z = Z - Z.max(axis=1, keepdims=True)
-        E = np.exp(Z)
-        P: FloatArray = E / E.sum(axis=1, keepdims=True)
-        P[np.arange(target.shape[0]), target] -= 1.0
-        return P
 
     def _state_classes(self) -> list[object]:
         return list(self._classes)
@@ -646,13 +560,16 @@ class LinearRegression(_AdaGradLinear):
         learning_rate: float = 0.3,
         intercept_lr: float = 1.0,
         l2: float = 0.0,
-        micro_batch: int = 128,
         n_features: int | None = None,
     ) -> None:
-        super().__init__(learning_rate, intercept_lr, l2, micro_batch, n_features)
+        super().__init__(learning_rate, intercept_lr, l2, n_features)
 
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
-        """Learn from rows with float targets."""
+        """Learn from rows with float targets, one after the other."""
+        self.predict_learn_many(X, y)
+
+    def predict_learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> FloatArray:
+        """Per row, in order: the prediction before learning it, then learn it."""
         X = self._check_X(X)
         try:
             target = np.asarray(y, dtype=np.float64)
@@ -660,23 +577,21 @@ class LinearRegression(_AdaGradLinear):
             raise ModelError(f"regression targets must be numbers: {exc}") from exc
         if target.ndim != 1 or target.shape[0] != X.shape[0]:
             raise ModelError(f"targets must be 1-d with {X.shape[0]} values, got {target.shape}")
+        out = np.empty(X.shape[0])
         if X.shape[0] == 0:
-            return
+            return out
         self._check_finite(X)
         if not np.isfinite(target).all():
             raise ModelError("regression targets contain NaN or infinity")
-        self._fit(X, target)
+        self._run(X, target, out, False)
         self._n_seen += X.shape[0]
+        return out
 
     def predict_many(self, X: sp.csr_matrix) -> FloatArray:
         """One float per row."""
         X = self._check_X(X)
         out: FloatArray = self._scores(X)[:, 0]
         return out
-
-    def _residual(self, Z: FloatArray, target: npt.NDArray[Any]) -> FloatArray:
-        R: FloatArray = Z - target[:, None]
-        return R
 
 
 def _check_label(label: object) -> None:
@@ -691,3 +606,14 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _rows(X: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of a CSR matrix, sharing its arrays."""
+    if start == 0 and stop == X.shape[0]:
+        return X
+    lo, hi = int(X.indptr[start]), int(X.indptr[stop])
+    return sp.csr_matrix(
+        (X.data[lo:hi], X.indices[lo:hi], X.indptr[start : stop + 1] - lo),
+        shape=(stop - start, X.shape[1]),
+    )

@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import itertools
 import pickle
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task, as_csr, check_labels
+from streamfit.models.base import Task, as_csr
 from streamfit.models.state import check_library, decode_state, encode_state
 
 __all__ = ["RiverModel", "csr_rows"]
 
 _STATE_NAME = "river"
+
+#: what a River model reads: the events' typed fields (one dict per row), or a CSR matrix
+Features: TypeAlias = Sequence[dict[Any, Any]] | sp.csr_matrix
 
 
 def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
@@ -49,6 +53,22 @@ def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
     indices = X.indices.tolist()
     data = X.data.tolist()
     return [dict(zip(indices[a:b], data[a:b], strict=True)) for a, b in itertools.pairwise(indptr)]
+
+
+def _as_rows(X: Features) -> Sequence[dict[Any, Any]]:
+    """Records as they are; a sparse matrix as ``csr_rows``."""
+    if sp.issparse(X):
+        return csr_rows(as_csr(X))
+    if isinstance(X, Sequence):
+        return X
+    raise ModelError(f"River models learn from records or a CSR matrix, got {type(X).__name__}")
+
+
+def _check_labels(rows: Sequence[dict[Any, Any]], y: object) -> npt.NDArray[Any]:
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.shape[0] != len(rows):
+        raise ModelError(f"labels must be 1-d with {len(rows)} values, got {labels.shape}")
+    return labels
 
 
 def _river() -> Any:
@@ -120,63 +140,101 @@ class RiverModel:
         """Rows not learned: a third class for a binary-only estimator."""
         return self._skipped
 
-    def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
+    def learn_many(self, X: Features, y: npt.NDArray[Any]) -> None:
         """``learn_one`` for each row, in order."""
-        X = as_csr(X)
-        labels = check_labels(X, y)
-        if X.shape[0] == 0:
-            return
-        rows = csr_rows(X)
-        learn = self._estimator.learn_one
+        rows = _as_rows(X)
+        labels = _check_labels(rows, y)
         try:
             if self.task == "regression":
-                targets = labels.astype(np.float64)
-                if not np.isfinite(targets).all():
-                    raise ModelError("regression targets contain NaN or infinity")
-                for row, target in zip(rows, targets.tolist(), strict=True):
+                learn = self._estimator.learn_one
+                for row, target in zip(rows, self._targets(labels).tolist(), strict=True):
                     learn(row, target)
                 self._n_seen += len(rows)
                 return
             for row, label in zip(rows, labels.tolist(), strict=True):
-                code = self._code(_plain(label))
-                if code < 0:
-                    self._skipped += 1
-                    continue
-                learn(row, self._river_labels[code])
-                self._n_seen += 1
+                self._learn_label(row, label)
         except ModelError:
             raise
         except Exception as exc:
-            name = type(self._estimator).__name__
-            raise ModelError(f"River {name} failed to learn: {exc!r}") from exc
+            raise self._failed("learn", exc) from exc
 
-    def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
-        """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
-        X = as_csr(X)
-        self._need_classifier()
-        k = len(self._classes)
-        if k <= 1:
-            return np.ones((X.shape[0], k))
-        predict = self._estimator.predict_proba_one
-        keys = self._river_labels
-        out = np.zeros((X.shape[0], k))
-        for i, row in enumerate(csr_rows(X)):
-            proba = predict(row)
-            out[i] = [proba.get(key, 0.0) for key in keys]
+    def predict_learn_many(self, X: Features, y: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Per row: ``predict_proba_one`` (or ``predict_one``), then ``learn_one``.
+
+        A classifier's rows come back in the final ``classes`` order, 0 for the classes not yet
+        seen at that row (as ``streamfit.models.base.Prequential`` says).
+        """
+        rows = _as_rows(X)
+        labels = _check_labels(rows, y)
+        estimator = self._estimator
+        try:
+            if self.task == "regression":
+                out = np.empty(len(rows))
+                for i, (row, target) in enumerate(
+                    zip(rows, self._targets(labels).tolist(), strict=True)
+                ):
+                    out[i] = estimator.predict_one(row)
+                    estimator.learn_one(row, target)
+                self._n_seen += len(rows)
+                return out
+            seen: list[list[float]] = []
+            for row, label in zip(rows, labels.tolist(), strict=True):
+                seen.append(self._proba_row(row))
+                self._learn_label(row, label)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise self._failed("learn", exc) from exc
+        out = np.zeros((len(rows), len(self._classes)))
+        for i, values in enumerate(seen):
+            out[i, : len(values)] = values
         return out
 
-    def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[Any]:
+    def _learn_label(self, row: dict[Any, Any], label: object) -> None:
+        code = self._code(_plain(label))
+        if code < 0:
+            self._skipped += 1
+            return
+        self._estimator.learn_one(row, self._river_labels[code])
+        self._n_seen += 1
+
+    def _proba_row(self, row: dict[Any, Any]) -> list[float]:
+        k = len(self._classes)
+        if k <= 1:
+            return [1.0] * k
+        proba = self._estimator.predict_proba_one(row)
+        return [proba.get(key, 0.0) for key in self._river_labels]
+
+    def _targets(self, labels: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        targets = labels.astype(np.float64)
+        if not np.isfinite(targets).all():
+            raise ModelError("regression targets contain NaN or infinity")
+        return targets
+
+    def _failed(self, what: str, exc: Exception) -> ModelError:
+        return ModelError(f"River {type(self._estimator).__name__} failed to {what}: {exc!r}")
+
+    def predict_proba_many(self, X: Features) -> npt.NDArray[np.float64]:
+        """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
+        rows = _as_rows(X)
+        self._need_classifier()
+        out = np.zeros((len(rows), len(self._classes)))
+        for i, row in enumerate(rows):
+            out[i] = self._proba_row(row)
+        return out
+
+    def predict_many(self, X: Features) -> npt.NDArray[Any]:
         """The most probable class (``None`` before any label), or a float for regressors."""
-        X = as_csr(X)
+        rows = _as_rows(X)
         if self.task == "regression":
             predict = self._estimator.predict_one
-            return np.array([predict(row) for row in csr_rows(X)], dtype=np.float64)
-        out = np.empty(X.shape[0], dtype=object)
+            return np.array([predict(row) for row in rows], dtype=np.float64)
+        out = np.empty(len(rows), dtype=object)
         if not self._classes:
             return out
         labels = np.empty(len(self._classes), dtype=object)
         labels[:] = self._classes
-        out[:] = labels[self.predict_proba_many(X).argmax(axis=1)]
+        out[:] = labels[self.predict_proba_many(rows).argmax(axis=1)]
         return out
 
     def state(self) -> bytes:

@@ -2,8 +2,8 @@
 
 Every model of a spec gets a ``ModelSlot`` (the model, its kind, its counters). The first is
 the champion: its prediction is the one written as ``prediction``; the others' go beside it.
-A ``ModelSet`` predicts a batch with every model (``predict``), tests each model on a block of
-labeled events and then trains it (``predict_then_learn``), saves and restores the models with
+A ``ModelSet`` predicts a batch with every model (``predict``), tests and trains each model on
+a block of labeled events, event by event (``predict_then_learn``), saves and restores the models with
 a checkpoint, and keeps, per mergeable model, a serving copy merged with the other workers'
 latest states (``refresh_serving``).
 """
@@ -20,7 +20,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.models import build_model, model_from_state
-from streamfit.models.base import Classifier, Mergeable, Model, Task
+from streamfit.models.base import Classifier, Mergeable, Model, Task, predict_learn_many
 from streamfit.runtime.component import Outcome
 from streamfit.spec.model import ModelSpec
 from streamfit.store import ModelPredictions
@@ -52,19 +52,18 @@ class ModelSlot:
 def predict_then_learn(
     model: Model, X: sp.csr_matrix, y: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.float64], list[object]]:
-    """Predict ``X`` with ``model`` as it is, then learn ``(X, y)``: the prequential step.
+    """The prequential step: each row predicted by ``model`` as it was just before that row,
+    then learned (``streamfit.models.base.predict_learn_many``; a model without per-event
+    learning predicts the whole block, then learns it).
 
     Returns what was predicted (a classifier's probabilities, a regressor's values) and the
     classes the probabilities' columns stand for (empty for a regressor).
     """
     if isinstance(model, Classifier) and model.task == "classification":
-        classes = list(model.classes)
-        proba = np.asarray(model.predict_proba_many(X), dtype=np.float64)
-        model.learn_many(X, y)
-        return proba, classes
-    predicted = np.asarray(model.predict_many(X), dtype=np.float64)
-    model.learn_many(X, y.astype(np.float64))
-    return predicted, []
+        proba = np.asarray(predict_learn_many(model, X, y), dtype=np.float64)
+        return proba, list(model.classes)
+    predicted = predict_learn_many(model, X, y.astype(np.float64))
+    return np.asarray(predicted, dtype=np.float64), []
 
 
 class ModelSet:
