@@ -3,10 +3,10 @@
 
 ``tests/unit/state_blobs/`` holds blobs of each kind of state (built-in models, both kinds of
 evaluator, featurizers) written by ``write_blobs`` below at commit 2cea747, before the three
-state formats shared one envelope. Every one must load and, since none of the formats changed,
-``state()`` of what was loaded must give the committed bytes back. The same blobs, cut short,
-with a byte flipped, with other magic or a later version, or with a well-framed header that
-does not describe them, must raise ``StateFormatError`` and nothing else.
+state formats shared one envelope. Every one must load and ``state()`` of what was loaded must
+give the committed bytes back (a model's, less the parameters retired since: ``same_state``).
+The same blobs, cut short, with a byte flipped, with other magic or a later version, or with a
+well-framed header that does not describe them, must raise ``StateFormatError`` and nothing else.
 
 ``python tests/unit/test_state_blobs.py DIR`` writes the same blobs with the code at hand.
 """
@@ -33,6 +33,7 @@ from streamfit.errors import StateFormatError
 from streamfit.evaluation import ClassificationEvaluator, RegressionEvaluator
 from streamfit.features.featurizer import Featurizer
 from streamfit.models import LinearRegression, LogisticRegression, model_from_state
+from streamfit.models import state as state_format
 from streamfit.spec.model import FeaturesSpec
 
 BLOBS = Path(__file__).parent / "state_blobs"
@@ -59,18 +60,40 @@ def test_every_committed_blob_has_a_reader() -> None:
     assert sorted(p.name for p in BLOBS.iterdir()) == sorted(READERS)
 
 
+#: Constructor parameters the built-in models no longer take (since the per-event learners):
+#: a blob that names one still loads, and writes the same state back without it.
+RETIRED_PARAMS = ("micro_batch",)
+
+
+def same_state(written: bytes, old: bytes) -> bool:
+    """``written`` holds what ``old`` held, but for the retired parameters."""
+    if written == old:
+        return True
+    if not old.startswith(state_format.MAGIC):
+        return False
+    before, after = state_format.decode_state(old), state_format.decode_state(written)
+    params = {k: v for k, v in before.params.items() if k not in RETIRED_PARAMS}
+    return (
+        after.params == params
+        and (after.model, after.kind, after.classes) == (before.model, before.kind, before.classes)
+        and after.counters == before.counters
+        and after.arrays.keys() == before.arrays.keys()
+        and all(np.array_equal(after.arrays[k], before.arrays[k]) for k in before.arrays)
+    )
+
+
 @pytest.mark.parametrize("name", sorted(READERS))
 def test_an_earlier_blob_loads_and_writes_back_the_same_bytes(name: str) -> None:
     old = blob(name)
     loaded = READERS[name].from_state(old)
-    assert loaded.state() == old
+    assert same_state(loaded.state(), old)
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(READERS) if n.endswith(".sfst")])
 def test_an_earlier_model_blob_loads_by_the_name_in_its_header(name: str) -> None:
     model = model_from_state(blob(name))
     assert type(model) is READERS[name]
-    assert model.state() == blob(name)
+    assert same_state(model.state(), blob(name))
 
 
 def test_what_the_earlier_blobs_hold() -> None:

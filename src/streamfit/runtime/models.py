@@ -3,9 +3,9 @@
 Every model of a spec gets a ``ModelSlot`` (the model, its kind, its counters). The first is
 the champion: its prediction is the one written as ``prediction``; the others' go beside it.
 A ``ModelSet`` predicts a batch with every model (``predict``), tests and trains each model on
-a block of labeled events, event by event (``predict_then_learn``), saves and restores the models with
-a checkpoint, and keeps, per mergeable model, a serving copy merged with the other workers'
-latest states (``refresh_serving``).
+a block of labeled events, event by event (``predict_then_learn``), saves and restores the
+models with a checkpoint, and keeps, per mergeable model, a serving copy merged with the other
+workers' latest states (``refresh_serving``).
 """
 
 from __future__ import annotations
