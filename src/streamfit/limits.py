@@ -22,7 +22,12 @@ columns from one poll                              columns; the others none (``e
 featurizer learns, per pipeline                    logged once)
 ``MAX_RESULT_FIELDS``: event fields     250        later new fields get no column
 with a column in a results table                   (``event_payload``; counted, logged once)
+``MAX_MAGNITUDE``: a numeric feature's  1e100      missing for the model, counted as invalid
+value                                              (stored as it is)
 ======================================  =========  =============================================
+
+``MAX_MAGNITUDE`` keeps the featurizer's running moments finite: a value near the largest
+double would overflow them, and every later event would be scaled with infinities.
 
 ``MAX_RESULT_FIELDS`` is what every supported database can hold in one row whatever the
 values: PostgreSQL refuses a row of more than 8,160 bytes (about 440 long text values, each
@@ -49,6 +54,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EVENT_BYTES",
     "MAX_FEATURE_FIELDS",
+    "MAX_MAGNITUDE",
     "MAX_NAME_CHARS",
     "MAX_RESULT_FIELDS",
 ]
@@ -59,3 +65,4 @@ MAX_NAME_CHARS: Final = 256
 MAX_BATCH_FIELDS: Final = 2_000
 MAX_FEATURE_FIELDS: Final = 1_000
 MAX_RESULT_FIELDS: Final = 250
+MAX_MAGNITUDE: Final = 1e100

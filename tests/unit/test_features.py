@@ -665,3 +665,91 @@ def test_kept_entries_of_a_poll_of_several_partitions() -> None:
     rows, cols, data = store.recall(poll.take(np.array([0, 2])), kinds=(), version=0) or ((),) * 3
     assert list(rows) == [0, 1] and list(cols) == [10, 12] and list(data) == [0.0, 2.0]
     assert store.recall(poll.take(np.array([1, 3])), kinds=(), version=0) is None  # d not kept
+
+
+# -- type inference that one event cannot poison; limits ----------------------------------------
+
+
+def test_one_wrong_typed_value_early_cannot_retype_a_numeric_field() -> None:
+    rng = np.random.default_rng(3)
+    rows: list[dict[str, Any]] = [{"x0": float(v), "c": "a"} for v in rng.normal(size=100)]
+    for row in rows[:3]:
+        row["x0"] = "abc"
+    f = featurizer()
+    X = f.learn_transform(batch(*rows))
+    assert f.schema == {"x0": "numeric", "c": "categorical"}
+    assert f.invalid_values == {"x0": 3}
+    assert at(X, f"x0={MISSING}")[:4] == [1.0, 1.0, 1.0, 0.0]  # missing for the model
+    assert f.moments("x0").count == 97
+    f.learn_transform(batch({"x0": "def"}, {"x0": "1,234.5"}, {"x0": 2}))
+    assert f.schema["x0"] == "numeric" and f.invalid_values == {"x0": 4}
+
+
+def test_a_field_is_of_the_type_most_of_its_first_values_have() -> None:
+    f = featurizer()
+    f.learn_transform(
+        batch(
+            *[{"s": f"v{i}", "b": i % 2 == 0, "n": i} for i in range(10)],
+            {"s": 1, "b": "maybe", "n": "n/a"},
+            {"s": 2.5, "b": 0, "n": True},
+        )
+    )
+    assert f.schema == {"s": "categorical", "b": "boolean", "n": "numeric"}
+    assert f.invalid_values == {"b": 1, "n": 1}  # "maybe" and "n/a"; true reads 1
+
+
+def test_a_tie_is_not_a_majority_of_numbers() -> None:
+    f = featurizer()
+    f.learn_transform(batch({"z": 75001}, {"z": "SW1A"}))
+    assert f.schema == {"z": "categorical"}
+
+
+def test_types_in_the_spec_always_win() -> None:
+    f = featurizer(types={"n": "categorical", "s": "numeric"})
+    f.learn_transform(batch(*[{"n": i, "s": "x"} for i in range(10)], {"n": "a", "s": "2"}))
+    assert f.schema == {"n": "categorical", "s": "numeric"}
+    assert f.invalid_values == {"s": 10}
+
+
+@pytest.mark.parametrize("value", [1e300, -1e101, "1e308", "NaN", "Infinity", "-inf", [1, 2]])
+def test_numbers_that_would_poison_the_moments_are_missing(value: Any) -> None:
+    f = featurizer()
+    good = [{"x": float(v)} for v in np.random.default_rng(1).normal(size=50)]
+    f.learn_transform(batch(*good))
+    X = f.learn_transform(batch({"x": value}, {"x": 0.5}))
+    m = f.moments("x")
+    assert m.count == 51 and math.isfinite(m.mean) and math.isfinite(m.variance)
+    assert abs(m.mean) < 1 and m.variance < 2
+    assert at(X, f"x={MISSING}") == [1.0, 0.0] and np.isfinite(X.data).all()
+    assert f.invalid_values == {"x": 1}
+
+
+def test_the_schema_holds_at_most_the_limit_of_fields() -> None:
+    from streamfit.limits import MAX_FEATURE_FIELDS
+
+    f = featurizer()
+    wide = {f"f{i}": float(i) for i in range(MAX_FEATURE_FIELDS + 500)}
+    f.learn_transform(batch(wide, wide))
+    assert list(f.schema) == [f"f{i}" for i in range(MAX_FEATURE_FIELDS)]
+    assert f.untracked_fields == 500
+    f.learn_transform(batch({"late": 1.0, "f0": 2.0}))
+    assert "late" not in f.schema and f.untracked_fields == 501
+    state = Featurizer.from_state(f.state())
+    assert state.schema == f.schema
+
+
+def test_memory_for_names_stays_bounded_with_ever_new_names() -> None:
+    f = featurizer(include=["keep*"])
+    for start in range(0, 30_000, 2_000):
+        f.learn_transform(batch({f"n{i}": 1 for i in range(start, start + 2_000)}))
+    assert len(f._wanted_cache) <= 10_000 and f.schema == {}
+
+
+def test_long_values_are_hashed_but_not_remembered() -> None:
+    from streamfit.features.hashing import HashedVocabulary
+
+    vocab = HashedVocabulary("f=", N)
+    long_value, short = "x" * 1_000_000, "short"
+    columns = vocab.indices([long_value, short])
+    assert columns.tolist() == [feature_index("f=" + long_value, N), feature_index("f=short", N)]
+    assert list(vocab._known) == [short]

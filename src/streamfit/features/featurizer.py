@@ -1,7 +1,10 @@
 """The online featurizer: decoded batches to one hashed sparse matrix.
 
 Every field of a batch is one of four kinds, given in ``FeaturesSpec.types`` or inferred the
-first time the field is seen (``learn_transform``):
+first time the field is seen (``learn_transform``), from the values it has in that block: it
+is numeric when most of them are numbers, boolean when most are booleans, else categorical or
+text. One value of another type cannot retype a field, however early it comes: it is invalid
+for the field (see below).
 
 * **numeric** (a number column): standardized with the running mean and standard deviation of
   the values learned so far, ``(x - mean) / std`` clipped to ``[-5, 5]`` (0 while the standard
@@ -25,7 +28,12 @@ field's value, ``f=<missing>`` for its missing indicator, ``f=value`` for a cate
 The schema grows as fields appear; a field absent from a batch is missing in every row of it,
 and a field not yet in the schema is ignored by ``transform``. A field keeps the kind it was
 first given: a numeric field whose values later arrive as strings is parsed, a categorical field
-whose values arrive as numbers uses their JSON spelling (``1.0`` as ``"1"``).
+whose values arrive as numbers uses their JSON spelling (``1.0`` as ``"1"``). A value that
+does not fit its field's kind (a string that is not a number in a numeric field, a number
+beyond ``limits.MAX_MAGNITUDE`` in magnitude, a word that is not yes or no in a boolean one)
+is missing for the model and counted in ``invalid_values``. The schema holds at most
+``limits.MAX_FEATURE_FIELDS`` fields: later new fields are not features (counted in
+``untracked_fields``, the first one logged).
 
 The state (schema and running moments) is written by ``state()`` in a versioned binary format
 that ``from_state`` reads back bit for bit; the same batches in the same order always give the
@@ -48,6 +56,8 @@ State format, version 1: the envelope of :mod:`streamfit._envelope` (little-endi
 from __future__ import annotations
 
 import fnmatch
+import logging
+from collections import Counter
 from collections.abc import Collection, Sequence
 from itertools import pairwise
 from typing import Any
@@ -72,6 +82,7 @@ from streamfit.features.columns import (
 from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
 from streamfit.features.moments import Moments, standardize_running
 from streamfit.features.reuse import Entries, Kinds, ScoredEntries
+from streamfit.limits import MAX_FEATURE_FIELDS, MAX_MAGNITUDE
 from streamfit.spec.model import FeaturesSpec, FieldType
 
 __all__ = ["STATE_VERSION", "Featurizer"]
@@ -81,6 +92,9 @@ _MAGIC = b"SFFEATS\x00"
 _WHAT = "featurizer state"
 _KINDS = ("numeric", "categorical", "boolean", "text")
 _CLIP = 5.0
+_WANTED_KEPT = 10_000  # answers of ``_wanted`` kept (all forgotten when full)
+
+log = logging.getLogger("streamfit.features")
 
 Floats = npt.NDArray[np.float64]
 _Codes = tuple[npt.NDArray[np.intp], list[str]]
@@ -137,6 +151,8 @@ class Featurizer:
         self._hashed: list[str] = []  # the categorical and text fields, in schema order
         self._version = 0  # changes whenever the schema does
         self._scored = ScoredEntries()  # hashed entries of scored rows still to be learned
+        self._invalid: Counter[str] = Counter()  # values read as missing, per field
+        self._untracked = 0  # new fields left out because the schema was full
 
     # --- properties ---------------------------------------------------------------------------
 
@@ -158,6 +174,18 @@ class Featurizer:
     def schema(self) -> dict[str, FieldType]:
         """Each field learned so far and its kind, in first-seen order (a copy)."""
         return dict(self._schema)
+
+    @property
+    def invalid_values(self) -> dict[str, int]:
+        """Per field, how many values were read as missing because they do not fit its kind
+        (counted each time a value is read, by this process; not part of the state)."""
+        return dict(self._invalid)
+
+    @property
+    def untracked_fields(self) -> int:
+        """How many times a new field was left out because the schema held
+        ``limits.MAX_FEATURE_FIELDS`` fields already (once per batch it came in)."""
+        return self._untracked
 
     def moments(self, field: str) -> Moments:
         """The running count, mean and variance of a numeric field (a copy)."""
@@ -203,6 +231,8 @@ class Featurizer:
         return [_rows(X, a, b) for a, b in pairwise(bounds)]
 
     def _brings_new_fields(self, batch: Batch) -> bool:
+        if len(self._schema) >= MAX_FEATURE_FIELDS:
+            return False
         for name, column in batch.columns.items():
             if name in self._schema or not self._wanted(name):
                 continue
@@ -314,6 +344,8 @@ class Featurizer:
         """Is ``name`` a feature? ``include``/``exclude`` entries may be glob patterns."""
         known = self._wanted_cache.get(name)
         if known is None:
+            if len(self._wanted_cache) >= _WANTED_KEPT:  # a stream of ever new names
+                self._wanted_cache.clear()
             known = self._wanted_cache[name] = self._decide_wanted(name)
         return known
 
@@ -359,6 +391,13 @@ class Featurizer:
             return "boolean"
         if column.dtype.kind in "iuf":
             return "numeric"
+        if column.dtype == object:
+            present: list[Any] = column[pd.notna(column)].tolist()
+            kinds = Counter(map(type, present))
+            if 2 * (kinds[int] + kinds[float]) > len(present):
+                return "numeric"
+            if 2 * kinds[bool] > len(present):
+                return "boolean"
         texts = column if column.dtype == object else as_texts(column)
         if not pd.notna(texts).any():
             return None
@@ -381,14 +420,22 @@ class Featurizer:
                 kind = self._infer(name, column, boolean)
                 if kind is None:
                     continue
+                if len(self._schema) >= MAX_FEATURE_FIELDS:
+                    self._untrack(name)
+                    continue
                 self._add_field(name, kind)
             if not hashed and kind in ("categorical", "text"):
                 continue
             if kind == "numeric":
-                # float columns go as they are: ``_numbers`` copies them and drops non-finite
-                prepared.numbers[name] = column if column.dtype.kind == "f" else as_numbers(column)
+                # float columns go as they are: ``_numbers`` copies them and drops what does
+                # not fit (non-finite, too large)
+                if column.dtype.kind == "f":
+                    prepared.numbers[name] = column
+                else:
+                    prepared.numbers[name] = self._checked(name, column, as_numbers(column))
             elif kind == "boolean":
-                prepared.flags[name] = as_flags(column, boolean=boolean)
+                flags = as_flags(column, boolean=boolean)
+                prepared.flags[name] = flags if boolean else self._checked(name, column, flags)
             elif kind == "categorical":
                 prepared.categories[name] = factorize_strings(column, boolean=boolean)
             elif column.dtype == object:
@@ -404,10 +451,46 @@ class Featurizer:
             column = prepared.numbers.get(name)
             values[i] = np.nan if column is None else column
         if values.size:
-            bad = ~np.isfinite(values)
+            with np.errstate(invalid="ignore"):
+                bad = ~(np.abs(values) <= MAX_MAGNITUDE)  # NaN too
             if bad.any():
+                invalid = bad & ~np.isnan(values)
+                if invalid.any():
+                    fields = list(self._numeric)
+                    for i, count in enumerate(invalid.sum(axis=1).tolist()):
+                        if count:
+                            self._count_invalid(fields[i], count)
                 values[bad] = np.nan
         return values
+
+    def _checked(self, name: str, column: npt.NDArray[Any], read: Floats) -> Floats:
+        """``read``, the column read as numbers or flags (NaN where it fails), after counting
+        the values it failed on."""
+        failed = np.isnan(read)
+        if failed.any():
+            invalid = int(np.count_nonzero(failed & pd.notna(column)))
+            if invalid:
+                self._count_invalid(name, invalid)
+        return read
+
+    def _count_invalid(self, name: str, count: int) -> None:
+        if name not in self._invalid:
+            log.warning(
+                "field %r is %s: values that do not fit are read as missing (counted in "
+                "Featurizer.invalid_values)",
+                name,
+                self._schema.get(name),
+            )
+        self._invalid[name] += count
+
+    def _untrack(self, name: str) -> None:
+        if not self._untracked:
+            log.warning(
+                "the featurizer learns at most %d fields: new fields such as %r are not features",
+                MAX_FEATURE_FIELDS,
+                name[:100],
+            )
+        self._untracked += 1
 
     def _learn_standardized(self, values: Floats) -> Floats:
         """Learn the numeric fields' values (``(fields, rows)``, NaN missing) into the running

@@ -24,7 +24,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 
 import numpy as np
@@ -85,7 +85,10 @@ class HashedVocabulary:
             out[new] = columns
             if len(known) + len(fresh) > _REMEMBERED:
                 known.clear()
-            known.update(zip(fresh, columns.tolist(), strict=True))
+            remembered: Iterable[tuple[str, int]] = zip(fresh, columns.tolist(), strict=True)
+            if max(map(len, fresh)) > _LONG:  # long values are not kept: memory stays small
+                remembered = ((v, c) for v, c in remembered if len(v) <= _LONG)
+            known.update(remembered)
         return out
 
     def _hashed(self, values: Sequence[str]) -> npt.NDArray[np.int64]:
@@ -105,7 +108,8 @@ class HashedVocabulary:
 #: (measured: ``bench/README.md``), and a batch looks its values up among those hashed before:
 #: its new ones are fewer still.
 _FEW = 512
-#: At most this many values are remembered per field (all are forgotten when it is full).
+#: At most this many values are remembered per field (all are forgotten when it is full), and
+#: none longer than ``_LONG`` characters: at most 4 Mi characters of values a field.
 _REMEMBERED = 16_384
 #: Keys longer than this (in bytes) are hashed one call each: the array passes work on a
 #: matrix as wide as the longest key.
