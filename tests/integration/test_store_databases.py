@@ -160,6 +160,37 @@ def test_training_upserts(store: Store, unique_name: str) -> None:
     assert store.count(table) == 2
 
 
+def test_each_worker_keeps_its_own_training_rows(store: Store, unique_name: str) -> None:
+    table = f"{unique_name}_training"
+    row = {"model": "lr", "model_version": 1, "events_seen": 100, "f1": 0.5}
+    store.write_training(table, [{**row, "worker": "0"}, {**row, "worker": "1", "f1": 0.6}])
+    got = store.read_training(table, model="lr")
+    assert [(r["worker"], r["f1"]) for r in got] == [("0", 0.5), ("1", 0.6)]
+
+
+def test_a_training_table_from_before_the_worker_column_still_takes_rows(
+    store: Store, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = f"{unique_name}_training"
+    old = sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column("model", sa.String(100), nullable=False),
+        sa.Column("model_version", sa.BigInteger),
+        sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
+        sa.Column("recorded_at", sa.DateTime, nullable=False),
+        sa.Column("f1", sa.Float),
+        sa.PrimaryKeyConstraint("model", "events_seen"),
+    )
+    old.metadata.create_all(store.engine)
+    row = {"model": "lr", "model_version": 1, "events_seen": 100, "f1": 0.5}
+    store.write_training(table, [row])
+    store.write_training(table, [{**row, "f1": 0.7}])
+    got = store.read_training(table, model="lr")
+    assert [(r["worker"], r["f1"]) for r in got] == [("0", 0.7)]
+    assert "made before its worker column" in caplog.text
+
+
 def test_dead_letters_keep_the_original_bytes(store: Store) -> None:
     payload = bytes(range(256)) * 1000
     letters = [

@@ -38,9 +38,10 @@ def evaluator_from_state(blob: bytes) -> AnyEvaluator:
 class EvaluationComponent(Component):
     """Prequential metrics of every model of ``models``, written to ``table``."""
 
-    def __init__(self, models: ModelSet, table: str, window: int) -> None:
+    def __init__(self, models: ModelSet, table: str, window: int, worker: str = "0") -> None:
         self.models = models
         self.table = table
+        self.worker = worker
         self.evaluators: dict[str, AnyEvaluator] = {
             name: make_evaluator(models.task, window) for name in models.names
         }
@@ -71,6 +72,7 @@ class EvaluationComponent(Component):
             rows.append(
                 {
                     "model": slot.name,
+                    "worker": self.worker,
                     "model_version": slot.version,
                     "events_seen": slot.events_learned,
                     "recorded_at": recorded,

@@ -149,6 +149,7 @@ class Worker:
             self.models,
             spec.outputs.training_table_name(spec.name),
             spec.evaluation.window,
+            worker_id,
         )
         self.components: list[Component] = [self.evaluation, *components]
         self.component_errors = 0

@@ -538,7 +538,14 @@ class Store:
         """
         if not rows:
             return 0
-        allowed = {"model", "model_version", "events_seen", "recorded_at", *TRAINING_METRICS}
+        allowed = {
+            "model",
+            "worker",
+            "model_version",
+            "events_seen",
+            "recorded_at",
+            *TRAINING_METRICS,
+        }
         params = []
         now = _utcnow()
         for row in rows:
@@ -550,6 +557,7 @@ class Store:
             version = row.get("model_version")
             record: dict[str, Any] = {
                 "model": str(row["model"]),
+                "worker": str(row.get("worker", "0")),
                 "model_version": None if version is None else int(version),
                 "events_seen": int(row["events_seen"]),
                 "recorded_at": _as_time(row.get("recorded_at")) or now,
@@ -569,8 +577,18 @@ class Store:
             self._check_table_name(table)
             definition = training_table(table)
             with self._engine.connect() as conn:
-                exists = sa.inspect(conn).has_table(table)
+                inspector = sa.inspect(conn)
+                exists = inspector.has_table(table)
+                key = inspector.get_pk_constraint(table)["constrained_columns"] if exists else []
             if exists:
+                if "worker" not in [str(c).lower() for c in key]:
+                    log.warning(
+                        "%s was made before its worker column: the rows of several workers at "
+                        "the same events_seen overwrite each other (rename or drop it to get "
+                        "one row per worker)",
+                        table,
+                    )
+                    definition = training_table(table, keyed_by_worker=False)
                 self._add_columns(table, list(definition.columns))
             else:
                 self._create(definition.metadata)
@@ -578,9 +596,11 @@ class Store:
             return definition
 
     def read_training(self, table: str, model: str | None = None) -> list[dict[str, Any]]:
-        """Rows of training ``table`` (of one ``model``), by model and events seen."""
+        """Rows of training ``table`` (of one ``model``), by model, worker and events seen."""
         definition = training_table(table)
-        query = sa.select(definition).order_by(definition.c.model, definition.c.events_seen)
+        query = sa.select(definition).order_by(
+            definition.c.model, definition.c.worker, definition.c.events_seen
+        )
         if model is not None:
             query = query.where(definition.c.model == model)
         with self._guard(f"reading {table}"), self._engine.connect() as conn:

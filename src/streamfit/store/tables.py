@@ -325,15 +325,21 @@ _METRICS: Final = (
 TRAINING_METRICS: Final = _METRICS + tuple(f"window_{m}" for m in _METRICS)
 
 
-def training_table(name: str) -> sa.Table:
-    """A training table: one row per (model, events_seen), every metric nullable."""
+def training_table(name: str, keyed_by_worker: bool = True) -> sa.Table:
+    """A training table: one row per (model, worker, events_seen), every metric nullable.
+
+    ``keyed_by_worker=False`` describes a table made before the ``worker`` column: its key is
+    (model, events_seen), and the column is an ordinary one added to it.
+    """
+    key = ("model", "worker", "events_seen") if keyed_by_worker else ("model", "events_seen")
     return sa.Table(
         name,
         sa.MetaData(),
         sa.Column("model", _key_string(_NAME), nullable=False),
+        sa.Column("worker", _key_string(_NAME), nullable=keyed_by_worker is False),
         sa.Column("model_version", sa.BigInteger),
         sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
         *[sa.Column(m, _double()) for m in TRAINING_METRICS],
-        sa.PrimaryKeyConstraint("model", "events_seen"),
+        sa.PrimaryKeyConstraint(*key),
     )
