@@ -1,9 +1,21 @@
-"""Kill -9 at random points, restart, and get exactly what an uninterrupted run got.
+"""Kill -9 at random points, restart, and lose nothing, duplicate nothing.
 
-A 200k-event pipeline on the real broker (180k labeled events on `train`, 20k on `score`, one
-partition each) runs once without interruption, and once killed with SIGKILL several times and
-restarted each time. Both must end with the same result rows (none missing, none duplicated)
-and the same model, featurizer and evaluator state, byte for byte.
+Both tests run ``streamfit run`` processes on the real broker, over a ``train`` and a ``score``
+topic of three partitions each, in both processing modes, with kills triggered by progress
+(the checkpoints the workers write), never by wall-clock delays:
+
+- ``test_sigkill_at_random_points_changes_nothing``: one worker, over topics that already
+  hold their 200k events. A run killed four times and restarted ends with the same result
+  rows (none missing, none duplicated), the same metrics rows, and the same model,
+  featurizer and evaluator state, byte for byte, as a run that was never interrupted: the
+  blocks of the three partitions are learned in one order fixed by their offsets.
+- ``test_a_second_worker_killed_while_the_first_runs``: two workers of one group over a
+  stream that is still being produced; the second is killed twice and comes back. Every
+  scored event is in the results exactly once, every partition is learned to its end, no
+  worker's metrics series misses an interval.
+
+Under ``exactly_once`` a ``read_committed`` consumer of the predictions topic sees each
+prediction exactly once.
 """
 
 from __future__ import annotations
@@ -14,7 +26,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -22,13 +36,13 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from streamfit.store import Store
-from streamfit.streams.base import OutRecord
-from streamfit.streams.kafka import KafkaSink, create_topics
+from streamfit.streams.kafka import create_topics
 
-TRAIN_EVENTS, SCORE_EVENTS = 180_000, 20_000
+TRAIN_EVENTS, SCORE_EVENTS, PARTITIONS = 180_000, 20_000, 3
+BLOCK, METRICS_EVERY = 1000, 20_000
 
 
 def events(n: int, seed: int, labeled: bool) -> list[bytes]:
@@ -45,13 +59,28 @@ def events(n: int, seed: int, labeled: bool) -> list[bytes]:
     return out
 
 
+def produce(bootstrap: str, topic: str, values: list[bytes], rate: float = 0.0) -> None:
+    """Produce ``values`` round robin over the partitions (``rate`` events/s; 0: flat out)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    started, chunk = time.monotonic(), 2000
+    for start in range(0, len(values), chunk):
+        if rate:
+            ahead = start / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        for i, value in enumerate(values[start : start + chunk], start):
+            while True:
+                try:
+                    producer.produce(topic, value, partition=i % PARTITIONS)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(120) == 0, f"events left undelivered to {topic}"
+
+
 def write_spec(
-    path: Path,
-    name: str,
-    bootstrap: str,
-    database: str,
-    topics: dict[str, str],
-    processing: str = "at_least_once",
+    path: Path, name: str, bootstrap: str, database: str, topics: dict[str, str], processing: str
 ) -> None:
     spec = {
         "name": name,
@@ -65,40 +94,52 @@ def write_spec(
         "topics": topics,
         "target": "y",
         "models": [{"name": "logistic", "builtin": "logistic_regression"}],
-        "evaluation": {"interval_events": 20_000},
+        # metrics at fixed points only (every 20k events learned, and at the end)
+        "evaluation": {"interval_events": METRICS_EVERY, "interval_seconds": 3600},
         "outputs": {"database": database, "predictions_topic": f"{topics['score']}_{name}_out"},
         "processing": processing,
         "batch": {"max_records": 500, "timeout": 0.2},
-        "learning": {"block_events": 1000},
+        "learning": {"block_events": BLOCK},
         "checkpoint": {"interval_events": 15_000, "interval_seconds": 0.5},
     }
     path.write_text(orjson.dumps(spec).decode())
 
 
-def start(spec: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(spec: Path, log: Path, worker_id: str = "0") -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "streamfit.cli.main", "--log-level", "INFO", "run"]
     with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [*command, str(spec), "--stop-when-idle", "4"],
+            [*command, str(spec), "--stop-when-idle", "4", "--worker-id", worker_id],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
 
 
-def checkpointed(database: str) -> int:
-    """How many input events the checkpoints table says were handled (0 before the first)."""
+def sqlite_rows(database: str, query: str) -> list[tuple[Any, ...]]:
+    """``query``'s rows, [] while the database or its tables do not exist yet."""
     path = database.removeprefix("sqlite:///")
     if not Path(path).exists():
-        return 0
+        return []
     with closing(sqlite3.connect(path, timeout=30)) as conn:
         try:
-            (done,) = conn.execute(
-                "SELECT COALESCE(SUM(next_offset), 0) FROM checkpoints"
-            ).fetchone()
+            return conn.execute(query).fetchall()
         except sqlite3.OperationalError:  # the tables are not there yet
-            return 0
-    return int(done)
+            return []
+
+
+def checkpointed(database: str) -> int:
+    """How many input events the checkpoints table says were handled (0 before the first)."""
+    rows = sqlite_rows(database, "SELECT COALESCE(SUM(next_offset), 0) FROM checkpoints")
+    return int(rows[0][0]) if rows else 0
+
+
+def learned_by(database: str, worker: str) -> int:
+    """Events the checkpoint of ``worker`` says it learned (0 before its first)."""
+    rows = sqlite_rows(
+        database, f"SELECT state FROM checkpoint_states WHERE name = '{worker}/counters'"
+    )
+    return int(orjson.loads(rows[0][0])["events_learned"]) if rows else 0
 
 
 def final_state(database: str, name: str) -> dict[str, bytes]:
@@ -108,14 +149,24 @@ def final_state(database: str, name: str) -> dict[str, bytes]:
         return {**checkpoint.model_states, **checkpoint.extra}
 
 
-def result_offsets(database: str, name: str) -> list[tuple[str, int]]:
-    with Store(database, name) as store, store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(f"SELECT source_topic, source_offset FROM {name}_results").all()
-    return sorted((str(t).rsplit("_", 1)[-1], int(o)) for t, o in rows)
+def result_offsets(database: str, name: str) -> list[tuple[str, int, int]]:
+    rows = sqlite_rows(
+        database, f"SELECT source_topic, source_partition, source_offset FROM {name}_results"
+    )
+    return sorted((str(t).rsplit("_", 1)[-1], int(p), int(o)) for t, p, o in rows)
+
+
+def training_rows(database: str, name: str) -> list[tuple[Any, ...]]:
+    return sqlite_rows(
+        database,
+        f"SELECT worker, events_seen, accuracy, roc_auc, window_accuracy FROM {name}_training "
+        "ORDER BY worker, events_seen",
+    )
 
 
 def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
-    """What a ``read_committed`` consumer sees of ``topic``."""
+    """What a ``read_committed`` consumer sees of ``topic`` (once ``expected`` came and the
+    topic stayed quiet for 10 s)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -139,20 +190,30 @@ def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, 
     return out
 
 
+def kill_when(proc: subprocess.Popen[bytes], reached: Any, log: Path, what: str) -> None:
+    """SIGKILL ``proc`` once ``reached()`` holds (polled every 10 ms)."""
+    deadline = time.monotonic() + 120
+    while not reached():
+        assert proc.poll() is None, f"{what}: exited early\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what}: no progress for 120 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[dict[str, str]]:
+    names = {"train": f"{unique_name}_train", "score": f"{unique_name}_score"}
+    create_topics(kafka_bootstrap, list(names.values()), partitions=PARTITIONS)
+    yield names
+
+
 @pytest.mark.parametrize("processing", ["at_least_once", "exactly_once"])
 def test_sigkill_at_random_points_changes_nothing(
-    kafka_bootstrap: str, tmp_path: Path, unique_name: str, processing: str
+    kafka_bootstrap: str, tmp_path: Path, topics: dict[str, str], processing: str
 ) -> None:
-    topics = {"train": f"{unique_name}_train", "score": f"{unique_name}_score"}
-    create_topics(kafka_bootstrap, list(topics.values()))
-    for role, values in (
-        ("train", events(TRAIN_EVENTS, 1, True)),
-        ("score", events(SCORE_EVENTS, 2, False)),
-    ):
-        sink = KafkaSink(kafka_bootstrap, topics[role])
-        sink.write([OutRecord(None, v) for v in values])
-        sink.flush(120)
-        sink.close()
+    produce(kafka_bootstrap, topics["train"], events(TRAIN_EVENTS, 1, True))
+    produce(kafka_bootstrap, topics["score"], events(SCORE_EVENTS, 2, False))
 
     # one uninterrupted run
     calm_db = f"sqlite:///{tmp_path / 'calm.db'}"
@@ -161,47 +222,92 @@ def test_sigkill_at_random_points_changes_nothing(
     calm = start(calm_spec, tmp_path / "calm.log")
     assert calm.wait(timeout=300) == 0, (tmp_path / "calm.log").read_text()[-3000:]
 
-    # one run killed with SIGKILL at random points, restarted each time
+    # one run killed with SIGKILL at random points, restarted each time. Each kill waits until
+    # the checkpoints have passed a random share of the stream, then for a random fraction of
+    # a checkpoint interval (so it lands anywhere between two checkpoints). The shares stop
+    # well before the end, so every kill comes mid-stream however fast the machine is.
     crash_db = f"sqlite:///{tmp_path / 'crash.db'}"
     crash_spec = tmp_path / "crash.json"
     write_spec(crash_spec, "crash", kafka_bootstrap, crash_db, topics, processing)
     rng = random.Random(20261121)
     total = TRAIN_EVENTS + SCORE_EVENTS
-    # Kills are triggered by progress, not by time: each waits until the checkpoints table has
-    # passed a random share of the stream, then for a random fraction of a checkpoint interval
-    # (so it lands anywhere between two checkpoints). The shares stop well before the end, so
-    # every kill comes mid-stream however fast or slow the machine is.
-    targets = sorted(rng.uniform(0.1, 0.8) * total for _ in range(4))
-    kills_mid_stream = 0
-    for target in targets:
-        proc = start(crash_spec, tmp_path / "crash.log")
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and checkpointed(crash_db) < target:
-            assert time.monotonic() < deadline, "the worker made no progress for 120 s"
-            time.sleep(0.01)
+    log = tmp_path / "crash.log"
+    for target in sorted(rng.uniform(0.1, 0.8) * total for _ in range(4)):
+        proc = start(crash_spec, log)
+        kill_when(proc, lambda t=target: checkpointed(crash_db) >= t, log, "crash run")
         time.sleep(rng.uniform(0.0, 0.1))
-        assert proc.poll() is None, (tmp_path / "crash.log").read_text()[-3000:]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        kills_mid_stream += checkpointed(crash_db) < total
-    last = start(crash_spec, tmp_path / "crash.log")
-    assert last.wait(timeout=300) == 0, (tmp_path / "crash.log").read_text()[-3000:]
-    assert kills_mid_stream == len(targets), "a kill came after the end of the stream"
+        assert checkpointed(crash_db) < total, "a kill came after the end of the stream"
+    last = start(crash_spec, log)
+    assert last.wait(timeout=300) == 0, log.read_text()[-3000:]
 
     calm_rows, crash_rows = result_offsets(calm_db, "calm"), result_offsets(crash_db, "crash")
     assert len(crash_rows) == len(set(crash_rows)) == SCORE_EVENTS
     assert crash_rows == calm_rows
+    assert training_rows(crash_db, "crash") == training_rows(calm_db, "calm")
     calm_state, crash_state = final_state(calm_db, "calm"), final_state(crash_db, "crash")
     assert set(calm_state) == set(crash_state)
     for name in calm_state:
         assert crash_state[name] == calm_state[name], f"{name} differs after the crashes"
     with Store(calm_db, "calm") as store:
-        assert store.load_checkpoint().offsets == {  # type: ignore[union-attr]
-            (topics["train"], 0): TRAIN_EVENTS,
-            (topics["score"], 0): SCORE_EVENTS,
-        }
+        offsets = store.load_checkpoint().offsets  # type: ignore[union-attr]
+    assert sum(o for (t, _), o in offsets.items() if t == topics["train"]) == TRAIN_EVENTS
+    assert sum(o for (t, _), o in offsets.items() if t == topics["score"]) == SCORE_EVENTS
 
     if processing == "exactly_once":  # each prediction once, for a read_committed consumer
         seen = read_committed(kafka_bootstrap, f"{topics['score']}_crash_out", SCORE_EVENTS)
-        offsets = [p["offset"] for p in seen]
-        assert len(offsets) == len(set(offsets)) == SCORE_EVENTS
+        keys = [(p["partition"], p["offset"]) for p in seen]
+        assert len(keys) == len(set(keys)) == SCORE_EVENTS
+
+
+@pytest.mark.parametrize("processing", ["at_least_once", "exactly_once"])
+def test_a_second_worker_killed_while_the_first_runs(
+    kafka_bootstrap: str, tmp_path: Path, topics: dict[str, str], processing: str
+) -> None:
+    database = f"sqlite:///{tmp_path / 'group.db'}"
+    spec = tmp_path / "group.json"
+    write_spec(spec, "group", kafka_bootstrap, database, topics, processing)
+    # a stream still being produced (about 30 s of it) while the workers run
+    feeders = [
+        threading.Thread(
+            target=produce,
+            args=(kafka_bootstrap, topics[role], events(n, seed, role == "train"), n / 30),
+        )
+        for role, n, seed in (("train", TRAIN_EVENTS, 3), ("score", SCORE_EVENTS, 4))
+    ]
+    for feeder in feeders:
+        feeder.start()
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start(spec, first_log, worker_id="0")
+    rng = random.Random(20261206)
+    for kill in range(2):
+        second = start(spec, second_log, worker_id="1")
+        target = learned_by(database, "1") + rng.randint(5_000, 15_000)
+        kill_when(
+            second, lambda t=target: learned_by(database, "1") >= t, second_log, f"kill {kill}"
+        )
+        assert first.poll() is None, first_log.read_text()[-3000:]
+    second = start(spec, second_log, worker_id="1")
+    for feeder in feeders:
+        feeder.join()
+    assert first.wait(timeout=300) == 0, first_log.read_text()[-3000:]
+    assert second.wait(timeout=300) == 0, second_log.read_text()[-3000:]
+
+    rows = result_offsets(database, "group")
+    assert len(rows) == len(set(rows)) == SCORE_EVENTS
+    with Store(database, "group") as store:
+        offsets = store.load_checkpoint().offsets  # type: ignore[union-attr]
+    ends = {t: n for t, n in ((topics["train"], TRAIN_EVENTS), (topics["score"], SCORE_EVENTS))}
+    for topic, n in ends.items():  # every partition learned or scored to its end
+        assert sum(o for (t, _), o in offsets.items() if t == topic) == n
+    metrics = training_rows(database, "group")
+    for worker in ("0", "1"):
+        seen = [events_seen for w, events_seen, *_ in metrics if w == worker]
+        assert seen, f"worker {worker} wrote no metrics"
+        for k in range(1, max(seen) // METRICS_EVERY + 1):  # a row at every interval crossed
+            point = k * METRICS_EVERY
+            assert any(point <= s < point + BLOCK for s in seen), (worker, point, seen)
+
+    if processing == "exactly_once":
+        seen_records = read_committed(kafka_bootstrap, f"{topics['score']}_group_out", SCORE_EVENTS)
+        keys = [(p["partition"], p["offset"]) for p in seen_records]
+        assert len(keys) == len(set(keys)) == SCORE_EVENTS
