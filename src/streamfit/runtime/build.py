@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from streamfit.runtime.component import Component
 from streamfit.runtime.worker import Worker
 from streamfit.spec.model import (
     FileSourceSpec,
@@ -41,6 +44,7 @@ def build_worker(
     broker: MemoryBroker | None = None,
     store: Store | None = None,
     worker_id: str | None = None,
+    components: Sequence[Component] = (),
 ) -> Worker:
     """Everything a pipeline needs, connected: source, sinks, store and worker."""
     settings = settings or Settings()
@@ -102,4 +106,5 @@ def build_worker(
         dead_letter_sink=dead_letters,
         worker_id=worker_id,
         transactions=transactions,
+        components=components,
     )

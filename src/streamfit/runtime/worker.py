@@ -182,6 +182,11 @@ class Worker:
         return self.models.slots
 
     @property
+    def last_event_at(self) -> float:
+        """When the last batch of events came (``time.monotonic``)."""
+        return self._last_event
+
+    @property
     def resumed_at(self) -> float:
         """When a service last came back after an outage (``time.monotonic``)."""
         return self.outages.resumed_at
