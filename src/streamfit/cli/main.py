@@ -92,30 +92,20 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamfit.runtime.build import build_worker
+    from streamfit.pipeline import Pipeline
     from streamfit.runtime.worker import Worker
-    from streamfit.spec.loader import load_spec
-    from streamfit.spec.settings import Settings
 
-    spec = load_spec(args.spec)
-    if args.db:
-        spec = spec.model_copy(
-            update={"outputs": spec.outputs.model_copy(update={"database": args.db})}
-        )
-    worker = build_worker(spec, Settings(), worker_id=args.worker_id)
-    stop = _stop_on_signals()
-    idle_since = [time.monotonic()]
+    pipeline = Pipeline.from_yaml(args.spec, database=args.db, worker_id=args.worker_id)
+    name = pipeline.spec.name
     report = [time.monotonic()]
 
     def on_batch(w: Worker, n: int) -> None:
         now = time.monotonic()
-        if n:
-            idle_since[0] = now
         if now - report[0] >= 10:
             report[0] = now
             log.warning(
                 "%s: %d events in (%d trained, %d scored, %d dead letters), %.0f events/s",
-                spec.name,
+                name,
                 w.stats.events_in,
                 w.stats.events_trained,
                 w.stats.events_scored,
@@ -123,19 +113,10 @@ def _run(args: argparse.Namespace) -> int:
                 w.stats.events_per_second,
             )
 
-    def idle(w: Worker) -> bool:
-        """Idle: nothing new for ``--stop-when-idle`` seconds since partitions were assigned
-        (joining a group can take longer than that when a dead member is still in it)."""
-        limit = args.stop_when_idle
-        if limit is None or not (w.read or w.assigned):
-            return False
-        since = max(idle_since[0], w.assigned_at, w.resumed_at)
-        return bool(time.monotonic() - since >= limit)
-
-    with worker:
-        stats = worker.run(stop=stop, until=idle, on_batch=on_batch)
+    with pipeline:
+        stats = pipeline.run(idle=args.stop_when_idle, stop=_stop_on_signals(), on_batch=on_batch)
     print(
-        f"{spec.name}: {stats.events_in} events in, {stats.events_trained} trained, "
+        f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
         f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
         file=sys.stderr,
     )
