@@ -8,19 +8,33 @@
     ├── FeatureError         features cannot be built from a batch
     ├── ModelError           a model cannot be built, trained, or its state read
     │   └── StateFormatError a state blob has an unknown version or is corrupt
-    ├── StreamError          a source or sink failed (broker unreachable, delivery failed)
+    ├── StreamError          a source or sink failed (delivery refused, consumer fenced, ...)
+    │   └── BrokerUnavailableError    the broker cannot be reached or did not answer in time
     ├── StoreError           the database failed
+    │   └── DatabaseUnavailableError  the database server cannot be reached, or is busy
     └── ServiceUnavailableError  a dependency is down; retry after ``retry_after`` seconds
+        ├── BrokerUnavailableError    (also a StreamError)
+        └── DatabaseUnavailableError  (also a StoreError)
+
+A ``ServiceUnavailableError`` is transient: it is raised where streamfit meets the broker or
+the database (``streamfit.streams.kafka``, ``streamfit.store``), from the client library's
+error codes, and the worker pauses and retries until the service is back. Every other error
+is not.
 
 Every name ends in ``Error``; wrap a library's exception with ``raise X(msg) from exc``.
 
 >>> issubclass(StateFormatError, StreamfitError)
 True
+>>> error = BrokerUnavailableError("all brokers down")
+>>> isinstance(error, StreamError), isinstance(error, ServiceUnavailableError)
+(True, True)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailableError",
+    "DatabaseUnavailableError",
     "DecodeError",
     "FeatureError",
     "ModelError",
@@ -75,3 +89,11 @@ class ServiceUnavailableError(StreamfitError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class BrokerUnavailableError(StreamError, ServiceUnavailableError):
+    """The Kafka broker cannot be reached or did not answer in time (librdkafka said so)."""
+
+
+class DatabaseUnavailableError(StoreError, ServiceUnavailableError):
+    """The database server cannot be reached, dropped the connection, or is busy."""

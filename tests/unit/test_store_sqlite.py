@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 import streamfit.store
 from streamfit.batch import Batch, DeadLetter, Messages
-from streamfit.errors import ServiceUnavailableError, StoreError
+from streamfit.errors import DatabaseUnavailableError, ServiceUnavailableError, StoreError
 from streamfit.store import TRAINING_METRICS, ModelPredictions, Store, column_name
 from streamfit.store._values import field_values, outcome_texts
 
@@ -467,13 +467,19 @@ def test_checkpoint_is_one_transaction(store: Store) -> None:
 # -- errors ----------------------------------------------------------------------------------
 
 
-def test_an_unreachable_server_is_service_unavailable() -> None:
-    with pytest.raises(ServiceUnavailableError) as caught:
-        Store("mysql+pymysql://u:p@127.0.0.1:1/db", "p", connect_timeout=2, retry_after=3)
+@pytest.mark.parametrize(
+    "url", ["mysql+pymysql://u:p@127.0.0.1:1/db", "postgresql+psycopg://u:p@127.0.0.1:1/db"]
+)
+def test_a_server_that_refuses_connections_is_database_unavailable(url: str) -> None:
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        Store(url, "p", connect_timeout=2, retry_after=3)
+    assert isinstance(caught.value, StoreError) and isinstance(
+        caught.value, ServiceUnavailableError
+    )
     assert caught.value.retry_after == 3
 
 
-def test_a_locked_sqlite_file_is_service_unavailable(url: str) -> None:
+def test_a_locked_sqlite_file_is_database_unavailable(url: str) -> None:
     with Store(url, "p") as store, store.engine.connect() as holder:
         holder.exec_driver_sql("BEGIN IMMEDIATE")  # another process is writing
         blocked = Store(url, "p")
@@ -482,7 +488,7 @@ def test_a_locked_sqlite_file_is_service_unavailable(url: str) -> None:
         )
         blocked.engine.dispose()
         try:
-            with pytest.raises(ServiceUnavailableError, match="locked") as caught:
+            with pytest.raises(DatabaseUnavailableError, match="locked") as caught:
                 blocked.save_model("lr", 1, "k", b"s")
             assert caught.value.retry_after <= 1.0
         finally:

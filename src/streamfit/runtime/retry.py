@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from streamfit.errors import ServiceUnavailableError, StreamError
+from streamfit.errors import BrokerUnavailableError, ServiceUnavailableError, StreamError
 from streamfit.streams.base import Pausable
 
 __all__ = ["Outages"]
@@ -85,8 +85,5 @@ class Outages:
 
 
 def _transient(exc: StreamError) -> bool:
-    text = str(exc).lower()
-    return any(
-        word in text
-        for word in ("undelivered", "timed out", "transport", "all brokers down", "not delivered")
-    )
+    """A broker out of reach, which ``streams.kafka`` tells from librdkafka's error codes."""
+    return isinstance(exc, BrokerUnavailableError)

@@ -6,8 +6,10 @@ replay after a crash rewrites rows instead of duplicating them. A batch of resul
 transaction, written the fastest way each database offers (see ``_bulk``).
 
 Database errors surface as :class:`~streamfit.errors.StoreError`; an unreachable or vanished
-server (or a locked SQLite file) as :class:`~streamfit.errors.ServiceUnavailableError`, whose
-``retry_after`` says when to try again.
+server (or a locked SQLite file) as :class:`~streamfit.errors.DatabaseUnavailableError`, whose
+``retry_after`` says when to try again. Which is which comes from SQLAlchemy (a connection it
+invalidated, a pool timeout) and from the driver's own error codes (PostgreSQL's SQLSTATE,
+MySQL's error number, SQLite's result code), never from the text of a message.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +32,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 
 from streamfit.batch import Batch, DeadLetter, Offsets
-from streamfit.errors import ServiceUnavailableError, StoreError, StreamfitError
+from streamfit.errors import DatabaseUnavailableError, StoreError, StreamfitError
 from streamfit.store import _bulk
 from streamfit.store import _values as values
 from streamfit.store.tables import (
@@ -55,27 +59,15 @@ Task = Literal["classification", "regression"]
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 _RESULTS_KEY: Final = ("source_topic", "source_partition", "source_offset")
 _PREVIEW_CHARS: Final = 1000
-_UNAVAILABLE: Final = (
-    "can't connect",
-    "could not connect",
-    "connection refused",
-    "connection failed",
-    "connection timed out",
-    "connection reset",
-    "connection is closed",
-    "server closed the connection",
-    "server has gone away",
-    "lost connection",
-    "timeout expired",
-    "no route to host",
-    "name or service not known",
-    "could not translate host name",
-    "terminating connection",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "too many connections",
-    "database is locked",
-)
+#: SQLSTATEs of a PostgreSQL server out of reach (besides class 08, connection exceptions):
+#: shutting down, crashed, starting up, no connection slot left.
+_PG_UNAVAILABLE: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
+#: MySQL/MariaDB error numbers of a server out of reach: cannot connect (2002, 2003), unknown
+#: host (2005), gone away or lost (2006, 2013, 2055), too many connections (1040), shutting
+#: down (1053), connection killed (1927), disconnected for inactivity (4031).
+_MYSQL_UNAVAILABLE: Final = frozenset({2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1927, 4031})
+#: SQLite's primary result codes of a database another connection holds (busy, locked).
+_SQLITE_BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -823,14 +815,37 @@ def _make_engine(url: str, connect_timeout: float) -> sa.Engine:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is out of reach (or busy), not that a statement failed."""
     if isinstance(exc, sa.exc.DisconnectionError | sa.exc.TimeoutError):
         return True
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            message = str(exc.orig).lower()
-            return any(p in message for p in _UNAVAILABLE)
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    return exc.connection_invalidated or (exc.orig is not None and _driver_unavailable(exc.orig))
+
+
+def _driver_unavailable(orig: BaseException) -> bool:
+    """The driver's error codes: SQLite's result code, PostgreSQL's SQLSTATE (none at all on a
+    psycopg ``OperationalError`` means the client lost or never had its connection), MySQL's
+    error number. The drivers are looked up among the loaded modules: an error from one means
+    it is loaded.
+
+    >>> _driver_unavailable(sqlite3.OperationalError("database is locked"))
+    False
+    """
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _SQLITE_BUSY
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(orig, psycopg.Error):
+        state = orig.sqlstate
+        if state is None:
+            return isinstance(orig, psycopg.OperationalError)
+        return state.startswith("08") or state in _PG_UNAVAILABLE
+    pymysql = sys.modules.get("pymysql")
+    if pymysql is not None and isinstance(orig, pymysql.err.InterfaceError):
+        return True  # a connection that is closed or broken
+    if pymysql is not None and isinstance(orig, pymysql.err.OperationalError):
+        return bool(orig.args) and orig.args[0] in _MYSQL_UNAVAILABLE
     return False
 
 
@@ -840,9 +855,9 @@ def _translate(exc: sa.exc.SQLAlchemyError, action: str, retry_after: float) -> 
     if len(detail) > 500:
         detail = detail[:500] + "..."
     if _is_unavailable(exc):
-        locked = "database is locked" in detail.lower()
+        locked = isinstance(orig, sqlite3.Error)  # another writer: try again soon
         wait = min(retry_after, 1.0) if locked else retry_after
-        return ServiceUnavailableError(f"{action}: database unavailable: {detail}", wait)
+        return DatabaseUnavailableError(f"{action}: database unavailable: {detail}", wait)
     return StoreError(f"{action}: {detail}")
 
 

@@ -6,6 +6,11 @@ are always off), after the runtime has checkpointed, so Kafka's committed offset
 database and never lead. ``KafkaSink`` is an idempotent producer (``acks=all``): ``flush``
 returns once every written record is durable, or raises ``StreamError``.
 
+A failure librdkafka reports with a code that means the broker is out of reach or did not
+answer in time (``_UNAVAILABLE``: transport failure, all brokers down, a request or a message
+timed out, no coordinator or leader yet) raises ``BrokerUnavailableError``, a ``StreamError``
+that the worker waits out; any other failure raises a plain ``StreamError``.
+
 Offsets are Kafka's "next to read" (last processed + 1), as ``streamfit.batch.Offsets``.
 
 Settings are printed with secrets masked:
@@ -38,7 +43,7 @@ from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
 from streamfit.batch import Messages, Offsets
-from streamfit.errors import StreamError
+from streamfit.errors import BrokerUnavailableError, StreamError
 from streamfit.streams.base import PartitionsHook, Records
 
 __all__ = [
@@ -73,6 +78,46 @@ _TRANSIENT = frozenset(
 )
 
 
+#: librdkafka error codes that mean the broker is out of reach or did not answer in time: the
+#: operation can succeed once it is back (``BrokerUnavailableError``).
+_UNAVAILABLE = frozenset(
+    {
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TIMED_OUT_QUEUE,
+        KafkaError._WAIT_COORD,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NETWORK_EXCEPTION,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+        KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    }
+)
+
+
+def _failure(message: str, error: object) -> StreamError:
+    """``message`` as the error to raise for librdkafka's ``error`` (a ``KafkaError``, a
+    ``KafkaException`` carrying one, or None): ``BrokerUnavailableError`` when its code says
+    the broker is out of reach, else ``StreamError``.
+
+    >>> type(_failure("commit failed", KafkaError(KafkaError._ALL_BROKERS_DOWN))).__name__
+    'BrokerUnavailableError'
+    >>> type(_failure("commit failed", KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED)))
+    <class 'streamfit.errors.StreamError'>
+    """
+    if isinstance(error, KafkaException) and error.args:
+        error = error.args[0]
+    if isinstance(error, KafkaError) and not error.fatal() and error.code() in _UNAVAILABLE:
+        return BrokerUnavailableError(message)
+    return StreamError(message)
+
+
 def masked_config(config: Mapping[str, ConfigValue]) -> dict[str, Any]:
     """``config`` with secret values (passwords, JAAS configs, tokens, keys) as ``'***'``."""
     return {
@@ -101,9 +146,10 @@ def _pairs(partitions: Iterable[TopicPartition]) -> list[tuple[str, int]]:
 
 
 def _raise_partition_errors(partitions: Iterable[TopicPartition], what: str) -> None:
-    failed = [f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in partitions if tp.error]
+    failed = [tp for tp in partitions if tp.error]
     if failed:
-        raise StreamError(f"{what} failed for {', '.join(failed)}")
+        listed = ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed)
+        raise _failure(f"{what} failed for {listed}", failed[0].error)
 
 
 class KafkaSource:
@@ -207,7 +253,7 @@ class KafkaSource:
                 if batch and wanted > 1:
                     batch += consume(num_messages=wanted - 1, timeout=0)
         except KafkaException as exc:
-            raise StreamError(f"consuming from {self.topics} failed: {exc}") from exc
+            raise _failure(f"consuming from {self.topics} failed: {exc}", exc) from exc
         self._check_fatal()
         if any(map(Message.error, batch)):
             batch = [m for m in batch if m.error() is None or not self._message_error(m)]
@@ -227,7 +273,7 @@ class KafkaSource:
                 return
             result = self._consumer.commit(offsets=_tp_list(offsets), asynchronous=False)
         except KafkaException as exc:
-            raise StreamError(f"committing offsets {offsets} failed: {exc}") from exc
+            raise _failure(f"committing offsets {offsets} failed: {exc}", exc) from exc
         _raise_partition_errors(result or [], "commit")
 
     def seek(self, offsets: Offsets) -> None:
@@ -249,7 +295,7 @@ class KafkaSource:
                 self._consumer.seek(tp)
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError._STATE:
-                    raise StreamError(f"seek to {tp} failed: {exc}") from exc
+                    raise _failure(f"seek to {tp} failed: {exc}", exc) from exc
                 self._reassign(tp)  # the fetcher has not started yet: assign at the offset
 
     def close(self) -> None:
@@ -261,7 +307,7 @@ class KafkaSource:
         try:
             self._consumer.close()
         except KafkaException as exc:
-            raise StreamError(f"closing the Kafka consumer failed: {exc}") from exc
+            raise _failure(f"closing the Kafka consumer failed: {exc}", exc) from exc
         finally:
             self._closed = True
 
@@ -281,7 +327,7 @@ class KafkaSource:
         try:
             positions = self._consumer.position(parts)
         except KafkaException as exc:
-            raise StreamError(f"reading positions failed: {exc}") from exc
+            raise _failure(f"reading positions failed: {exc}", exc) from exc
         return {(tp.topic, tp.partition): tp.offset for tp in positions if tp.offset >= 0}
 
     def end_offsets(self, timeout: float = 10.0) -> Offsets:
@@ -292,7 +338,7 @@ class KafkaSource:
             try:
                 _low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout)
             except KafkaException as exc:
-                raise StreamError(f"reading the end offset of {tp} failed: {exc}") from exc
+                raise _failure(f"reading the end offset of {tp} failed: {exc}", exc) from exc
             out[(tp.topic, tp.partition)] = high
         return out
 
@@ -314,7 +360,7 @@ class KafkaSource:
                 (tp.topic, tp.partition): tp.offset for tp in self._consumer.position(parts)
             }
         except KafkaException as exc:
-            raise StreamError(f"reading positions failed: {exc}") from exc
+            raise _failure(f"reading positions failed: {exc}", exc) from exc
         out: set[tuple[str, int]] = set()
         for tp in parts:
             key = (tp.topic, tp.partition)
@@ -354,7 +400,7 @@ class KafkaSource:
         try:
             found = self._consumer.committed(wanted, timeout=timeout)
         except KafkaException as exc:
-            raise StreamError(f"reading committed offsets failed: {exc}") from exc
+            raise _failure(f"reading committed offsets failed: {exc}", exc) from exc
         return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
     def group_metadata(self) -> Any:
@@ -424,7 +470,7 @@ class KafkaSource:
                     ]
                 )
         except KafkaException as exc:
-            raise StreamError(f"seek to {tp} failed: {exc}") from exc
+            raise _failure(f"seek to {tp} failed: {exc}", exc) from exc
 
     def _message_error(self, message: Message) -> bool:
         """True if the message is an error to skip; raises if it is one to stop for."""
@@ -505,7 +551,7 @@ class KafkaSink:
         self.topic = topic
         self.config: dict[str, ConfigValue] = dict(config or {})
         self._failed = 0
-        self._first_failure: str | None = None
+        self._first_failure: KafkaError | None = None
         self._fatal: KafkaError | None = None
         self._closed = False
         settings = _client_config(
@@ -550,10 +596,12 @@ class KafkaSink:
         failed, first = self._failed, self._first_failure
         self._failed, self._first_failure = 0, None
         self._check_usable()
-        if failed:
-            raise StreamError(f"{failed} record(s) to {self.topic} were not delivered: {first}")
-        if remaining:
-            raise StreamError(
+        if first is not None:
+            raise _failure(
+                f"{failed} record(s) to {self.topic} were not delivered: {first.str()}", first
+            )
+        if remaining:  # the broker acknowledged none of them in time
+            raise BrokerUnavailableError(
                 f"{remaining} record(s) to {self.topic} still undelivered after {timeout}s"
             )
 
@@ -574,7 +622,7 @@ class KafkaSink:
         if err is not None:
             self._failed += 1
             if self._first_failure is None:
-                self._first_failure = err.str()
+                self._first_failure = err
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -614,9 +662,9 @@ def create_topics(
             future.result(timeout=timeout + 5)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise StreamError(f"cannot create topic {name!r}: {exc}") from exc
+                raise _failure(f"cannot create topic {name!r}: {exc}", exc) from exc
         except TimeoutError as exc:
-            raise StreamError(f"creating topic {name!r} timed out") from exc
+            raise BrokerUnavailableError(f"creating topic {name!r} timed out") from exc
 
 
 def delete_topics(
@@ -635,9 +683,9 @@ def delete_topics(
             future.result(timeout=timeout + 5)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise StreamError(f"cannot delete topic {name!r}: {exc}") from exc
+                raise _failure(f"cannot delete topic {name!r}: {exc}", exc) from exc
         except TimeoutError as exc:
-            raise StreamError(f"deleting topic {name!r} timed out") from exc
+            raise BrokerUnavailableError(f"deleting topic {name!r} timed out") from exc
 
 
 def _produce_all(
@@ -661,7 +709,7 @@ def _produce_all(
                     if check is not None:
                         check()
     except KafkaException as exc:
-        raise StreamError(f"producing to {topic} failed: {exc}") from exc
+        raise _failure(f"producing to {topic} failed: {exc}", exc) from exc
     producer.poll(0)
 
 
@@ -703,7 +751,7 @@ class KafkaTransactions:
             self._producer.init_transactions(timeout)
             self._producer.begin_transaction()
         except KafkaException as exc:
-            raise StreamError(f"cannot start Kafka transactions: {exc}") from exc
+            raise _failure(f"cannot start Kafka transactions: {exc}", exc) from exc
 
     def sink(self, topic: str) -> _TransactionalSink:
         return _TransactionalSink(self, topic)
@@ -723,9 +771,12 @@ class KafkaTransactions:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if error is not None and getattr(error, "txn_requires_abort", lambda: False)():
+                # what it held is gone: committing the offsets again would skip those records
                 self._producer.abort_transaction(self.timeout)
                 self._producer.begin_transaction()
-            raise StreamError(f"committing the Kafka transaction failed: {exc}") from exc
+                message = f"the Kafka transaction was aborted: {exc}"
+                raise StreamError(message) from exc
+            raise _failure(f"committing the Kafka transaction failed: {exc}", exc) from exc
 
     def committed(self, partitions: Iterable[tuple[str, int]]) -> Offsets:
         """What the last committed transaction recorded as consumed, per partition."""
