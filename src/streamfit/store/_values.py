@@ -15,6 +15,7 @@ Missing values (NaN, None) and non-finite numbers (which MariaDB cannot store) b
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -25,13 +26,18 @@ import orjson
 from streamfit.store.tables import ColumnKind
 
 __all__ = [
+    "clean",
+    "column_kind",
     "event_time_texts",
     "event_times",
     "field_kind",
     "field_values",
     "float_list",
     "key_texts",
+    "missing",
+    "nul_rows",
     "outcome_texts",
+    "present",
     "probability_list",
 ]
 
@@ -53,6 +59,59 @@ def field_kind(values: npt.NDArray[Any], is_boolean: bool) -> ColumnKind:
     if kind in "iu":
         return "int"
     return "text"
+
+
+def column_kind(values: npt.NDArray[Any], is_boolean: bool) -> ColumnKind:
+    """The kind of column to make for a new field, on the evidence of its values: as
+    ``field_kind``, but an ``object`` column whose values are mostly numbers (or mostly
+    booleans) makes a number (boolean) column, so that one odd value cannot decide it.
+
+    >>> column_kind(np.array(["abc", 1.5, 2, None], dtype=object), False)
+    'float'
+    >>> column_kind(np.array(["abc", 1.5, None], dtype=object), False)
+    'text'
+    """
+    kind = field_kind(values, is_boolean)
+    if kind != "text" or values.dtype != object:
+        return kind
+    cells: list[Any] = values.tolist()
+    kinds = Counter(type(v) for v in cells if v is not None and v == v)
+    present = sum(kinds.values())
+    if 2 * (kinds[int] + kinds[float]) > present:
+        return "float"
+    if 2 * kinds[bool] > present:
+        return "bool"
+    return "text"
+
+
+def present(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which cells of a batch column hold a value (not NaN, not None)."""
+    if values.dtype.kind == "f":
+        found: npt.NDArray[np.bool_] = ~np.isnan(values)
+        return found
+    if values.dtype == object:
+        return np.array([v is not None and v == v for v in values.tolist()], dtype=bool)
+    return np.ones(len(values), dtype=bool)
+
+
+def missing(converted: list[Any]) -> npt.NDArray[np.bool_]:
+    """Which of the database values are NULL."""
+    return np.fromiter((v is None for v in converted), dtype=bool, count=len(converted))
+
+
+def nul_rows(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_] | None:
+    """Which cells are strings holding NUL; ``None`` when none is (the usual case, found by
+    one search of the strings joined)."""
+    if values.dtype != object:
+        return None
+    cells: list[Any] = values.tolist()
+    try:
+        joined = "".join(cells)
+    except TypeError:  # not all strings
+        joined = "".join(v for v in cells if type(v) is str)
+    if "\x00" not in joined:
+        return None
+    return np.array([type(v) is str and "\x00" in v for v in cells], dtype=bool)
 
 
 def _nulls(out: list[Any], missing: npt.NDArray[np.bool_]) -> list[Any]:
@@ -180,9 +239,13 @@ def field_values(values: npt.NDArray[Any], source: ColumnKind, target: ColumnKin
     return _number_texts(a)
 
 
-def _clean(text: str) -> str:
-    # PostgreSQL text cannot hold NUL.
+def clean(text: str) -> str:
+    """``text`` as every database can store it: each NUL (which PostgreSQL's text cannot
+    hold) replaced by U+FFFD."""
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+_clean = clean
 
 
 def _json_default(value: Any) -> Any:

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from streamfit.batch import Batch, DeadLetter, Offsets
 from streamfit.errors import DatabaseUnavailableError, StoreError, StreamfitError
+from streamfit.limits import MAX_NAME_CHARS, MAX_RESULT_FIELDS
 from streamfit.store import _bulk
 from streamfit.store import _values as values
 from streamfit.store.tables import (
@@ -64,8 +65,11 @@ _PREVIEW_CHARS: Final = 1000
 _PG_UNAVAILABLE: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 #: MySQL/MariaDB error numbers of a server out of reach: cannot connect (2002, 2003), unknown
 #: host (2005), gone away or lost (2006, 2013, 2055), too many connections (1040), shutting
-#: down (1053), connection killed (1927), disconnected for inactivity (4031).
-_MYSQL_UNAVAILABLE: Final = frozenset({2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1927, 4031})
+#: down (1053), connection killed (1927), disconnected for inactivity (4031); and a table
+#: another worker is adding a column to, for the moment (1684).
+_MYSQL_UNAVAILABLE: Final = frozenset(
+    {2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1927, 4031, 1684}
+)
 #: SQLite's primary result codes of a database another connection holds (busy, locked).
 _SQLITE_BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
@@ -111,6 +115,7 @@ class _Results:
     task: Task
     fields: dict[str, tuple[str, ColumnKind]]  # event field -> (column, kind)
     models: set[str] = field(default_factory=set)  # non-champion models with columns
+    untracked: set[str] = field(default_factory=set)  # fields without a column (bounded)
 
 
 class Store:
@@ -316,12 +321,20 @@ class Store:
         """Upsert one row per event of ``batch`` into ``table``; return how many rows.
 
         The event's fields become typed columns (numbers ``DOUBLE``, ``Batch.booleans``
-        ``BOOLEAN``, anything else ``TEXT``, non-strings as JSON); a new field adds a column.
-        The first of ``predictions`` (the champion) fills ``prediction``, ``probability``,
-        ``model`` and ``model_version``; each other model ``prediction__<name>`` and
-        ``probability__<name>``. Classification predictions and labels are text (``"1"``
-        for 1, 1.0 and True), regression ones numbers. ``label`` is written only when
-        ``labels`` is given, so a rewrite without labels keeps the label already there.
+        ``BOOLEAN``, anything else ``TEXT``, non-strings as JSON); a new field adds a column,
+        of the type most of its values in this batch have, up to
+        ``limits.MAX_RESULT_FIELDS`` fields a table. The first of ``predictions`` (the
+        champion) fills ``prediction``, ``probability``, ``model`` and ``model_version``; each
+        other model ``prediction__<name>`` and ``probability__<name>``. Classification
+        predictions and labels are text (``"1"`` for 1, 1.0 and True), regression ones numbers.
+        ``label`` is written only when ``labels`` is given, so a rewrite without labels keeps
+        the label already there.
+
+        A row whose columns do not hold its event as it came has the event's payload (its
+        original bytes, as text) in ``event_payload``, else NULL: the event had a field
+        without a column (past the limit, a name no column is made for, or ``Batch.partial``),
+        a value that does not fit its column's type (NULL there), or a string with NUL (stored
+        with U+FFFD in its place, as every database can hold it).
         """
         n = len(batch)
         if n == 0:
@@ -341,7 +354,7 @@ class Store:
                 name: values.field_kind(column, name in batch.booleans)
                 for name, column in batch.columns.items()
             }
-            info = self._results_table(table, task, kinds, [p.name for p in predictions[1:]])
+            info = self._results_table(table, task, batch, kinds, [p.name for p in predictions[1:]])
             params = self._result_params(info, batch, kinds, predictions, labels)
             for name, column_values in params.items():
                 if len(column_values) != n:
@@ -360,9 +373,23 @@ class Store:
         n = len(batch)
         outcome = values.float_list if info.task == "regression" else values.outcome_texts
         params: dict[str, list[Any]] = {}
+        changed = _Changed(table=info.table.name, rows=batch.partial)
         for name, column in batch.columns.items():
-            column_name_, kind = info.fields[name]
-            params[column_name_] = values.field_values(column, kinds[name], kind)
+            found = info.fields.get(name)
+            if found is None:
+                changed.add(values.present(column), "has fields without a column", name)
+                continue
+            column_name_, kind = found
+            converted = values.field_values(column, kinds[name], kind)
+            params[column_name_] = converted
+            if kinds[name] != kind:
+                lost = values.present(column) & values.missing(converted)
+                changed.add(lost, "has values that do not fit their column's type", name)
+            if kind == "text":
+                changed.add(values.nul_rows(column), "has text with NUL (stored as U+FFFD)", name)
+        if labels is not None and info.task == "classification":
+            changed.add(values.nul_rows(np.asarray(labels)), "has a label with NUL", "label")
+        params["event_payload"] = changed.payloads(batch.meta.values)
         champion = predictions[0]
         params["prediction"] = outcome(np.asarray(champion.prediction))
         params["probability"] = _probabilities(champion.probability, n)
@@ -383,29 +410,57 @@ class Store:
         return params
 
     def _results_table(
-        self, table: str, task: Task, kinds: dict[str, ColumnKind], models: list[str]
+        self,
+        table: str,
+        task: Task,
+        batch: Batch,
+        kinds: dict[str, ColumnKind],
+        models: list[str],
     ) -> _Results:
         """The cached description of ``table``, brought up to date for these fields and models."""
         info = self._results.get(table)
         if (
             info is not None
             and info.task == task
-            and all(f in info.fields for f in kinds)
+            and all(f in info.fields or f in info.untracked for f in kinds)
             and all(m in info.models for m in models)
         ):
             return info
         with self._lock:
-            return self._refresh_results(table, task, kinds, models)
+            return self._refresh_results(table, task, batch, kinds, models)
 
     def _refresh_results(
-        self, table: str, task: Task, kinds: dict[str, ColumnKind], models: list[str]
+        self,
+        table: str,
+        task: Task,
+        batch: Batch,
+        kinds: dict[str, ColumnKind],
+        models: list[str],
     ) -> _Results:
         self._check_table_name(table)
-        fields = self._assign_columns(table, kinds)
         known = self._results.get(table)
+        new = [f for f in kinds if known is None or f not in known.fields]
+        evidence = {  # a new field's column type: the type most of its values have
+            f: values.column_kind(batch.columns[f], f in batch.booleans) for f in new
+        }
+        fields = self._assign_columns(table, {**kinds, **evidence})
         all_models = sorted(set(models) | (known.models if known else set()))
+        untracked = {f for f in kinds if f not in fields}
+        if known is not None and len(known.untracked) < _UNTRACKED_KEPT:
+            untracked |= known.untracked
+        if untracked - (known.untracked if known else set()):
+            log.warning(
+                "%s: fields such as %r have no column (at most %d fields a table, names of at "
+                "most %d characters without control characters); rows that have them keep "
+                "the event in event_payload",
+                table,
+                next(iter(untracked))[:100],
+                MAX_RESULT_FIELDS,
+                MAX_NAME_CHARS,
+            )
         # New tables get the first batch's fields first, in the batch's order.
-        ordered = [fields[f] for f in kinds] + [c for f, c in fields.items() if f not in kinds]
+        ordered = [fields[f] for f in kinds if f in fields]
+        ordered += [c for f, c in fields.items() if f not in kinds]
         definition = results_table(table, task, ordered, all_models)
         with self._engine.connect() as conn:
             exists = sa.inspect(conn).has_table(table)
@@ -415,7 +470,7 @@ class Store:
         self._check_task(table, task)
         self._add_columns(table, list(definition.columns))
         self._bulk.forget(table)
-        info = _Results(definition, task, fields, set(all_models))
+        info = _Results(definition, task, fields, set(all_models), untracked)
         self._results[table] = info
         return info
 
@@ -438,49 +493,81 @@ class Store:
         """Every field's (column, kind) for ``table``, giving new fields their columns.
 
         The mapping lives in ``result_fields``, so it is the same for every worker and after
-        every restart: a field keeps the column it got first. New fields of one batch are
-        named in a fixed order (already-clean names first, then by name), and a unique
-        constraint makes two workers naming fields at once agree (the loser re-reads).
+        every restart: a field keeps the column it got first. A table has columns for at most
+        ``MAX_RESULT_FIELDS`` fields, the first that come (in a batch, in its order), and for
+        none whose name is longer than ``MAX_NAME_CHARS`` or has a control character; the
+        others are left out of the mapping. New fields of one batch are named in a fixed
+        order (already-clean names first, then by name); the registry is locked while fields
+        are added, so that two workers adding fields at once never pass the limit, and a
+        unique constraint makes them agree on names (the loser re-reads).
         """
         registry = self._fixed.tables["result_fields"]
         for _attempt in range(10):
             with self._engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(registry.c.field, registry.c.column_name, registry.c.kind).where(
-                        registry.c.table_name == table
-                    )
-                ).all()
-                mapping: dict[str, tuple[str, ColumnKind]] = {
-                    r.field: (r.column_name, r.kind) for r in rows
-                }
-                missing = [f for f in kinds if f not in mapping]
-                if not missing:
-                    return mapping
-                taken = {c.lower() for c, _ in mapping.values()} | set(RESERVED_COLUMNS)
-                taken |= self._columns(conn, table) or set()
-            now = _utcnow()
-            new_rows = []
-            for name in sorted(missing, key=lambda f: (column_name(f, set()) != f, f)):
-                column = column_name(name, taken)
-                taken.add(column)
-                mapping[name] = (column, kinds[name])
-                new_rows.append(
-                    {
-                        "table_name": table,
-                        "field_key": field_key(name),
-                        "column_name": column,
-                        "field": name,
-                        "kind": kinds[name],
-                        "created_at": now,
-                    }
-                )
+                mapping = self._field_mapping(conn, table)
+            missing = [f for f in kinds if f not in mapping and _may_have_column(f)]
+            if not missing or len(mapping) >= MAX_RESULT_FIELDS:
+                return mapping
             try:
-                with self._engine.begin() as conn:
+                with self._engine.connect() as conn, self._fields_locked(conn), conn.begin():
+                    if self._dialect == "postgresql":
+                        conn.exec_driver_sql("LOCK TABLE result_fields IN SHARE ROW EXCLUSIVE MODE")
+                    elif self._dialect == "sqlite":  # a write takes the database's write lock
+                        conn.exec_driver_sql("UPDATE result_fields SET kind = kind WHERE 1 = 0")
+                    mapping = self._field_mapping(conn, table)
+                    room = MAX_RESULT_FIELDS - len(mapping)
+                    chosen = [f for f in missing if f not in mapping][: max(room, 0)]
+                    if not chosen:
+                        return mapping
+                    taken = {c.lower() for c, _ in mapping.values()} | set(RESERVED_COLUMNS)
+                    taken |= self._columns(conn, table) or set()
+                    now = _utcnow()
+                    new_rows = []
+                    for name in sorted(chosen, key=lambda f: (column_name(f, set()) != f, f)):
+                        column = column_name(name, taken)
+                        taken.add(column)
+                        mapping[name] = (column, kinds[name])
+                        new_rows.append(
+                            {
+                                "table_name": table,
+                                "field_key": field_key(name),
+                                "column_name": column,
+                                "field": name,
+                                "kind": kinds[name],
+                                "created_at": now,
+                            }
+                        )
                     conn.execute(sa.insert(registry), new_rows)
             except sa.exc.IntegrityError:
                 continue  # another worker named some of these fields first: read theirs
             return mapping
         raise StoreError(f"could not agree on column names for {table} with other writers")
+
+    @contextmanager
+    def _fields_locked(self, conn: sa.Connection) -> Iterator[None]:
+        """On MariaDB, hold off other writers of ``result_fields`` while ``conn`` adds fields
+        (InnoDB's range locks would not: two writers deadlock). PostgreSQL and SQLite lock in
+        the transaction itself."""
+        if self._dialect not in ("mysql", "mariadb"):
+            yield
+            return
+        got = conn.exec_driver_sql("SELECT GET_LOCK('streamfit.result_fields', 60)").scalar()
+        conn.commit()  # the lock is the session's; the fields' transaction begins after
+        if got != 1:
+            raise DatabaseUnavailableError("waiting for another writer of result_fields", 1.0)
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("SELECT RELEASE_LOCK('streamfit.result_fields')")
+
+    def _field_mapping(self, conn: sa.Connection, table: str) -> dict[str, tuple[str, ColumnKind]]:
+        registry = self._fixed.tables["result_fields"]
+        rows = conn.execute(
+            sa.select(registry.c.field, registry.c.column_name, registry.c.kind).where(
+                registry.c.table_name == table
+            )
+        ).all()
+        return {r.field: (r.column_name, r.kind) for r in rows}
 
     def field_columns(self, table: str) -> dict[str, str]:
         """Which column holds each event field of results ``table``."""
@@ -782,6 +869,49 @@ class Store:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+_UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per table
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _may_have_column(name: str) -> bool:
+    """Whether a field of this name may get a column (see ``streamfit.limits``)."""
+    return len(name) <= MAX_NAME_CHARS and not _CONTROL.search(name)
+
+
+class _Changed:
+    """The rows of a batch of results whose columns do not hold the event as it came, and
+    why (each reason logged once per table)."""
+
+    _logged: set[tuple[str, str]] = set()
+
+    def __init__(self, table: str, rows: npt.NDArray[np.bool_] | None) -> None:
+        self.table = table
+        self.rows = None if rows is None or not rows.any() else rows.copy()
+
+    def add(self, rows: npt.NDArray[np.bool_] | None, reason: str, field: str) -> None:
+        if rows is None or not rows.any():
+            return
+        self.rows = rows.copy() if self.rows is None else self.rows | rows
+        if (self.table, reason) not in self._logged:
+            self._logged.add((self.table, reason))
+            log.warning(
+                "%s: an event %s (field %r); its row keeps the event in event_payload",
+                self.table,
+                reason,
+                field[:100],
+            )
+
+    def payloads(self, originals: list[bytes | None]) -> list[str | None]:
+        """``event_payload`` of each row: the original bytes, as text, where needed."""
+        if self.rows is None:
+            return [None] * len(originals)
+        out: list[str | None] = [None] * len(originals)
+        for i in np.flatnonzero(self.rows).tolist():
+            value = originals[i]
+            out[i] = None if value is None else values.clean(value.decode("utf-8", "replace"))
+        return out
 
 
 def _make_engine(url: str, connect_timeout: float) -> sa.Engine:

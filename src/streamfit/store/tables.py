@@ -220,6 +220,7 @@ RESERVED_COLUMNS: Final = (
     "event_key",
     "event_time",
     "processed_at",
+    "event_payload",
 )
 _RESERVED_PREFIXES: Final = ("prediction__", "probability__")
 _INVALID = re.compile(r"[^a-z0-9_]+")
@@ -301,6 +302,8 @@ def results_table(
         sa.Column("event_key", _text()),
         sa.Column("event_time", UTCDateTime()),
         sa.Column("processed_at", UTCDateTime()),
+        # the event's original JSON where its columns do not hold it as it came, else NULL
+        sa.Column("event_payload", _text()),
     ]
     for model in models:
         columns.append(sa.Column(prediction_column(model), _outcome_type(task)))
