@@ -33,49 +33,20 @@ from streamfit.models import (
     SklearnModel,
     Task,
     build_model,
+    checks,
     model_from_state,
 )
 from streamfit.models import state as state_format
 from streamfit.models.base import predict_learn_many
+from streamfit.models.checks import (
+    N_FEATURES,
+    binary_problem,
+    multiclass_problem,
+    regression_problem,
+)
 from streamfit.spec.model import BuiltinModelSpec, RiverModelSpec, SklearnModelSpec
 
-N_FEATURES = 2**12
-Problem = Callable[[np.random.Generator, int], tuple[sp.csr_matrix, npt.NDArray[Any]]]
-
-
-# -- synthetic problems ---------------------------------------------------------------------
-
-
-def _rows(numeric: npt.NDArray[np.float64], cats: npt.NDArray[np.int64]) -> sp.csr_matrix:
-    """Numeric columns at 7, 11, 13, ... and one categorical one-hot at 1000 + category."""
-    n, d = numeric.shape
-    cols = np.array([7, 11, 13, 17, 19][:d])
-    rows = np.repeat(np.arange(n), d + 1)
-    idx = np.column_stack([np.tile(cols, (n, 1)), 1000 + cats]).ravel()
-    data = np.column_stack([numeric, np.ones(n)]).ravel()
-    return sp.csr_matrix((data, (rows, idx)), shape=(n, N_FEATURES))
-
-
-def binary_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
-    x = rng.normal(size=(n, 4))
-    cats = rng.integers(0, 20, size=n)
-    score = 2 * x[:, 0] - 1.5 * x[:, 1] + 0.2 * (cats % 2)
-    y = np.where(score > 0, "yes", "no").astype(object)
-    return _rows(x, cats), y
-
-
-def multiclass_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
-    x = rng.normal(size=(n, 3))
-    cats = rng.integers(0, 20, size=n)
-    y = np.digitize(x[:, 0], [-0.5, 0.5]).astype(object)  # int labels 0, 1, 2
-    return _rows(x, cats), y
-
-
-def regression_problem(rng: np.random.Generator, n: int) -> tuple[sp.csr_matrix, npt.NDArray[Any]]:
-    x = rng.normal(size=(n, 4))
-    cats = rng.integers(0, 20, size=n)
-    y = 1.5 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + 0.1 * (cats % 3) + 0.05 * rng.normal(size=n)
-    return _rows(x, cats), y
+Problem = checks.Problem
 
 
 @dataclass(frozen=True)
@@ -163,119 +134,30 @@ def predictions(model: Model, X: sp.csr_matrix) -> tuple[list[object], npt.NDArr
     return [], np.asarray(model.predict_many(X), dtype=np.float64)
 
 
-# -- the battery ----------------------------------------------------------------------------
+# -- the battery: streamfit.models.checks over every kind ------------------------------------
 
 
-def test_contract(kind: Kind) -> None:
+@pytest.mark.parametrize("check", checks.CHECKS, ids=[c.__name__ for c in checks.CHECKS])
+def test_battery(kind: Kind, check: Callable[..., None]) -> None:
+    options = checks.Options(
+        threshold=kind.threshold, same_bytes=kind.same_bytes, exact_state=kind.builtin
+    )
+    check(kind.build, kind.problem, options)
+
+
+def test_only_the_builtin_linear_learners_are_mergeable(kind: Kind) -> None:
     model = kind.build()
-    assert isinstance(model, Model)
-    assert model.task == kind.task
-    if kind.task == "classification":
-        assert isinstance(model, Classifier)
     assert isinstance(model, Mergeable) == isinstance(model, LogisticRegression | LinearRegression)
 
 
-def test_predict_before_learning_gives_the_documented_defaults(kind: Kind) -> None:
-    model = kind.build()
-    X, _ = kind.problem(np.random.default_rng(1), 5)
-    if isinstance(model, Classifier) and model.task == "classification":
-        assert model.classes == []
-        assert model.predict_many(X).tolist() == [None] * 5
-        assert model.predict_proba_many(X).shape == (5, 0)
-    else:
-        assert np.asarray(model.predict_many(X)).tolist() == [0.0] * 5
+def test_the_battery_catches_a_model_that_forgets_its_classes() -> None:
+    class Forgetful(LogisticRegression):
+        @classmethod
+        def from_state(cls, blob: bytes) -> Forgetful:
+            return cls(n_features=N_FEATURES)
 
-
-def test_empty_batch_is_a_no_op(kind: Kind) -> None:
-    empty_X = sp.csr_matrix((0, N_FEATURES))
-    empty_y = np.array([], dtype=object if kind.task == "classification" else np.float64)
-    fresh = kind.build()
-    before = fresh.state()
-    fresh.learn_many(empty_X, empty_y)
-    assert fresh.state() == before
-    model = trained(kind, n=500)
-    before = model.state()
-    model.learn_many(empty_X, empty_y)
-    assert model.state() == before
-    _, out = predictions(model, empty_X)
-    assert out.shape[0] == 0
-
-
-def test_learns_a_separable_problem(kind: Kind) -> None:
-    model = trained(kind)
-    X, y = kind.problem(np.random.default_rng(99), 1000)
-    if isinstance(model, Classifier) and model.task == "classification":
-        accuracy = float(np.mean(model.predict_many(X) == y))
-        assert accuracy >= kind.threshold, accuracy
-        assert sorted(model.classes, key=str) == sorted(set(y.tolist()), key=str)
-        proba = model.predict_proba_many(X)
-        assert proba.shape == (1000, len(model.classes))
-        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
-    else:
-        pred = np.asarray(model.predict_many(X), dtype=np.float64)
-        r2 = 1.0 - np.mean((pred - y) ** 2) / np.var(y)
-        assert r2 >= kind.threshold, r2
-
-
-def test_unseen_feature_columns_are_tolerated(kind: Kind) -> None:
-    model = trained(kind, n=1000)
-    X, _ = kind.problem(np.random.default_rng(5), 50)
-    never_seen = sp.csr_matrix(
-        (np.full(50, 3.0), (np.arange(50), np.full(50, N_FEATURES - 1))), shape=X.shape
-    )
-    labels, out = predictions(model, X + never_seen)
-    assert np.isfinite(out).all() and out.shape[0] == 50
-    if labels:
-        assert set(labels) <= set(model.classes)  # type: ignore[attr-defined]
-    only_new = sp.csr_matrix(([1.0], ([0], [N_FEATURES - 2])), shape=(1, N_FEATURES))
-    assert np.isfinite(predictions(model, only_new)[1]).all()
-
-
-def test_state_round_trip(kind: Kind) -> None:
-    model = trained(kind, n=1500)
-    blob = model.state()
-    assert blob[:4] == b"SFST"
-    restored = model_from_state(blob)
-    assert type(restored) is type(model)
-    X, y = kind.problem(np.random.default_rng(7), 300)
-    got, want = predictions(restored, X), predictions(model, X)
-    assert got[0] == want[0]
-    np.testing.assert_array_equal(got[1], want[1])
-    if kind.task == "classification":
-        assert restored.classes == model.classes  # type: ignore[attr-defined]
-    if kind.builtin:
-        assert restored.state() == blob
-    # both go on learning identically
-    model.learn_many(X, y)
-    restored.learn_many(X, y)
-    got, want = predictions(restored, X), predictions(model, X)
-    assert got[0] == want[0]
-    np.testing.assert_array_equal(got[1], want[1])
-    if kind.builtin:
-        assert restored.state() == model.state()
-
-
-def test_learning_is_deterministic(kind: Kind) -> None:
-    one, two = trained(kind, n=1500), trained(kind, n=1500)
-    if kind.same_bytes:
-        assert one.state() == two.state()
-    X, _ = kind.problem(np.random.default_rng(8), 300)
-    got, want = predictions(one, X), predictions(two, X)
-    assert got[0] == want[0]
-    np.testing.assert_array_equal(got[1], want[1])
-
-
-def test_state_rejects_garbage(kind: Kind) -> None:
-    blob = trained(kind, n=300).state()
-    cls: Any = type(kind.build())
-    bad_magic = b"XXXX" + blob[4:]
-    bad_version = blob[:4] + (99).to_bytes(2, "little") + blob[6:]
-    flipped = blob[:20] + bytes([blob[20] ^ 0xFF]) + blob[21:]
-    for bad in (b"", b"SFST", bad_magic, bad_version, flipped, blob[:-1], blob[: len(blob) // 2]):
-        with pytest.raises(StateFormatError):
-            cls.from_state(bad)
-        with pytest.raises(StateFormatError):
-            model_from_state(bad)
+    with pytest.raises(AssertionError, match="check_state_round_trip"):
+        checks.check_model(lambda: Forgetful(n_features=N_FEATURES), binary_problem)
 
 
 # -- speed dating: learning as fast as River's per-event learner ----------------------------

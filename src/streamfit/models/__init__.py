@@ -7,6 +7,8 @@
   estimator.
 * ``build_model`` makes one from a pipeline's model spec; ``model_from_state`` reads any
   model's ``state()`` back.
+* ``streamfit.models.checks``: the check battery every model passes (``check_model``), for
+  a model of your own too.
 
 >>> from streamfit.spec.model import BuiltinModelSpec
 >>> model = build_model(BuiltinModelSpec(name="lr", builtin="logistic_regression"),
