@@ -24,10 +24,14 @@ featurizer learns, per pipeline                    logged once)
 with a column in a results table                   (``event_payload``; counted, logged once)
 ``MAX_MAGNITUDE``: a numeric feature's  1e100      missing for the model, counted as invalid
 value                                              (stored as it is)
+... and a regression target             1e100      dead letter: ``target 'y' is 1e+300; a
+                                                   regression target is at most 1e+100 in
+                                                   magnitude``
 ======================================  =========  =============================================
 
-``MAX_MAGNITUDE`` keeps the featurizer's running moments finite: a value near the largest
-double would overflow them, and every later event would be scaled with infinities.
+``MAX_MAGNITUDE`` keeps the featurizer's running moments finite (a value near the largest
+double would overflow them, and every later event would be scaled with infinities) and a
+regression learner's steps usable.
 
 ``MAX_RESULT_FIELDS`` is what every supported database can hold in one row whatever the
 values: PostgreSQL refuses a row of more than 8,160 bytes (about 440 long text values, each

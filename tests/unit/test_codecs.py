@@ -793,3 +793,15 @@ def test_random_bytes_never_raise() -> None:
 def test_huge_integers_decode_as_numbers() -> None:
     r = decode(b'{"a": 18446744073709551616}', b'{"a": -9223372036854775809}', b'{"a": "s"}')
     assert column(r, "a") == [2.0**64, -(2.0**63), "s"]
+
+
+@pytest.mark.parametrize("rows", [1, 50])
+def test_regression_targets_past_the_magnitude_limit_are_dead_letters(rows: int) -> None:
+    events = [orjson.dumps({"x": i, "y": i * 1e98}) for i in range(rows - 1)]
+    events += [b'{"x": 1, "y": 1e300}', b'{"x": 1, "y": -2e100}']
+    r = decode(*events, target="y", task="regression")
+    assert column(r, "y") == [i * 1e98 for i in range(rows - 1)]
+    assert [d.reason for d in r.dead_letters] == [
+        "target 'y' is 1e+300; a regression target is at most 1e+100 in magnitude",
+        "target 'y' is -2e+100; a regression target is at most 1e+100 in magnitude",
+    ]

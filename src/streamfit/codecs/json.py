@@ -45,6 +45,7 @@ Dead-letter reasons, one per kind of bad row::
     not a JSON object: got an array
     target 'match' is an array; a classification target is a string, integer or boolean
     target 'price' is a boolean; a regression target must be a number
+    target 'price' is 1e+300; a regression target is at most 1e+100 in magnitude
 
 Speed: events from one producer usually share a layout, so a batch is first tried with a
 decoder made for the layout of its first rows (msgspec, one per layout, kept): each payload
@@ -92,7 +93,13 @@ import orjson
 import pyarrow as pa
 
 from streamfit.batch import Batch, DeadLetter, Messages
-from streamfit.limits import MAX_BATCH_FIELDS, MAX_DEPTH, MAX_EVENT_BYTES, MAX_NAME_CHARS
+from streamfit.limits import (
+    MAX_BATCH_FIELDS,
+    MAX_DEPTH,
+    MAX_EVENT_BYTES,
+    MAX_MAGNITUDE,
+    MAX_NAME_CHARS,
+)
 
 __all__ = ["DecodeResult", "decode_json"]
 
@@ -297,9 +304,12 @@ def _decode_typed(messages: Messages, target: str | None, task: Task) -> DecodeR
                 booleans.append(key)
     if target is not None:
         labels = list(map(attrgetter("label"), rows))
-        columns[target] = (
-            _object_array(labels) if task == "classification" else np.array(labels, np.float64)
-        )
+        if task == "classification":
+            columns[target] = _object_array(labels)
+        else:
+            numbers = columns[target] = np.array(labels, np.float64)
+            if (np.abs(numbers) > MAX_MAGNITUDE).any():
+                return None  # the exact path sets those rows aside
     return DecodeResult(Batch(columns, messages, frozenset(booleans)), [])
 
 
@@ -558,7 +568,19 @@ def _target_column(
             good = [good[j] for j in keep]
     if task == "classification":
         return _object_array(raw), rows, good
-    return np.array(raw, dtype=np.float64), rows, good
+    numbers = np.array(raw, dtype=np.float64)
+    too_large = np.flatnonzero(np.abs(numbers) > MAX_MAGNITUDE).tolist()
+    if too_large:  # it would drive a learner's weights or step sizes past any use
+        for j in too_large:
+            bad[good[j]] = (
+                f"target {target!r} is {float(numbers[j])!r}; a regression target is at most "
+                f"{MAX_MAGNITUDE:g} in magnitude"
+            )
+        keep = sorted(set(range(len(raw))) - set(too_large))
+        numbers = numbers[keep]
+        rows = [rows[j] for j in keep]
+        good = [good[j] for j in keep]
+    return numbers, rows, good
 
 
 def _check_label(value: Any, target: str) -> tuple[Any, str | None]:
