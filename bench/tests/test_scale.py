@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from bench.scale import steady_rate, steady_window, window_cpu
 
 

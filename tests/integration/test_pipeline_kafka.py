@@ -6,8 +6,6 @@ classifies the other; results, metrics and dead letters land in SQLite, PostgreS
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,15 +15,21 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from confluent_kafka import Consumer
 
 from streamfit.runtime.build import build_worker
 from streamfit.runtime.worker import Worker
 from streamfit.spec import validate_spec
 from streamfit.spec.model import PipelineSpec
 from streamfit.store import Store
-from streamfit.streams.base import OutRecord
-from streamfit.streams.kafka import KafkaSink, create_topics
+from streamfit.streams.kafka import create_topics
+from tests.integration.support import (
+    group_members,
+    produce,
+    read_topic,
+    start_worker,
+    wait_until,
+    write_spec,
+)
 
 BAD_EVENTS = [b"{not json", b'"a string"', b'{"a": 1.0, "y": {"nested": true}}']
 
@@ -41,13 +45,6 @@ def make_events(n: int, seed: int, labeled: bool) -> list[bytes]:
             event["y"] = int(a - b > 0)
         out.append(orjson.dumps(event))
     return out
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    sink = KafkaSink(bootstrap, topic)
-    sink.write([OutRecord(None, v) for v in values])
-    sink.flush()
-    sink.close()
 
 
 def spec_for(name: str, bootstrap: str, database: str) -> PipelineSpec:
@@ -77,27 +74,8 @@ def spec_for(name: str, bootstrap: str, database: str) -> PipelineSpec:
     )
 
 
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[bytes]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-reader",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while len(values) < expected and time.monotonic() < deadline:
-        for msg in consumer.consume(1000, 0.5):
-            if msg.error() is None:
-                values.append(msg.value())
-    consumer.close()
-    return values
-
-
 def run_until(worker: Worker, total: int, timeout: float = 120) -> None:
+    """Run the worker in this process until it has taken ``total`` events in."""
     deadline = time.monotonic() + timeout
     worker.run(until=lambda w: w.stats.events_in >= total or time.monotonic() > deadline)
     assert worker.stats.events_in >= total, f"only {worker.stats.events_in}/{total} events"
@@ -136,11 +114,11 @@ def test_train_and_score_from_kafka_into_sql(
         assert seen == sorted(seen) and seen[-1] == 3000
         assert training[-1]["roc_auc"] > 0.9
 
-    predictions = read_topic(kafka_bootstrap, f"{unique_name}_predictions", 400)
+    predictions = read_topic(kafka_bootstrap, f"{unique_name}_predictions", at_least=400)
     assert len(predictions) == 400
     first = orjson.loads(predictions[0])
     assert first["model"] == "logistic" and "sgd" in first["challengers"]
-    dead = read_topic(kafka_bootstrap, f"{unique_name}_dead", 3)
+    dead = read_topic(kafka_bootstrap, f"{unique_name}_dead", at_least=3)
     assert {orjson.loads(d)["reason"] for d in dead} == set(reasons.values())
 
 
@@ -170,26 +148,22 @@ def test_cli_run_stops_cleanly_on_sigterm(
     create_topics(kafka_bootstrap, spec.topics.all)
     produce(kafka_bootstrap, spec.topics.train[0], make_events(1000, 5, True))
     produce(kafka_bootstrap, spec.topics.score[0], make_events(200, 6, False))
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(orjson.dumps(spec.model_dump(mode="json")).decode())  # JSON is YAML
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamfit.cli.main", "run", str(path)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    deadline = time.monotonic() + 60
+    path = write_spec(tmp_path / "pipeline.yaml", spec.model_dump(mode="json"))
+    worker = start_worker(path, tmp_path / "cli.log", stop_when_idle=None)  # runs until told
     with Store(database, unique_name) as store:
-        while store.count(f"{unique_name}_results") < 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert "received SIGTERM" in err and " events in, " in err
+        wait_until(
+            lambda: store.count(f"{unique_name}_results") >= 200,
+            "the score topic's 200 results",
+            workers=[worker],
+        )
+    worker.stop()  # SIGTERM: it must exit 0
     with Store(database, unique_name) as store:
         assert store.count(f"{unique_name}_results") == 200
         assert store.load_model("logistic") is not None
-        assert store.load_checkpoint() is not None  # the final checkpoint
+        checkpoint = store.load_checkpoint()  # the final one: every event handled
+        assert checkpoint is not None and sum(checkpoint.emitted.values()) == 1200
+    # and it left its consumer group rather than waiting to be timed out of it
+    assert group_members(kafka_bootstrap, unique_name) == ("EMPTY", [])
 
 
 def test_cli_rejects_a_bad_spec_with_the_key_path(tmp_path: Path) -> None:
@@ -230,7 +204,7 @@ def test_cli_produce_replays_a_file(kafka_bootstrap: str, tmp_path: Path, unique
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    values = read_topic(kafka_bootstrap, unique_name, 250)
+    values = read_topic(kafka_bootstrap, unique_name, at_least=250)
     assert len(values) == 250
     assert orjson.loads(values[7]) == {"a": 7, "b": 1, "label": 1}
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from streamfit.runtime.build import build_worker
 from streamfit.spec import validate_spec
 from streamfit.spec.model import PipelineSpec
 from streamfit.streams.base import OutRecord
 from streamfit.streams.kafka import KafkaSink, create_topics
+from tests.integration.support import committed_offsets, group_members, wait_until
 
 SESSION_TIMEOUT_MS = 60_000
 
@@ -39,19 +38,6 @@ def _spec(bootstrap: str, topic: str, name: str, database: str) -> PipelineSpec:
     )
 
 
-def _kafka_committed(
-    bootstrap: str, group: str, topic: str, partitions: int
-) -> dict[tuple[str, int], int]:
-    """The offsets Kafka holds for ``group`` (read without joining it)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        wanted = [TopicPartition(topic, p) for p in range(partitions)]
-        found = consumer.committed(wanted, timeout=10)
-    finally:
-        consumer.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
-
-
 def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -67,22 +53,31 @@ def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
     first = build_worker(spec, worker_id="a")
     first.run(until=lambda w: w.stats.events_in >= 1_000)
     learned = dict(first.blocks.learned_frontier(first.read))
+    group = f"{unique_name}_group"
+    assert group_members(kafka_bootstrap, group) == ("STABLE", [[(topic, 0), (topic, 1)]])
     with caplog.at_level(logging.WARNING, logger="streamfit"):
         first.close()
     # the checkpoint taken as the partitions are revoked commits to Kafka too
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert _kafka_committed(kafka_bootstrap, f"{unique_name}_group", topic, 2) == learned
+    assert committed_offsets(kafka_bootstrap, group, topic, 2) == learned
+    # it left: the group is empty well before a session timeout of a minute
+    wait_until(
+        lambda: group_members(kafka_bootstrap, group) == ("EMPTY", []),
+        "the group empty",
+        timeout=SESSION_TIMEOUT_MS / 2000,
+    )
 
     second = build_worker(spec, worker_id="b")
-    started = time.monotonic()
-    while not second.source.assignment():
+
+    def assigned() -> list[tuple[str, int]]:
         second.step(timeout=0.2)
-        assert time.monotonic() - started < SESSION_TIMEOUT_MS / 2000, "partitions not handed over"
-    waited = time.monotonic() - started
+        return second.source.assignment()
+
+    wait_until(assigned, "partitions for the second worker", timeout=SESSION_TIMEOUT_MS / 2000)
     # the second worker resumes where the first one's last checkpoint left each partition
     for _ in range(5):
         second.step(timeout=0.2)
     assert sorted(second.source.assignment()) == [(topic, 0), (topic, 1)]
     assert sum(learned.values()) == 1_000
-    assert second.stats.events_in == 0, f"read again what was learned (waited {waited:.1f}s)"
+    assert second.stats.events_in == 0, "read again what was learned"
     second.close()
