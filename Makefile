@@ -41,17 +41,15 @@ bench-quick: $(STAMP)
 	bench/setup $(BIN)/python $(PYTHON)
 	$(BIN)/python -m bench.run --quick
 
-KAFKA_DIR ?= .kafka
+# the local broker of `streamfit kafka start` (127.0.0.1:9092 unless that port is taken)
+kafka-start: $(STAMP)
+	$(BIN)/streamfit kafka start
 
-kafka-start:
-	scripts/kafka fetch
-	scripts/kafka start --dir $(KAFKA_DIR)
+kafka-stop: $(STAMP)
+	$(BIN)/streamfit kafka stop
 
-kafka-stop:
-	scripts/kafka stop --dir $(KAFKA_DIR)
-
-kafka-status:
-	scripts/kafka status --dir $(KAFKA_DIR)
+kafka-status: $(STAMP)
+	$(BIN)/streamfit kafka status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -128,7 +128,7 @@ class Pipeline:
         return cls(load_spec(path), **options)
 
     def __repr__(self) -> str:
-        return f"Pipeline(name={self.spec.name!r}, source={self.spec.source.kind!r})"
+        return f"Pipeline(name={self.spec.name!r}, source={self.spec.source_or_kafka.kind!r})"
 
     # -- events in -------------------------------------------------------------------------------
 
@@ -139,14 +139,14 @@ class Pipeline:
         values = _encode(events)
         if self.broker is not None:
             self.broker.append(topic, values, keys=keys)
-        elif isinstance(self.spec.source, KafkaSourceSpec):
+        elif isinstance(kafka := self.spec.source_or_kafka, KafkaSourceSpec):
             from streamfit.runtime.build import kafka_bootstrap
             from streamfit.streams.kafka import KafkaSink
 
             sink = self._producers.get(topic)
             if sink is None:
-                bootstrap = kafka_bootstrap(self.spec.source, self.settings)
-                sink = KafkaSink(bootstrap, topic, config=dict(self.spec.source.config))
+                bootstrap = kafka_bootstrap(kafka, self.settings)
+                sink = KafkaSink(bootstrap, topic, config=dict(kafka.config))
                 self._producers[topic] = sink
             sink.write(list(zip(keys or [None] * len(values), values, strict=True)))
             sink.flush()

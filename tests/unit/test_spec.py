@@ -21,7 +21,10 @@ models:
 
 def test_minimal_spec_gets_defaults() -> None:
     spec = load_spec_text(BASE)
-    assert spec.source.kind == "memory"
+    assert spec.source is None and spec.source_or_kafka.kind == "kafka"  # found when built
+    assert isinstance(spec.source_or_kafka, KafkaSourceSpec)
+    assert spec.source_or_kafka.bootstrap_servers is None
+    assert spec.classes is None and spec.missing_label == "dead_letter"
     assert spec.topics.all == ["clicks"]
     assert spec.outputs.results_table_name("clicks") == "clicks_results"
     assert spec.batch.max_records == 1000
@@ -139,3 +142,26 @@ def test_good_table_names_pass() -> None:
     spec = load_spec_text(BASE + "outputs: {results_table: scored, training_table: Quality_2}\n")
     assert spec.outputs.results_table_name(spec.name) == "scored"
     assert spec.outputs.training_table_name(spec.name) == "Quality_2"
+
+
+def test_a_file_source_refuses_output_topics_it_could_not_write() -> None:
+    text = BASE + "source: {kind: file, path: x.csv}\noutputs: {predictions_topic: p}\n"
+    with pytest.raises(SpecError) as info:
+        load_spec_text(text)
+    assert str(info.value).startswith("outputs.predictions_topic: a file source writes no")
+
+
+@pytest.mark.parametrize(
+    ("extra", "start"),
+    [
+        ("classes: []\n", "classes: "),
+        ("classes: [a, a]\n", "classes: each class once"),
+        ("task: regression\nclasses: [a, b]\n", "classes: only a classification"),
+        ("missing_label: drop\n", "missing_label: "),
+    ],
+)
+def test_bad_classes_and_missing_label_rules_are_rejected(extra: str, start: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec_text(BASE + extra)
+    assert str(info.value).startswith(start)
+    assert info.value.path == start.split(":")[0]

@@ -21,6 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from streamfit.cli.progress import event_progress
 from streamfit.runtime.build import build_worker, database_url
 from streamfit.runtime.worker import Worker
 from streamfit.spec.loader import load_spec_text
@@ -68,16 +69,22 @@ class DemoEvents:
 def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) -> DemoEvents:
     """Split every wave's dates into the train and score streams, in chronological order."""
     with resources.files(DATA).joinpath("speed_dating_kaggle.csv.gz").open("rb") as fh:
-        frame = pd.read_csv(fh, compression="gzip", encoding="latin-1", low_memory=False)
+        frame = pd.read_csv(
+            fh,
+            compression="gzip",
+            encoding="latin-1",
+            low_memory=False,
+            dtype_backend="numpy_nullable",  # whole-number columns stay integers
+        )
     frame = frame.sort_values(["wave", "round", "order", "iid"], kind="stable")
     rng = np.random.default_rng(seed)
     to_score = rng.random(len(frame)) < score_share
     keys = [
         f"{i}-{p}".encode()
-        for i, p in zip(frame["iid"], frame["pid"].fillna(-1).astype(int), strict=True)
+        for i, p in zip(frame["iid"], frame["pid"].fillna(-1).astype("int64"), strict=True)
     ]
     target = spec.target or "match"
-    truth_values = frame[target].astype(int).tolist()
+    truth_values = frame[target].astype("int64").tolist()
     labeled = frame_to_events(frame)
     unlabeled = frame_to_events(frame.drop(columns=[target]))
     train_topic, score_topic = spec.topics.train[0], spec.topics.score[0]
@@ -131,23 +138,18 @@ def run_demo(
     worker = build_worker(spec, settings, broker=broker)
     total = len(demo.events)
     started = time.monotonic()
-    bar = _progress_bar(total, progress)
-    last = [0]
+    try:
+        with event_progress("speed dating", total, enabled=progress) as bar:
+            task = bar.task_ids[0]
 
-    def on_batch(w: Worker, n: int) -> None:
-        bar.update(w.stats.events_in - last[0])
-        last[0] = w.stats.events_in
+            def on_batch(w: Worker, n: int) -> None:
+                bar.update(task, completed=w.stats.events_in)
 
-    worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
-    bar.close()
-    elapsed = time.monotonic() - started
-    return _summary(worker, demo, elapsed)
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="ev", desc="speed dating", disable=not enabled, leave=False)
+            worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
+        elapsed = time.monotonic() - started
+        return _summary(worker, demo, elapsed)
+    finally:
+        worker.close()
 
 
 def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]:
@@ -194,10 +196,19 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
             "models": "models",
         },
         "result_rows": store.count(results),
+        "rows_without_prediction": _without_prediction(store, results),
         "training_rows": store.count(training),
         "models": models,
         "queries": example_queries(results, training),
     }
+
+
+def _without_prediction(store: Store, results: str) -> int:
+    """Results rows scored before any model had learned a class (prediction NULL)."""
+    table = sa.Table(results, sa.MetaData(), autoload_with=store.engine)
+    query = sa.select(sa.func.count()).where(table.c.prediction.is_(None))
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def _holdout_metrics(
@@ -289,6 +300,14 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"  tables:   {tables['results']} ({summary['result_rows']:,} rows, one per scored event), "
         f"{tables['training']} ({summary['training_rows']:,} rows), "
         f"{tables['dead_letters']}, {tables['models']}",
+    ]
+    unscored = summary.get("rows_without_prediction", 0)
+    if unscored:
+        lines.append(
+            f"            {unscored} of the results rows have no prediction (NULL): those dates "
+            "were scored before any model had learned from a labeled one"
+        )
+    lines += [
         "",
         "  Try next:",
     ]

@@ -1,80 +1,228 @@
-"""The ``streamfit`` command: ``run``, ``produce`` and ``demo``."""
+"""The ``streamfit`` command (Typer): run, check, produce, demo, and the local Kafka broker.
+
+Every failure a user can fix prints one line that says what to change and exits non-zero: a
+bad spec (or an unreachable broker or database it names) ``streamfit: bad spec: <key>: ...``
+with exit code 2, as a bad command-line option does; other errors exit 1.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
 from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from typer.exceptions import TyperException
 
 from streamfit import __version__
 from streamfit.errors import SpecError, StreamfitError
 
-__all__ = ["main"]
+__all__ = ["app", "main"]
 
 log = logging.getLogger("streamfit")
+
+app = typer.Typer(
+    name="streamfit",
+    help="Real-time machine learning on event streams: learn from labeled events, score the "
+    "others, write predictions and metrics to Kafka and SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+kafka_app = typer.Typer(
+    help="The local Apache Kafka broker (single node, 127.0.0.1:9092 unless that port is taken).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(kafka_app, name="kafka")
+
+
+class LogLevel(StrEnum):
+    """How much the commands log to standard error."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"streamfit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            help="How much to log to standard error.",
+        ),
+    ] = LogLevel.warning,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=getattr(logging, log_level.value.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamfit`` console script; returns the exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    command = typer.main.get_command(app)
     try:
-        code: int = args.handler(args)
-        return code
+        result = command.main(
+            args=list(sys.argv[1:] if argv is None else argv),
+            prog_name="streamfit",
+            standalone_mode=False,
+        )
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        return 130
+    except TyperException as exc:  # a bad option or argument: the message says which
+        message = getattr(exc, "message", None)
+        if isinstance(message, str):
+            exc.message = message.replace("Value error, ", "")
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"streamfit: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     except SpecError as exc:
         print(f"streamfit: bad spec: {exc}", file=sys.stderr)
         return 2
     except StreamfitError as exc:
         print(f"streamfit: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    return int(result) if isinstance(result, int) else 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamfit", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"streamfit {__version__}")
-    parser.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default)")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+# -------------------------------------------------------------------------------- run, check
 
-    run = sub.add_parser("run", help="run a pipeline until stopped (SIGINT/SIGTERM)")
-    run.add_argument("spec", help="pipeline spec (YAML)")
-    run.add_argument("--db", help="database URL (overrides the spec and STREAMFIT_DATABASE_URL)")
-    run.add_argument("--worker-id", default=None, help="this worker's id in a group (default 0)")
-    run.add_argument(
-        "--stop-when-idle",
-        type=float,
-        metavar="SECONDS",
-        help="stop after this many seconds without new events",
+SpecPath = Annotated[
+    Path, typer.Argument(help="The pipeline spec (YAML).", show_default=False, metavar="SPEC")
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Database URL (SQLAlchemy), instead of the spec's outputs.database. "
+        "Default: the spec's, else STREAMFIT_DATABASE_URL, else sqlite:///streamfit.db.",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def check(spec: SpecPath, db: DatabaseOption = None) -> int:
+    """Check a pipeline without running it, and say what it will do.
+
+    Checks the spec, builds its models, and reaches its broker and database; exits 2 with the
+    key to change when something is wrong.
+    """
+    from streamfit.runtime.preflight import preflight
+
+    plan = preflight(_load(spec, db))
+    print(plan.render())
+    return 0
+
+
+@app.command()
+def run(
+    spec: SpecPath,
+    db: DatabaseOption = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="This worker's id among the workers of one pipeline (they share a consumer "
+            "group and need distinct ids). Default: STREAMFIT_WORKER_ID, else 0.",
+            show_default=False,
+        ),
+    ] = None,
+    stop_when_idle: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            min=0,
+            help="Stop after this many seconds without new events. Default: run until "
+            "SIGINT or SIGTERM.",
+            show_default=False,
+        ),
+    ] = None,
+) -> int:
+    """Run a pipeline until stopped (Ctrl-C, SIGTERM) or idle.
+
+    Runs the same checks as 'streamfit check' first, before joining the consumer group.
+    """
+    from streamfit.cli.progress import RateMeter
+    from streamfit.pipeline import Pipeline
+    from streamfit.runtime.preflight import preflight
+    from streamfit.runtime.worker import Worker
+
+    spec_checked = _load(spec, db)
+    plan = preflight(spec_checked)  # before joining any consumer group
+    log.info("%s", plan.render())
+    name = spec_checked.name
+    last_report = [time.monotonic()]
+    meter = RateMeter(window=10.0)
+
+    def on_batch(w: Worker, n: int) -> None:
+        now = time.monotonic()
+        meter.add(w.stats.events_in, now)
+        if now - last_report[0] >= 10:
+            last_report[0] = now
+            log.warning(
+                "%s: %.0f events/s over the last 10 s; %d events in (%d trained, "
+                "%d scored, %d dead letters)",
+                name,
+                meter.rate(now),
+                w.stats.events_in,
+                w.stats.events_trained,
+                w.stats.events_scored,
+                w.stats.dead_letters,
+            )
+
+    with Pipeline(spec_checked, worker_id=worker_id) as pipeline:
+        stats = pipeline.run(idle=stop_when_idle, stop=_stop_on_signals(), on_batch=on_batch)
+    print(
+        f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
+        f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
+        file=sys.stderr,
     )
-    run.set_defaults(handler=_run)
+    return 0
 
-    produce = sub.add_parser("produce", help="replay a dataset file into a Kafka topic")
-    produce.add_argument("file", help="CSV, TSV, JSONL or Parquet file (optionally .gz)")
-    produce.add_argument("--topic", required=True)
-    produce.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers")
-    produce.add_argument("--rate", type=float, default=0.0, help="events per second (0 = max)")
-    produce.add_argument("--key", default=None, help="field whose value is the message key")
-    produce.set_defaults(handler=_produce)
 
-    demo = sub.add_parser("demo", help="the speed-dating demo on the bundled data")
-    demo.add_argument("--kafka", metavar="BOOTSTRAP", help="use this Kafka broker")
-    demo.add_argument(
-        "--db", metavar="URL", help="database URL (default sqlite:///streamfit_demo.db)"
-    )
-    demo.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    demo.set_defaults(handler=_demo)
-    return parser
+def _load(path: Path, database: str | None) -> Any:
+    from streamfit.spec.loader import load_spec
+
+    spec = load_spec(path)
+    if database:
+        spec = spec.model_copy(
+            update={"outputs": spec.outputs.model_copy(update={"database": database})}
+        )
+    return spec
 
 
 def _stop_on_signals() -> threading.Event:
@@ -91,86 +239,255 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(args: argparse.Namespace) -> int:
-    from streamfit.pipeline import Pipeline
-    from streamfit.runtime.worker import Worker
-
-    pipeline = Pipeline.from_yaml(args.spec, database=args.db, worker_id=args.worker_id)
-    name = pipeline.spec.name
-    report = [time.monotonic()]
-
-    def on_batch(w: Worker, n: int) -> None:
-        now = time.monotonic()
-        if now - report[0] >= 10:
-            report[0] = now
-            log.warning(
-                "%s: %d events in (%d trained, %d scored, %d dead letters), %.0f events/s",
-                name,
-                w.stats.events_in,
-                w.stats.events_trained,
-                w.stats.events_scored,
-                w.stats.dead_letters,
-                w.stats.events_per_second,
-            )
-
-    with pipeline:
-        stats = pipeline.run(idle=args.stop_when_idle, stop=_stop_on_signals(), on_batch=on_batch)
-    print(
-        f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
-        f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
-        file=sys.stderr,
-    )
-    return 0
+# ----------------------------------------------------------------------------------- produce
 
 
-def _produce(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+class FileFormat(StrEnum):
+    """How ``produce`` reads a file."""
 
-    from streamfit.spec.settings import Settings
+    auto = "auto"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class Header(StrEnum):
+    """Whether a CSV/TSV file's first line names its columns."""
+
+    auto = "auto"
+    yes = "yes"
+    no = "no"
+
+
+@app.command()
+def produce(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, TSV, JSON Lines or Parquet file, gzipped or not.",
+            show_default=False,
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    topic: Annotated[
+        str,
+        typer.Option(metavar="TOPIC", help="Topic to send the events to.", show_default=False),
+    ],
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Kafka bootstrap servers. Default: STREAMFIT_KAFKA_BOOTSTRAP, else the "
+            "broker of 'streamfit kafka start', else 127.0.0.1:9092.",
+            show_default=False,
+        ),
+    ] = None,
+    rate: Annotated[
+        float,
+        typer.Option(
+            min=0, metavar="EVENTS_PER_S", help="Events per second; 0 sends as fast as it can."
+        ),
+    ] = 0.0,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Field whose value becomes each message's key. Default: no key.",
+            show_default=False,
+        ),
+    ] = None,
+    file_format: Annotated[
+        FileFormat,
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="File format; auto: from the name (.csv, .tsv, .jsonl, .parquet, each "
+            "optionally .gz), else from the content.",
+        ),
+    ] = FileFormat.auto,
+    header: Annotated[
+        Header,
+        typer.Option(
+            case_sensitive=False,
+            help="Whether the first line of a CSV/TSV names the columns; auto: yes unless it "
+            "looks like data (then columns are named column_1, column_2, ...).",
+        ),
+    ] = Header.auto,
+    names: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A,B,...",
+            help="Column names for a CSV/TSV without a header line (implies --header no). "
+            "Default: the header line's, else column_1, column_2, ...",
+            show_default=False,
+        ),
+    ] = None,
+) -> int:
+    """Send a data file's rows to a Kafka topic, one JSON event per row."""
+    from streamfit.cli.progress import event_progress, stderr_console
+    from streamfit.runtime.keys import payload_keys
     from streamfit.streams.base import OutRecord
     from streamfit.streams.kafka import KafkaSink
-    from streamfit.streams.replay import count_events, iter_event_chunks
+    from streamfit.streams.local_kafka import find_bootstrap
+    from streamfit.streams.replay import ReadOptions, read_events
 
-    bootstrap = args.bootstrap or Settings().kafka_bootstrap or "127.0.0.1:9092"
-    sink = KafkaSink(bootstrap, args.topic)
-    total = count_events(args.file)
+    options = ReadOptions(
+        format=None if file_format is FileFormat.auto else file_format.value,
+        header=None if header is Header.auto else header is Header.yes,
+        names=[n.strip() for n in names.split(",")] if names else None,
+    )
+    table = read_events(file, options)
+    console = stderr_console()
+    console.print(table.describe(), highlight=False)
+    broker = find_bootstrap(bootstrap)
+    sink = KafkaSink(broker.bootstrap, topic)
     started = time.monotonic()
     sent = 0
-    key_field = args.key.encode() if args.key else None
-    with tqdm(total=total, unit="ev", desc=f"-> {args.topic}") as bar:
-        for chunk in iter_event_chunks(args.file, chunk_size=1000):
-            records = [OutRecord(_key_of(value, key_field), value) for value in chunk]
-            for i in range(0, len(records), 100 if args.rate else len(records)):
-                part = records[i : i + 100] if args.rate else records
-                if args.rate:
-                    ahead = (sent + len(part)) / args.rate - (time.monotonic() - started)
+    keys = payload_keys(table.events, key) if key else [None] * len(table.events)
+    step = 100 if rate else 1000
+    try:
+        with event_progress(f"-> {topic}", len(table.events), console) as bar:
+            for i in range(0, len(table.events), step):
+                part = [
+                    OutRecord(k, v)
+                    for k, v in zip(keys[i : i + step], table.events[i : i + step], strict=True)
+                ]
+                if rate:
+                    ahead = (sent + len(part)) / rate - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)
                 sink.write(part)
                 sent += len(part)
-                bar.update(len(part))
-    sink.flush()
-    sink.close()
-    print(f"produced {sent} events to {args.topic} at {bootstrap}", file=sys.stderr)
+                bar.advance(bar.task_ids[0], len(part))
+        sink.flush()
+    finally:
+        sink.close()
+    elapsed = time.monotonic() - started
+    console.print(
+        f"produced {sent:,} events to {topic} at {broker.describe()} in {elapsed:.1f} s",
+        highlight=False,
+    )
     return 0
 
 
-def _key_of(value: bytes, key_field: bytes | None) -> bytes | None:
-    if key_field is None:
-        return None
-    import orjson
-
-    key = orjson.loads(value).get(key_field.decode())
-    return None if key is None else str(key).encode()
+# -------------------------------------------------------------------------------------- demo
 
 
-def _demo(args: argparse.Namespace) -> int:
+@app.command()
+def demo(
+    kafka: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Run through this Kafka broker ('local': the one of 'streamfit kafka "
+            "start'). Default: the in-process stream, no broker.",
+            show_default=False,
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Database URL. Default: sqlite:///streamfit_demo.db in this directory.",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+) -> int:
+    """The speed-dating demo on the bundled data: learn from dates, classify others."""
     from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
+    from streamfit.streams.local_kafka import find_bootstrap
 
-    summary = run_demo(
-        kafka=args.kafka, database=args.db or default_demo_db(), progress=not args.json
-    )
-    print(summary_json(summary) if args.json else render_summary(summary))
+    broker = None
+    if kafka:
+        broker = find_bootstrap(None if kafka == "local" else kafka).bootstrap
+    summary = run_demo(kafka=broker, database=db or default_demo_db(), progress=not json)
+    print(summary_json(summary) if json else render_summary(summary))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- kafka
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        metavar="DIR",
+        help="The broker's directory (config, data, log). Default: STREAMFIT_KAFKA_DIR, else "
+        "~/.local/state/streamfit/kafka.",
+        show_default=False,
+    ),
+]
+
+
+@kafka_app.command("start")
+def kafka_start(
+    port: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help="Port to listen on; when another program holds it, a free port is taken "
+            "instead (and said) unless --strict.",
+        ),
+    ] = 9092,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail rather than take another port.")
+    ] = False,
+    directory: DirOption = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start from empty storage (deletes every topic).")
+    ] = False,
+) -> int:
+    """Start the local broker (the first start downloads its jars with Maven: a few minutes).
+
+    Prints its address on standard output. Every streamfit command finds it by itself.
+    """
+    from streamfit.cli.progress import stderr_console
+    from streamfit.streams.local_kafka import LocalBroker
+
+    console = stderr_console()
+    broker = LocalBroker.start(port, directory, strict=strict, fresh=fresh)
+    if broker.already_running:
+        console.print(f"the local Kafka broker already runs at {broker.bootstrap}")
+    if broker.moved:
+        console.print(
+            f"[bold yellow]port {broker.wanted_port} is taken by another program: the broker "
+            f"listens on {broker.bootstrap} instead.[/] streamfit commands find it by "
+            f"themselves; give other Kafka clients {broker.bootstrap}."
+        )
+    elif not broker.already_running:
+        console.print(f"the local Kafka broker runs at {broker.bootstrap} ({broker.directory})")
+    print(broker.bootstrap)
+    return 0
+
+
+@kafka_app.command("stop")
+def kafka_stop(directory: DirOption = None) -> int:
+    """Stop the local broker (its topics stay for the next start)."""
+    from streamfit.streams.local_kafka import LocalBroker
+
+    stopped = LocalBroker.stop(directory)
+    print("stopped" if stopped else "not running", file=sys.stderr)
+    return 0
+
+
+@kafka_app.command("status")
+def kafka_status(directory: DirOption = None) -> int:
+    """Print the local broker's address and exit 0 if it runs; exit 1 if not."""
+    from streamfit.streams.local_kafka import broker_dir, running_bootstrap
+
+    bootstrap = running_bootstrap(directory)
+    if bootstrap is None:
+        print(f"not running ({broker_dir(directory)})", file=sys.stderr)
+        return 1
+    print(bootstrap)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from streamfit.runtime.component import Component
@@ -15,10 +16,13 @@ from streamfit.spec.model import (
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
 from streamfit.streams.base import RecordSink, Source
+from streamfit.streams.local_kafka import find_bootstrap
 from streamfit.streams.memory import MemoryBroker, MemorySink, MemorySource
 from streamfit.streams.replay import FileReplaySource
 
 __all__ = ["build_worker", "database_url", "kafka_bootstrap"]
+
+log = logging.getLogger(__name__)
 
 
 def database_url(spec: PipelineSpec, settings: Settings) -> str:
@@ -27,8 +31,9 @@ def database_url(spec: PipelineSpec, settings: Settings) -> str:
 
 
 def kafka_bootstrap(spec: KafkaSourceSpec, settings: Settings) -> str:
-    """``STREAMFIT_KAFKA_BOOTSTRAP`` when set, else the spec's ``bootstrap_servers``."""
-    return settings.kafka_bootstrap or spec.bootstrap_servers
+    """The spec's ``bootstrap_servers``, else ``STREAMFIT_KAFKA_BOOTSTRAP``, else the local
+    broker of ``streamfit kafka start``, else 127.0.0.1:9092 (``find_bootstrap``)."""
+    return find_bootstrap(spec.bootstrap_servers, settings.kafka_bootstrap).bootstrap
 
 
 def group_id(spec: PipelineSpec) -> str:
@@ -55,11 +60,19 @@ def build_worker(
     outputs = spec.outputs
     worker_id = worker_id or settings.worker_id
     transactions = None
-    match spec.source:
+    source_spec = spec.source_or_kafka
+    if spec.source is None and broker is not None:  # the in-process stream, as asked
+        source_spec = MemorySourceSpec()
+    match source_spec:
         case KafkaSourceSpec() as kafka:
             from streamfit.streams.kafka import KafkaSink, KafkaSource
 
             bootstrap = kafka_bootstrap(kafka, settings)
+            if not spec.source_given:
+                log.warning(
+                    "the spec names no source: reading Apache Kafka at %s",
+                    find_bootstrap(None, settings.kafka_bootstrap).describe(),
+                )
             config = dict(kafka.config)
             source = KafkaSource(
                 bootstrap,

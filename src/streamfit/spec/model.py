@@ -69,7 +69,9 @@ class KafkaSourceSpec(_Frozen):
     """Read from Apache Kafka as one member of a consumer group."""
 
     kind: Literal["kafka"] = "kafka"
-    bootstrap_servers: str = "127.0.0.1:9092"
+    # default: STREAMFIT_KAFKA_BOOTSTRAP, else the broker of `streamfit kafka start`, else
+    # 127.0.0.1:9092 (streamfit.streams.local_kafka.find_bootstrap)
+    bootstrap_servers: str | None = None
     group_id: str | None = None  # default: "streamfit-<pipeline name>"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -257,15 +259,29 @@ class BatchSpec(_Frozen):
     timeout: float = Field(default=0.2, gt=0, le=60)
 
 
+Label = str | int | bool
+
+
 class PipelineSpec(_Frozen):
-    """A whole pipeline."""
+    """A whole pipeline.
+
+    ``source`` left out: Apache Kafka, at the broker ``find_bootstrap`` finds (the pipeline
+    logs which), unless the pipeline is built over an in-process broker (``build_worker(spec,
+    broker=...)``). ``classes``: the labels a classifier may learn; an event of a ``train``
+    topic with another label is a dead letter. Without it, every new label is learned and
+    logged once. ``missing_label``: what happens to an event of a train-only topic (a topic
+    that is not also a ``score`` topic) that has no label: a dead letter (``dead_letter``), or
+    scored as an unlabeled event (``score``).
+    """
 
     name: str
-    source: SourceSpec = Field(default_factory=MemorySourceSpec)
+    source: SourceSpec | None = None
     topics: TopicsSpec
     key: str | None = None
     target: str | None = None
     task: Literal["classification", "regression"] = "classification"
+    classes: list[Label] | None = Field(default=None, min_length=1)
+    missing_label: Literal["dead_letter", "score"] = "dead_letter"
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     models: list[ModelSpec] = Field(min_length=1)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -307,4 +323,50 @@ class PipelineSpec(_Frozen):
                     )
                 ],
             )
+        if self.classes is not None:
+            if self.task != "classification":
+                raise _error_at(
+                    self,
+                    ("classes",),
+                    f"only a classification pipeline has classes (task: {self.task})",
+                    self.classes,
+                )
+            texts = [str(c).lower() if isinstance(c, bool) else str(c) for c in self.classes]
+            if len(set(texts)) != len(texts):
+                raise _error_at(self, ("classes",), "each class once", self.classes)
+        if isinstance(self.source, FileSourceSpec):
+            for key in ("predictions_topic", "dead_letter_topic"):
+                if getattr(self.outputs, key):
+                    raise _error_at(
+                        self,
+                        ("outputs", key),
+                        "a file source writes no Kafka topics (predictions go to the results "
+                        "table, rejects to dead_letters); remove it, or send the file to a "
+                        "topic with 'streamfit produce' and read it from Kafka",
+                        getattr(self.outputs, key),
+                    )
         return self
+
+    @property
+    def source_given(self) -> bool:
+        """Whether the spec names its source (else Kafka, or an in-process broker)."""
+        return self.source is not None
+
+    @property
+    def source_or_kafka(self) -> KafkaSourceSpec | MemorySourceSpec | FileSourceSpec:
+        """The spec's source, else Apache Kafka with its defaults."""
+        return self.source if self.source is not None else KafkaSourceSpec()
+
+
+def _error_at(model: BaseModel, loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A validation error at ``loc`` (the spec's key path), from a model validator."""
+    return ValidationError.from_exception_data(
+        type(model).__name__,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("spec", message.replace("{", "{{").replace("}", "}}")),
+                loc=loc,
+                input=value,
+            )
+        ],
+    )

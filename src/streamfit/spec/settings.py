@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMFIT_", extra="ignore")
 
     database_url: str = "sqlite:///streamfit.db"
-    kafka_bootstrap: str | None = None  # overrides the spec's bootstrap_servers when set
+    kafka_bootstrap: str | None = None  # used when the spec names no bootstrap_servers
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     log_level: str = "INFO"

@@ -1,23 +1,46 @@
-"""Replay a dataset file (CSV, JSONL or Parquet, optionally gzipped) as a stream of JSON events.
+"""Replay a dataset file (CSV, TSV, JSON Lines or Parquet, gzipped or not) as JSON events.
 
-Rows become JSON objects; missing values become absent fields. ``iter_event_chunks`` yields
-encoded events a chunk at a time (what ``streamfit produce`` sends to Kafka) and
+Rows become JSON objects; missing values become absent fields, and integers stay integers.
+``read_events`` reads a file the way ``streamfit produce`` does and says how it read it;
 ``FileReplaySource`` is a ``Source`` that plays a file at a chosen rate.
 
+What is not given is found out, and said (``EventTable.describe``):
+
+- the format, from the name (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``/``.json``,
+  ``.parquet``, each optionally ``.gz``), else from the content (gzip and Parquet by their
+  magic bytes; JSON Lines by a leading ``{``; else the delimiter among tab, comma, ``;`` and
+  ``|`` that splits the first lines alike);
+- whether the first line of a CSV/TSV names the columns: not when one of its cells is a
+  number, is a long sentence, or comes back further down its column (a label such as
+  ``ham``); yes when a column is numbers below a text cell, and yes otherwise. Without a
+  header the columns are named ``column_1``, ``column_2``, ...;
+- quotes: a TSV is read without quote handling (a message may start with ``"`` and not end
+  with one), unless its quoted fields are all well formed; a CSV with RFC 4180 quoting,
+  unless that joins lines that the plain reading keeps apart with the same number of fields.
+
 >>> import tempfile, pathlib
->>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.csv"
->>> _ = path.write_text("a,b\\n1,x\\n,y\\n")
->>> [chunk for chunk in iter_event_chunks(path)]
-[[b'{"a":1.0,"b":"x"}', b'{"b":"y"}']]
->>> src = FileReplaySource(path, topic="t")
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "rows.csv").write_text("a,b\\n1,x\\n,y\\n")
+>>> [chunk for chunk in iter_event_chunks(folder / "rows.csv")]
+[[b'{"a":1,"b":"x"}', b'{"b":"y"}']]
+>>> _ = (folder / "sms").write_text('ham\\tOk lar\\nspam\\t"Free" entry\\nham\\tSee you\\n')
+>>> table = read_events(folder / "sms")
+>>> table.events[1], table.header_found
+(b'{"column_1":"spam","column_2":"\\\\"Free\\\\" entry"}', False)
+>>> src = FileReplaySource(folder / "rows.csv", topic="t")
 >>> src.poll(10, 0).offsets.tolist(), src.poll(10, 0)
 ([0, 1], None)
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,31 +50,277 @@ import pandas as pd
 from streamfit.batch import Messages, Offsets
 from streamfit.errors import StreamError
 
-__all__ = ["FileReplaySource", "count_events", "iter_event_chunks", "read_frame"]
+__all__ = [
+    "EventTable",
+    "FileReplaySource",
+    "ReadOptions",
+    "count_events",
+    "frame_to_events",
+    "iter_event_chunks",
+    "read_events",
+    "read_frame",
+]
+
+Format = str  # "csv", "tsv", "jsonl" or "parquet"
+
+_SUFFIXES: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
+_SAMPLE_BYTES = 1 << 20
+_SAMPLE_ROWS = 2000
+_NUMBER = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """A dataset file as a DataFrame (CSV tries UTF-8, then Latin-1)."""
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How to read a file; ``None`` everywhere means: find out (see the module docstring)."""
+
+    format: Format | None = None
+    header: bool | None = None
+    names: list[str] | None = None
+
+
+@dataclass(slots=True)
+class EventTable:
+    """A file's rows as JSON events, and how the file was read."""
+
+    path: Path
+    events: list[bytes]
+    columns: list[str]
+    format: Format
+    compressed: bool
+    header_found: bool | None  # None: not a CSV/TSV
+    header_reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One paragraph a person reads before the events go out."""
+        kind = self.format.upper() if self.format != "jsonl" else "JSON Lines"
+        parts = [f"read {self.path.name}: {kind}{', gzipped' if self.compressed else ''}"]
+        if self.header_found is not None:
+            parts.append(
+                f"header line ({self.header_reason})"
+                if self.header_found
+                else f"no header line ({self.header_reason})"
+            )
+        shown = ", ".join(self.columns[:8]) + (", ..." if len(self.columns) > 8 else "")
+        parts.append(f"{len(self.events):,} rows of {len(self.columns)} columns: {shown}")
+        text = "; ".join(parts)
+        for note in self.notes:
+            text += f"\n  {note}"
+        return text
+
+
+def read_events(path: str | Path, options: ReadOptions | None = None) -> EventTable:
+    """Read ``path`` as ``streamfit produce`` does; see the module docstring."""
     path = Path(path)
-    name = path.name.lower().removesuffix(".gz")
+    options = options or ReadOptions()
+    frame, table = _read(path, options)
+    table.events = frame_to_events(frame)
+    table.columns = [str(c) for c in frame.columns]
+    return table
+
+
+def read_frame(path: str | Path, options: ReadOptions | None = None) -> pd.DataFrame:
+    """A dataset file as a DataFrame, read as ``read_events`` reads it."""
+    return _read(Path(path), options or ReadOptions())[0]
+
+
+def _read(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, EventTable]:
     try:
-        if name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        if name.endswith((".jsonl", ".ndjson", ".json")):
-            return pd.read_json(path, lines=True)
-        if name.endswith((".csv", ".tsv", ".txt")):
-            sep = "\t" if name.endswith(".tsv") else ","
-            try:
-                return pd.read_csv(path, sep=sep, low_memory=False)
-            except UnicodeDecodeError:
-                return pd.read_csv(path, sep=sep, low_memory=False, encoding="latin-1")
-    except (OSError, ValueError) as exc:
-        raise StreamError(f"cannot read {path}: {exc}") from exc
-    raise StreamError(f"cannot replay {path}: expected .csv, .tsv, .jsonl or .parquet")
+        head = _head(path)
+    except OSError as exc:
+        raise StreamError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    compressed = head.raw.startswith(b"\x1f\x8b")
+    fmt = options.format or _format_of(path, head.data)
+    table = EventTable(path, [], [], fmt, compressed, None)
+    try:
+        if fmt == "parquet":
+            frame = pd.read_parquet(path, dtype_backend="numpy_nullable")
+        elif fmt == "jsonl":
+            frame = pd.read_json(
+                path,
+                lines=True,
+                dtype_backend="numpy_nullable",
+                compression="gzip" if compressed else None,
+            )
+        elif fmt in ("csv", "tsv"):
+            frame = _read_delimited(path, head.data, fmt, compressed, options, table)
+        else:
+            raise StreamError(f"cannot read {path}: unknown format {fmt!r}")
+    except (OSError, ValueError, csv.Error) as exc:
+        raise StreamError(f"cannot read {path} as {fmt}: {exc}") from exc
+    return frame, table
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    raw: bytes  # the file's first bytes as stored
+    data: bytes  # the same, decompressed
+
+
+def _head(path: Path) -> _Head:
+    with path.open("rb") as fh:
+        raw = fh.read(_SAMPLE_BYTES)
+    if raw.startswith(b"\x1f\x8b"):
+        with gzip.open(path, "rb") as fh:
+            return _Head(raw, fh.read(_SAMPLE_BYTES))
+    return _Head(raw, raw)
+
+
+def _format_of(path: Path, data: bytes) -> Format:
+    name = path.name.lower().removesuffix(".gz")
+    suffix = Path(name).suffix
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
+    if data.startswith(b"PAR1"):
+        return "parquet"
+    if data.lstrip()[:1] == b"{":
+        return "jsonl"
+    text = _decode(data)
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    if not lines:
+        raise StreamError(f"cannot read {path}: it is empty")
+    for sep, fmt in (("\t", "tsv"), (",", "csv"), (";", "csv"), ("|", "csv")):
+        counts = {line.count(sep) for line in lines[:-1] or lines}
+        if len(counts) == 1 and counts != {0}:
+            return fmt
+    raise StreamError(
+        f"cannot tell the format of {path}: name it .csv, .tsv, .jsonl or .parquet, "
+        "or pass --format"
+    )
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 4:  # a character cut at the end of the sample
+            return data[: exc.start].decode("utf-8")
+        return data.decode("latin-1")
+
+
+def _separator(data: bytes, fmt: Format) -> str:
+    if fmt == "tsv":
+        return "\t"
+    lines = [line for line in _decode(data).splitlines()[:50] if line.strip()]
+    for sep in (",", ";", "|"):
+        counts = {line.count(sep) for line in lines[:-1] or lines}
+        if len(counts) == 1 and counts != {0}:
+            return sep
+    return ","
+
+
+def _read_delimited(
+    path: Path,
+    data: bytes,
+    fmt: Format,
+    compressed: bool,
+    options: ReadOptions,
+    table: EventTable,
+) -> pd.DataFrame:
+    sep = _separator(data, fmt)
+    rows = _sample_rows(data, sep)
+    if options.names:
+        header, table.header_reason = False, "column names given"
+    elif options.header is not None:
+        header, table.header_reason = options.header, "as told"
+    else:
+        header, table.header_reason = _has_header(rows)
+    table.header_found = header
+    quoting = _quoting(data, sep, fmt)
+    names = options.names
+    if not header and names is None and rows:
+        names = [f"column_{i + 1}" for i in range(len(rows[0]))]
+    kwargs: dict[str, object] = {
+        "sep": sep,
+        "header": 0 if header else None,
+        "names": names,
+        "quoting": quoting,
+        "compression": "gzip" if compressed else None,
+        "dtype_backend": "numpy_nullable",
+        "keep_default_na": True,
+        "skip_blank_lines": True,
+    }
+    try:
+        frame = pd.read_csv(path, encoding="utf-8", **kwargs)
+    except UnicodeDecodeError:
+        frame = pd.read_csv(path, encoding="latin-1", **kwargs)
+        table.notes.append("not UTF-8: read as Latin-1")
+    if quoting == csv.QUOTE_NONE and fmt == "tsv":
+        table.notes.append("quotes are kept as text (a TSV has no quoting)")
+    return frame
+
+
+def _sample_rows(data: bytes, sep: str) -> list[list[str]]:
+    lines = [line for line in _decode(data).splitlines() if line.strip()]
+    if len(data) >= _SAMPLE_BYTES and lines:
+        lines = lines[:-1]  # the last line of a sample may be cut
+    return [line.split(sep) for line in lines[:_SAMPLE_ROWS]]
+
+
+def _is_number(cell: str) -> bool:
+    return bool(_NUMBER.match(cell))
+
+
+def _has_header(rows: list[list[str]]) -> tuple[bool, str]:
+    """Whether the first row names the columns, and why (see the module docstring)."""
+    if len(rows) < 2:
+        return True, "a single line"
+    first, rest = rows[0], rows[1:]
+    cells = [c.strip().strip('"') for c in first]
+    for cell in cells:
+        if cell and _is_number(cell):
+            return False, f"its first line looks like data: {cell!r} is a number"
+    for cell in cells:
+        if len(cell) > 60 or len(cell.split()) > 5:
+            return False, f"its first line looks like data: {_short(cell)!r} is a sentence"
+    for i, cell in enumerate(cells):
+        below = [row[i].strip().strip('"') for row in rest if len(row) > i]
+        if cell and cell in below:
+            return False, f"its first line looks like data: {cell!r} comes again in its column"
+    for i, cell in enumerate(cells):
+        below = [row[i] for row in rest if len(row) > i and row[i].strip()]
+        if cell and below and sum(map(_is_number, below)) >= 0.9 * len(below):
+            return True, f"{cell!r} heads a column of numbers"
+    return True, "its first line looks like names"
+
+
+def _short(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quoting(data: bytes, sep: str, fmt: Format) -> int:
+    """QUOTE_NONE for a file whose quotes are text, else RFC 4180 quoting (QUOTE_MINIMAL)."""
+    text = _decode(data)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(data) >= _SAMPLE_BYTES and lines:
+        lines = lines[:-1]
+    quoted = [cell for line in lines for cell in line.split(sep) if cell.startswith('"')]
+    if not quoted:
+        return csv.QUOTE_MINIMAL
+    well_formed = all(len(c) >= 2 and c.endswith('"') for c in quoted)
+    if fmt == "tsv" and not well_formed:
+        return csv.QUOTE_NONE
+    if well_formed:
+        return csv.QUOTE_MINIMAL
+    # a CSV with stray quotes: RFC quoting would join lines; keep them apart when every line
+    # splits into the same number of fields without it
+    widths = {len(line.split(sep)) for line in lines}
+    joined = len(list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep)))
+    if len(widths) == 1 and joined < len(lines):
+        return csv.QUOTE_NONE
+    return csv.QUOTE_MINIMAL
 
 
 def frame_to_events(frame: pd.DataFrame) -> list[bytes]:
-    """Each row as compact JSON bytes; NaN and None fields are left out."""
+    """Each row as compact JSON bytes; missing fields (NaN, None, NA) are left out."""
     columns = [str(c) for c in frame.columns]
     arrays = [frame[c].to_numpy(dtype=object) for c in frame.columns]
     out: list[bytes] = []
@@ -76,14 +345,14 @@ def _plain(value: object) -> object:
 
 def iter_event_chunks(path: str | Path, chunk_size: int = 10_000) -> Iterator[list[bytes]]:
     """Encoded events of a file, ``chunk_size`` at a time."""
-    frame = read_frame(path)
-    for start in range(0, len(frame), chunk_size):
-        yield frame_to_events(frame.iloc[start : start + chunk_size])
+    events = read_events(path).events
+    for start in range(0, len(events), chunk_size):
+        yield events[start : start + chunk_size]
 
 
 def count_events(path: str | Path) -> int:
     """How many events a file holds."""
-    return len(read_frame(path))
+    return len(read_events(path).events)
 
 
 class FileReplaySource:
@@ -95,7 +364,7 @@ class FileReplaySource:
     def __init__(self, path: str | Path, topic: str, rate: float = 0.0) -> None:
         self.topic = topic
         self.rate = rate
-        self._events = frame_to_events(read_frame(path))
+        self._events = read_events(path).events
         self._position = 0
         self._started = time.monotonic()
 
