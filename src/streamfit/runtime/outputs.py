@@ -17,6 +17,7 @@ import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch, DeadLetter
+from streamfit.runtime.keys import keyed
 from streamfit.runtime.records import prediction_records
 from streamfit.runtime.retry import Outages
 from streamfit.spec.model import PipelineSpec
@@ -53,7 +54,9 @@ class Outputs:
         predictions: list[ModelPredictions],
         labels: npt.NDArray[Any] | None,
     ) -> None:
-        """A results row and a prediction record per event of ``batch``."""
+        """A results row and a prediction record per event of ``batch``, both keyed by the
+        spec's ``key`` field where the event has it."""
+        batch = keyed(batch, self.spec.key)
         if self.spec.outputs.write_results:
             self.outages.call(
                 "writing results",
@@ -62,7 +65,7 @@ class Outputs:
                 ),
             )
         if self.predictions is not None:
-            self.predictions.write(prediction_records(batch, predictions, self.spec.key))
+            self.predictions.write(prediction_records(batch, predictions))
 
     def dead_letter(self, letters: list[DeadLetter]) -> None:
         """Set ``letters`` aside, with their reasons and original bytes."""

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch
+from streamfit.runtime.keys import key_text
 from streamfit.store import ModelPredictions
 from streamfit.streams.base import Record
 
@@ -116,9 +117,7 @@ def _keys(own: list[bytes | None], values: npt.NDArray[Any] | None) -> list[byte
     for i, value in enumerate(values.tolist()):
         if value is None or (isinstance(value, float) and value != value):
             continue
-        if isinstance(value, bool):  # in a field of strings and booleans
-            value = "true" if value else "false"
-        out[i] = str(value).encode()
+        out[i] = key_text(value).encode()  # 4500.0 reads 4500, True reads true
     return out
 
 

@@ -56,6 +56,7 @@ from streamfit.runtime.blocks import BlockBuffer, concat_batches
 from streamfit.runtime.component import Component
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.isolation import batch_halves, dead_letters_for, isolate, reason_for
+from streamfit.runtime.labels import LabelPolicy
 from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
@@ -154,6 +155,9 @@ class Worker:
         self.components: list[Component] = [self.evaluation, *components]
         self.component_errors = 0
         self.train_topics = set(spec.topics.train)
+        self.labels = LabelPolicy(
+            spec, known=lambda: getattr(self.models.slots[0].model, "classes", ())
+        )
         self.stats = RunStats()
         self.blocks = BlockBuffer(spec.learning.block_events)
         self.read: Offsets = {}  # next offset to read, per partition
@@ -303,7 +307,9 @@ class Worker:
 
     def process(self, messages: Messages) -> None:
         """Handle one batch of raw messages (steps 1 to 6)."""
-        batch = self._decode(messages)
+        batch, rejected = self.labels.screen(self._decode(messages))
+        if rejected:
+            self._dead_letter(rejected)
         if len(batch):
             for component in self.components:
                 self._tell(component, "observe", component.observe, batch)

@@ -32,6 +32,7 @@ __all__ = [
     "event_times",
     "field_kind",
     "field_values",
+    "fits_integers",
     "float_list",
     "key_texts",
     "missing",
@@ -39,6 +40,7 @@ __all__ = [
     "outcome_texts",
     "present",
     "probability_list",
+    "whole_numbers",
 ]
 
 _T = TypeVar("_T")
@@ -70,8 +72,12 @@ def column_kind(values: npt.NDArray[Any], is_boolean: bool) -> ColumnKind:
     'float'
     >>> column_kind(np.array(["abc", 1.5, None], dtype=object), False)
     'text'
+    >>> column_kind(np.array([4500.0, np.nan]), False), column_kind(np.array([2.5]), False)
+    ('int', 'float')
     """
     kind = field_kind(values, is_boolean)
+    if kind == "float" and whole_numbers(values, some=True):
+        return "int"  # JSON numbers reach the batch as floats: whole ones stay integers
     if kind != "text" or values.dtype != object:
         return kind
     cells: list[Any] = values.tolist()
@@ -112,6 +118,41 @@ def nul_rows(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_] | None:
     if "\x00" not in joined:
         return None
     return np.array([type(v) is str and "\x00" in v for v in cells], dtype=bool)
+
+
+def whole_numbers(values: npt.NDArray[Any], some: bool = False) -> bool:
+    """Whether every number of a float column is whole (NaN is missing, not a fraction);
+    with ``some``, also whether there is at least one.
+
+    >>> whole_numbers(np.array([1.0, np.nan, -3.0])), whole_numbers(np.array([1.0, 2.5]))
+    (True, False)
+    >>> whole_numbers(np.array([np.nan])), whole_numbers(np.array([np.nan]), some=True)
+    (True, False)
+    """
+    a = np.asarray(values, dtype=np.float64)
+    present = a[~np.isnan(a)]
+    if some and len(present) == 0:
+        return False
+    return bool(np.all(np.isfinite(present) & (present == np.round(present)))) and bool(
+        np.all(np.abs(present) < _INT_LIMIT)
+    )
+
+
+def fits_integers(values: npt.NDArray[Any], kind: ColumnKind) -> bool:
+    """Whether a batch column of ``kind`` goes into an integer column without losing a
+    fraction (text that is no number becomes NULL there, as in any number column).
+
+    >>> fits_integers(np.array(["3", "x", None], dtype=object), "text")
+    True
+    >>> fits_integers(np.array(["2.5"], dtype=object), "text")
+    False
+    """
+    if kind == "float":
+        return whole_numbers(values)
+    if kind != "text":
+        return True
+    numbers = [_to_float(v) for v in values.tolist() if v is not None and type(v) is not bool]
+    return whole_numbers(np.array([x for x in numbers if x is not None], dtype=np.float64))
 
 
 def _nulls(out: list[Any], missing: npt.NDArray[np.bool_]) -> list[Any]:

@@ -144,7 +144,7 @@ class Store:
     2
     >>> row = store.read_results("demo_results")[0]
     >>> row["age"], row["city"], row["prediction"], row["probability"], row["event_key"]
-    (31.0, 'Oslo', '1', 0.9, 'a')
+    (31, 'Oslo', '1', 0.9, 'a')
     >>> store.field_columns("demo_results")
     {'Age': 'age', 'city': 'city'}
     >>> store.save_checkpoint({("score", 0): 2}, {"lr": b"state"})
@@ -320,7 +320,8 @@ class Store:
     ) -> int:
         """Upsert one row per event of ``batch`` into ``table``; return how many rows.
 
-        The event's fields become typed columns (numbers ``DOUBLE``, ``Batch.booleans``
+        The event's fields become typed columns (whole numbers ``BIGINT``, until a value with
+        a fraction makes the column ``DOUBLE``; other numbers ``DOUBLE``, ``Batch.booleans``
         ``BOOLEAN``, anything else ``TEXT``, non-strings as JSON); a new field adds a column,
         of the type most of its values in this batch have, up to
         ``limits.MAX_RESULT_FIELDS`` fields a table. The first of ``predictions`` (the
@@ -354,13 +355,60 @@ class Store:
                 name: values.field_kind(column, name in batch.booleans)
                 for name, column in batch.columns.items()
             }
-            info = self._results_table(table, task, batch, kinds, [p.name for p in predictions[1:]])
+            models = [p.name for p in predictions[1:]]
+            info = self._results_table(table, task, batch, kinds, models)
+            fractions = [
+                name
+                for name, kind in kinds.items()
+                if name in info.fields
+                and info.fields[name][1] == "int"
+                and not values.fits_integers(batch.columns[name], kind)
+            ]
+            if fractions:
+                info = self._widen(table, task, batch, fractions, kinds, models)
             params = self._result_params(info, batch, kinds, predictions, labels)
             for name, column_values in params.items():
                 if len(column_values) != n:
                     raise StoreError(f"{name!r} has {len(column_values)} values for {n} events")
             self._bulk.write(info.table, params)
         return n
+
+    def _widen(
+        self,
+        table: str,
+        task: Task,
+        batch: Batch,
+        fields: list[str],
+        kinds: dict[str, ColumnKind],
+        models: list[str],
+    ) -> _Results:
+        """Integer columns of ``fields`` become DOUBLE: a value with a fraction arrived."""
+        registry = self._fixed.tables["result_fields"]
+        info = self._results[table]
+        with self._lock:
+            for name in fields:
+                column = info.fields[name][0]
+                quoted_table, quoted = self._quote(table), self._quote(column)
+                if self._dialect == "postgresql":
+                    ddl = f"ALTER TABLE {quoted_table} ALTER COLUMN {quoted} TYPE DOUBLE PRECISION"
+                elif self._dialect in ("mysql", "mariadb"):
+                    ddl = f"ALTER TABLE {quoted_table} MODIFY COLUMN {quoted} DOUBLE"
+                else:
+                    ddl = None  # SQLite keeps a fraction in an INTEGER column as it is
+                with self._engine.begin() as conn:
+                    if ddl is not None:
+                        conn.exec_driver_sql(ddl)
+                    conn.execute(
+                        sa.update(registry)
+                        .where(registry.c.table_name == table)
+                        .where(registry.c.field_key == field_key(name))
+                        .values(kind="float")
+                    )
+                log.info(
+                    "%s.%s: whole numbers until now, a fraction came: now DOUBLE", table, column
+                )
+            self._results.pop(table, None)
+            return self._refresh_results(table, task, batch, kinds, models)
 
     def _result_params(
         self,

@@ -19,7 +19,8 @@ time series of metrics, primary key (model, events_seen)).
 
 Types are chosen to mean the same thing everywhere:
 
-- numbers are ``DOUBLE`` (``sa.Double``: ``double precision`` on PostgreSQL, ``DOUBLE`` on
+- whole numbers are ``BIGINT`` (a column becomes ``DOUBLE`` when a fraction comes), other
+  numbers ``DOUBLE`` (``sa.Double``: ``double precision`` on PostgreSQL, ``DOUBLE`` on
   MariaDB; ``sa.Float`` would be single precision there), booleans ``BOOLEAN`` (``TINYINT(1)``
   on MariaDB), text ``TEXT`` (``MEDIUMTEXT`` on MariaDB: ``TEXT`` stops at 64 KiB);
 - bytes are ``LargeBinary`` (``bytea``; ``LONGBLOB`` on MariaDB, whose ``BLOB`` stops at 64 KiB);
