@@ -197,6 +197,9 @@ class KafkaSource:
                 # holds queued.min.messages; a worker that drains the queue faster than that
                 # then waits on an empty queue
                 "fetch.queue.backoff.ms": 10,
+                # a subscribed topic created after the start (a score topic made later) is
+                # seen at the next metadata refresh: every 5 min by default, 5 s here
+                "topic.metadata.refresh.interval.ms": 5000,
                 "logger": log,
             },
             self.config,
