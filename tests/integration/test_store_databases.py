@@ -89,6 +89,26 @@ def test_values_come_back_as_written(store: Store, results: str) -> None:
     assert abs((first["processed_at"] - dt.datetime.now(dt.UTC)).total_seconds()) < 60
 
 
+def test_whole_numbers_are_integers_until_a_fraction_widens_the_column(
+    store: Store, results: str
+) -> None:
+    """JSON numbers reach the batch as floats: ``id`` and ``wave`` stay integer columns; a
+    fraction later makes the column DOUBLE, losing nothing, and the first rows read the same."""
+    first = batch({"id": np.array([4500.0, 4501.0]), "wave": np.array([1.0, np.nan])})
+    store.write_results(results, first, [champion(2)], None, "classification")
+    types = {c["name"]: c["type"] for c in sa.inspect(store.engine).get_columns(results)}
+    assert isinstance(types["id"], sa.Integer) and isinstance(types["wave"], sa.Integer)
+    later = batch({"id": np.array([4502.0, 4503.0]), "wave": np.array([2.5, 3.0])}, first_offset=2)
+    store.write_results(results, later, [champion(2)], None, "classification")
+    rows = store.read_results(results)
+    assert [r["id"] for r in rows] == [4500, 4501, 4502, 4503]
+    assert [r["wave"] for r in rows] == [1, None, 2.5, 3]
+    types = {c["name"]: c["type"] for c in sa.inspect(store.engine).get_columns(results)}
+    assert isinstance(types["id"], sa.Integer)
+    if store.engine.dialect.name != "sqlite":  # SQLite keeps a fraction in any column
+        assert isinstance(types["wave"], sa.Float)
+
+
 def test_replays_upsert_and_topics_are_case_sensitive(store: Store, results: str) -> None:
     b = batch({"x": np.arange(4, dtype=np.float64)})
     store.write_results(results, b, [champion(4, 0.0)], np.ones(4), "classification")

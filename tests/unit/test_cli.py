@@ -107,7 +107,7 @@ def test_check_says_what_the_pipeline_will_do(
         ),
         (
             ("outputs: {", "outputs: {results_table: models, "),
-            "bad spec: outputs.results_table: 'models' cannot be a table of results",
+            "bad spec: outputs.results_table: streamfit keeps a table 'models' of its own",
         ),
         (
             ('"sqlite:///%s"', '"sqlite:////no/such/folder/x.db"'),

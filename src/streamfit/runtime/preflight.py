@@ -1,7 +1,8 @@
 """Check a pipeline before it runs, and say what it will do (``streamfit check``).
 
-``preflight`` checks what can be checked without events: the models are built (an unknown
-class, a bad parameter), the tables' names, the files of pretrained models where a model
+``preflight`` checks what can be checked without events (the spec itself, table names
+included, was checked as it loaded): the models are built (an unknown class, a bad
+parameter), the files of pretrained models where a model
 names one, the source (a file exists; a broker answers, and which of the topics exist), and
 the database (it answers; a SQLite file's folder exists). ``streamfit run`` runs it before it
 joins a consumer group, so that a bad spec never stalls a healthy group. Each problem raises
@@ -21,7 +22,6 @@ models.0: model 'm' (river: tree.NoSuchTree): river.tree has no 'NoSuchTree'
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,6 @@ from streamfit.streams.local_kafka import BrokerAddress, find_bootstrap
 
 __all__ = ["Plan", "preflight"]
 
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
-_FIXED_TABLES = ("dead_letters", "models", "checkpoints", "checkpoint_states", "result_fields")
 _TIMEOUT = 10.0
 
 
@@ -236,15 +234,6 @@ def _outputs(spec: PipelineSpec, settings: Settings, connect: bool) -> str:
     outputs = spec.outputs
     results = outputs.results_table_name(spec.name)
     training = outputs.training_table_name(spec.name)
-    for key, table in (("outputs.results_table", results), ("outputs.training_table", training)):
-        if not _TABLE_NAME.match(table) or table in _FIXED_TABLES:
-            raise SpecError(
-                f"{table!r} cannot be a table of results: use letters, digits and '_' (at most "
-                f"60, not starting with a digit), and none of {', '.join(_FIXED_TABLES)}",
-                path=key,
-            )
-    if results == training:
-        raise SpecError("the results and training tables need different names", path=key)
     url = outputs.database or settings.database_url
     shown = _check_database(url, connect, given=outputs.database is not None)
     written = [f"results to {results}" if outputs.write_results else "no results rows"]
