@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench bench-quick bench-delivery kafka-start kafka-stop kafka-status clean
+.PHONY: demo test check lint typecheck bench bench-quick bench-delivery bench-quality kafka-start kafka-stop kafka-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	bench/setup $(BIN)/python $(PYTHON)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.delivery
+
+# learning quality against River on the shared streams (../shared/datasets), in process
+bench-quality: $(STAMP)
+	$(BIN)/python -m bench.quality
 
 bench-delivery: $(STAMP)
 	$(BIN)/python -m bench.delivery

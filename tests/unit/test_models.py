@@ -75,6 +75,18 @@ KINDS: dict[str, Kind] = {
         multiclass_problem,
         builtin=True,
     ),
+    "builtin_binned_binary": Kind(
+        BuiltinModelSpec(name="blr", builtin="binned_logistic_regression"),
+        "classification",
+        binary_problem,
+        builtin=True,
+    ),
+    "builtin_binned_multiclass": Kind(
+        BuiltinModelSpec(name="blr", builtin="binned_logistic_regression"),
+        "classification",
+        multiclass_problem,
+        builtin=True,
+    ),
     "builtin_linear_regression": Kind(
         BuiltinModelSpec(name="lin", builtin="linear_regression"),
         "regression",
@@ -394,6 +406,32 @@ def test_builtins_learn_event_by_event_whatever_the_batches(problem: str) -> Non
     assert stepped.state() == whole.state()
 
 
+def test_binned_learns_what_a_linear_model_cannot() -> None:
+    """An XOR of two signs: no line separates it, a cross of the two features' bins does
+    (crosses are off by default: ``cross_limit`` turns them on)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6000, 2))
+    y = np.where((x[:, 0] > 0) == (x[:, 1] > 0), "same", "other")
+    X = sp.csr_matrix(
+        (x.ravel(), (np.repeat(np.arange(6000), 2), np.tile([3, 9], 6000))),
+        shape=(6000, N_FEATURES),
+    )
+    accuracy = {}
+    specs = {
+        "logistic_regression": BuiltinModelSpec(name="m", builtin="logistic_regression"),
+        "binned_logistic_regression": BuiltinModelSpec(
+            name="m", builtin="binned_logistic_regression", params={"cross_limit": 8}
+        ),
+    }
+    for name, spec in specs.items():
+        model = build_model(spec, "classification", N_FEATURES)
+        proba = predict_learn_many(model, X, y)
+        labels = np.array(model.classes)  # type: ignore[attr-defined]
+        accuracy[name] = float((labels[proba[3000:].argmax(axis=1)] == y[3000:]).mean())
+    assert accuracy["logistic_regression"] < 0.6
+    assert accuracy["binned_logistic_regression"] > 0.9
+
+
 def test_prequential_fallback_predicts_the_block_then_learns_it() -> None:
     model = build_model(
         SklearnModelSpec(
@@ -422,7 +460,7 @@ def test_state_header_is_documented_json() -> None:
     assert decoded.counters["n_seen"] == 500
     assert set(decoded.arrays) == {"index", "W", "G", "b", "Gb"}
     assert decoded.arrays["W"].shape[1] == 3
-    assert decoded.params["learning_rate"] == 0.03 and decoded.params["n_features"] == N_FEATURES
+    assert decoded.params["learning_rate"] == 0.5 and decoded.params["n_features"] == N_FEATURES
     with pytest.raises(StateFormatError, match=r"not a 'builtin\.LinearRegression'"):
         LinearRegression.from_state(model.state())
 

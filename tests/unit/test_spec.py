@@ -8,7 +8,7 @@ import pytest
 
 from streamfit.errors import SpecError
 from streamfit.spec import load_spec, load_spec_text
-from streamfit.spec.model import KafkaSourceSpec, RiverModelSpec, SklearnModelSpec
+from streamfit.spec.model import KafkaSourceSpec, PipelineSpec, RiverModelSpec, SklearnModelSpec
 
 BASE = """
 name: clicks
@@ -165,3 +165,13 @@ def test_bad_classes_and_missing_label_rules_are_rejected(extra: str, start: str
         load_spec_text(BASE + extra)
     assert str(info.value).startswith(start)
     assert info.value.path == start.split(":")[0]
+
+
+def test_a_spec_without_models_runs_the_default_model() -> None:
+    base = {"name": "p", "topics": {"train": "t"}, "target": "y"}
+    spec = PipelineSpec.model_validate(base)
+    assert [(m.name, getattr(m, "builtin", None)) for m in spec.models] == [
+        ("default", "binned_logistic_regression")
+    ]
+    regression = PipelineSpec.model_validate({**base, "task": "regression", "models": []})
+    assert [getattr(m, "builtin", None) for m in regression.models] == ["linear_regression"]

@@ -14,8 +14,9 @@ one row per event: the probability of class 1 (sigmoid), every class (softmax) o
 regression's prediction, computed before the event is learned.
 
 The AdaGrad step for a coordinate ``j`` touched by the event with value ``x`` and residual
-``r`` (prediction minus target) is ``G += (r x)**2; w -= lr * (r x + l2 w) / (sqrt(G) + eps)``;
-the intercept takes the same step with ``r`` and its own rate.
+``r`` (prediction minus target) is ``g = r x + l2 w; G += g**2; w -= lr * g / (sqrt(G) + eps)``
+(the L2 term is part of the accumulated gradient, so no step is larger than ``lr``); the
+intercept takes the same step with ``r`` and its own rate.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ def linear_prequential(
         lo = indptr[i]
         hi = indptr[i + 1]
         z = b[0]
+        norm = 0.0
         for e in range(lo, hi):
             z += data[e] * W[indices[e], 0]
+            norm += data[e] * data[e]
+        rate = lr / math.sqrt(max(norm, 1.0))
         if logistic:
             if z >= 0.0:
                 p = 1.0 / (1.0 + math.exp(-z))
@@ -66,10 +70,9 @@ def linear_prequential(
         r = p - target[i]
         for e in range(lo, hi):
             j = indices[e]
-            g = r * data[e]
+            g = r * data[e] + l2 * W[j, 0]
             G[j, 0] += g * g
-            w = W[j, 0]
-            W[j, 0] = w - lr * (g + l2 * w) / (math.sqrt(G[j, 0]) + _EPS)
+            W[j, 0] -= rate * g / (math.sqrt(G[j, 0]) + _EPS)
         if blr > 0.0:
             Gb[0] += r * r
             b[0] -= blr * r / (math.sqrt(Gb[0]) + _EPS)
@@ -99,11 +102,14 @@ def softmax_prequential(
         hi = indptr[i + 1]
         for c in range(k):
             z[c] = b[c]
+        norm = 0.0
         for e in range(lo, hi):
             j = indices[e]
             x = data[e]
+            norm += x * x
             for c in range(k):
                 z[c] += x * W[j, c]
+        rate = lr / math.sqrt(max(norm, 1.0))
         top = z[0]
         for c in range(1, k):
             if z[c] > top:
@@ -120,12 +126,79 @@ def softmax_prequential(
             j = indices[e]
             x = data[e]
             for c in range(k):
-                g = z[c] * x
+                g = z[c] * x + l2 * W[j, c]
                 G[j, c] += g * g
-                w = W[j, c]
-                W[j, c] = w - lr * (g + l2 * w) / (math.sqrt(G[j, c]) + _EPS)
+                W[j, c] -= rate * g / (math.sqrt(G[j, c]) + _EPS)
         if blr > 0.0:
             for c in range(k):
                 r = z[c]
                 Gb[c] += r * r
                 b[c] -= blr * r / (math.sqrt(Gb[c]) + _EPS)
+
+
+@numba.njit(inline="always")
+def _mix(key: np.uint64) -> np.uint64:
+    """A 64-bit finalizer (splitmix64): spreads a key over all bits."""
+    key ^= key >> np.uint64(30)
+    key *= np.uint64(0xBF58476D1CE4E5B9)
+    key ^= key >> np.uint64(27)
+    key *= np.uint64(0x94D049BB133111EB)
+    key ^= key >> np.uint64(31)
+    return key
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def expand_binned(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    width: int,
+    bins: int,
+    low: float,
+    high: float,
+    cross_limit: int,
+    cross_bins: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's entries, then one indicator per entry for the bin its value falls in, then
+    (for rows of at most ``cross_limit`` entries) one indicator per pair of entries for the
+    pair of their coarse bins; indicators hash into ``[0, width)``."""
+    n = indptr.shape[0] - 1
+    size = 0
+    for i in range(n):
+        m = indptr[i + 1] - indptr[i]
+        size += 2 * m
+        if m <= cross_limit:
+            size += m * (m - 1) // 2
+    out_ptr = np.zeros(n + 1, dtype=np.int64)
+    out_idx = np.empty(size, dtype=np.int64)
+    out_val = np.empty(size)
+    span = (high - low) / bins
+    coarse = (high - low) / cross_bins
+    wide = np.uint64(width)
+    at = 0
+    for i in range(n):
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        for e in range(lo, hi):
+            out_idx[at] = indices[e]
+            out_val[at] = data[e]
+            at += 1
+        for e in range(lo, hi):
+            b = int((min(max(data[e], low), high) - low) / span)
+            key = np.uint64(indices[e]) * np.uint64(bins + 1) + np.uint64(min(b, bins - 1))
+            out_idx[at] = np.int64(_mix(key ^ np.uint64(0x5BD1E995)) % wide)
+            out_val[at] = 1.0
+            at += 1
+        if hi - lo <= cross_limit:
+            for e in range(lo, hi):
+                be = min(int((min(max(data[e], low), high) - low) / coarse), cross_bins - 1)
+                ke = np.uint64(indices[e]) * np.uint64(cross_bins) + np.uint64(be)
+                for f in range(e + 1, hi):
+                    bf = min(int((min(max(data[f], low), high) - low) / coarse), cross_bins - 1)
+                    kf = np.uint64(indices[f]) * np.uint64(cross_bins) + np.uint64(bf)
+                    key = _mix(_mix(ke) ^ kf)
+                    out_idx[at] = np.int64(key % wide)
+                    out_val[at] = 1.0
+                    at += 1
+        out_ptr[i + 1] = at
+    return out_ptr, out_idx, out_val

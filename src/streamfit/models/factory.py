@@ -39,21 +39,38 @@ from typing import Any
 
 from streamfit.errors import ModelError, StateFormatError
 from streamfit.models.base import Model, Task
+from streamfit.models.binned import BinnedLogisticRegression
 from streamfit.models.linear import LinearRegression, LogisticRegression
 from streamfit.models.river_adapter import RiverModel
 from streamfit.models.sklearn_adapter import SklearnModel
 from streamfit.models.state import peek_model
-from streamfit.spec.model import BuiltinModelSpec, ModelSpec, RiverModelSpec, SklearnModelSpec
+from streamfit.spec.model import (
+    BuiltinModelSpec,
+    ModelSpec,
+    RiverModelSpec,
+    SklearnModelSpec,
+    default_models,
+)
 
-__all__ = ["BUILTINS", "build_model", "model_from_state"]
+__all__ = ["BUILTINS", "build_model", "default_model_spec", "model_from_state"]
 
 #: builtin name -> (class, the task it serves)
 BUILTINS: dict[str, tuple[type[LogisticRegression] | type[LinearRegression], Task]] = {
     "logistic_regression": (LogisticRegression, "classification"),
+    "binned_logistic_regression": (BinnedLogisticRegression, "classification"),
     "linear_regression": (LinearRegression, "regression"),
 }
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def default_model_spec(task: Task) -> BuiltinModelSpec:
+    """The model a pipeline without ``models:`` runs for ``task``.
+
+    >>> default_model_spec("classification").builtin
+    'binned_logistic_regression'
+    """
+    return BuiltinModelSpec.model_validate(default_models(task)[0])
 
 
 def build_model(spec: ModelSpec, task: Task, n_features: int) -> Model:
@@ -73,6 +90,7 @@ def model_from_state(blob: bytes) -> Model:
     readers: dict[str, Any] = {
         "builtin.LogisticRegression": LogisticRegression.from_state,
         "builtin.LinearRegression": LinearRegression.from_state,
+        "builtin.BinnedLogisticRegression": BinnedLogisticRegression.from_state,
         "river": RiverModel.from_state,
         "sklearn": SklearnModel.from_state,
     }

@@ -9,7 +9,7 @@ for bit, whatever the batch size.
 
 For an event with residual ``r`` (prediction - target: ``sigmoid(z) - y``,
 ``softmax(z) - onehot(y)`` or ``z - y``), each coordinate ``j`` it touches with value ``x``
-takes the AdaGrad step ``G_j += (r x)**2; w_j -= learning_rate * (r x + l2 w_j) / sqrt(G_j)``;
+takes the AdaGrad step ``g = r x + l2 w_j; G_j += g**2; w_j -= learning_rate * g / sqrt(G_j)``;
 the intercept takes the same step with ``intercept_lr``. The intercept gets its own, higher
 rate: it sees every event, so with the weights' rate its step would shrink fastest of all while
 it has to follow the drifting base rate of each class. How the default rates were chosen (on
@@ -296,7 +296,7 @@ class LogisticRegression(_AdaGradLinear):
 
     def __init__(
         self,
-        learning_rate: float = 0.03,
+        learning_rate: float = 0.5,
         intercept_lr: float = 0.3,
         l2: float = 0.0,
         n_features: int | None = None,

@@ -49,6 +49,7 @@ __all__ = [
     "SklearnModelSpec",
     "SourceSpec",
     "TopicsSpec",
+    "default_models",
 ]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
@@ -149,7 +150,7 @@ class _ModelBase(_Frozen):
 class BuiltinModelSpec(_ModelBase):
     """A learner shipped with streamfit."""
 
-    builtin: Literal["logistic_regression", "linear_regression"]
+    builtin: Literal["logistic_regression", "binned_logistic_regression", "linear_regression"]
 
 
 class RiverModelSpec(_ModelBase):
@@ -259,11 +260,22 @@ class BatchSpec(_Frozen):
     timeout: float = Field(default=0.2, gt=0, le=60)
 
 
+def default_models(task: str) -> list[dict[str, Any]]:
+    """What a spec without ``models:`` runs: one built-in learner, named ``default``, with its
+    default settings (how they were chosen: ``bench/README.md``).
+
+    >>> default_models("classification")
+    [{'name': 'default', 'builtin': 'binned_logistic_regression'}]
+    """
+    builtin = "linear_regression" if task == "regression" else "binned_logistic_regression"
+    return [{"name": "default", "builtin": builtin}]
+
+
 Label = str | int | bool
 
 
 class PipelineSpec(_Frozen):
-    """A whole pipeline.
+    """A whole pipeline. Without ``models:`` it runs the default model (``default_models``).
 
     ``source`` left out: Apache Kafka, at the broker ``find_bootstrap`` finds (the pipeline
     logs which), unless the pipeline is built over an in-process broker (``build_worker(spec,
@@ -283,7 +295,7 @@ class PipelineSpec(_Frozen):
     classes: list[Label] | None = Field(default=None, min_length=1)
     missing_label: Literal["dead_letter", "score"] = "dead_letter"
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
-    models: list[ModelSpec] = Field(min_length=1)
+    models: list[ModelSpec] = Field(default_factory=list)  # empty: ``default_models``
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
     batch: BatchSpec = Field(default_factory=BatchSpec)
@@ -297,6 +309,15 @@ class PipelineSpec(_Frozen):
         if not _NAME.match(value):
             raise ValueError("a pipeline name is letters, digits and '_', at most 41 characters")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        """No ``models:`` (or an empty list): the pipeline runs the default model."""
+        if isinstance(data, dict) and not data.get("models"):
+            task = data.get("task", "classification")
+            data = {**data, "models": default_models(task if isinstance(task, str) else "")}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
