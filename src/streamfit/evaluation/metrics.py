@@ -10,10 +10,11 @@ scores per label (``auc_bins`` equal bins over [0, 1]). The AUC is the Mann-Whit
 over the bins, pairs in one bin counting as ties: within about 1e-3 of the exact value with the
 default 2000 bins. Window figures are exact over a ring buffer of the last ``window`` events.
 
-A figure that is undefined is ``None``: anything before the first event, ROC AUC while only
-one class has been seen (per class for the macro average), R² while every target is equal.
-Precision and recall of a class never predicted (or never true) are 0, as scikit-learn's
-default ``zero_division`` gives.
+A row whose probabilities are all 0 (a model that has seen no class yet) is no prediction: it
+counts as wrong, and as a prediction of no class. A figure that is undefined is ``None``:
+anything before the first event, ROC AUC while only one class has been seen (per class for the
+macro average), R² while every target is equal. Precision and recall of a class never predicted
+(or never true) are 0, as scikit-learn's default ``zero_division`` gives.
 
 State is a versioned byte format (see :mod:`streamfit.evaluation._state`), not pickle; a
 restored evaluator continues bit for bit where the saved one stopped. A classifier's state
@@ -419,6 +420,9 @@ class ClassificationEvaluator:
         if k:
             pred_col = p.argmax(axis=1)
             pred_ids = pred_col if identity else class_ids[pred_col]
+            abstained = p[np.arange(n), pred_col] <= 0.0  # no class had a probability yet
+            if abstained.any():
+                pred_ids = np.where(abstained, -1, pred_ids)
             if known is None:
                 p_true = p.reshape(-1)[flat_true]
             else:
@@ -434,7 +438,7 @@ class ClassificationEvaluator:
         self._tp += np.bincount(y_ids[correct], minlength=n_labels)
         self._n_true += np.bincount(y_ids, minlength=n_labels)
         if k:
-            self._n_pred += np.bincount(pred_ids, minlength=n_labels)
+            self._n_pred += np.bincount(pred_ids[pred_ids >= 0], minlength=n_labels)
         clipped = np.clip(p_true, _EPS, 1.0 - _EPS)
         self._log_loss = _neumaier(*self._log_loss, -float(np.log(clipped, out=clipped).sum()))
 

@@ -264,6 +264,62 @@ class Featurizer:
             )
         return self._assemble(prepared, scaled, n, hashed)
 
+    def records(self, batch: Batch) -> list[dict[str, Any]]:
+        """The rows of ``batch`` as the fields of the schema hold them, one dict per row:
+        what adapted libraries learn from (River takes dicts), rather than the hashed matrix.
+
+        A numeric field gives its value as a float (parsed as ``transform`` parses it, not
+        scaled), a boolean field ``True``/``False``, a categorical or text field its string.
+        Every field of the schema the row has a value for is there, zeros included, under
+        its own name, in schema order; a missing value leaves its field out (River's
+        convention). Nothing is learned.
+
+        >>> from streamfit.batch import Messages
+        >>> from streamfit.codecs import decode_json
+        >>> msgs = Messages.from_values([b'{"n": 0, "c": "a", "t": "one two three four"}',
+        ...                              b'{"n": 2.5, "c": null, "t": "five"}'])
+        >>> batch = decode_json(msgs, target=None, task="classification").batch
+        >>> f = Featurizer(FeaturesSpec(hash_bits=10))
+        >>> _ = f.learn_transform(batch)
+        >>> f.records(batch)
+        [{'n': 0.0, 'c': 'a', 't': 'one two three four'}, {'n': 2.5, 't': 'five'}]
+        """
+        prepared = self._prepare(batch, learn=False)
+        n = len(batch)
+        rows: list[dict[str, Any]] = [{} for _ in range(n)]
+        for name, kind in self._schema.items():
+            values: list[Any]
+            if kind == "numeric":
+                found = prepared.numbers.get(name)
+                if found is None:
+                    continue
+                numbers = np.asarray(found, dtype=np.float64)
+                keep = np.isfinite(numbers)
+                values = numbers.tolist()
+            elif kind == "boolean":
+                flags = prepared.flags.get(name)
+                if flags is None:
+                    continue
+                keep = ~np.isnan(flags)
+                values = (flags == 1.0).tolist()
+            elif kind == "categorical":
+                codes_values = prepared.categories.get(name)
+                if codes_values is None:
+                    continue
+                codes, texts = codes_values
+                keep = codes >= 0
+                table = np.array([*texts, None], dtype=object)
+                values = table[codes].tolist()
+            else:
+                column = prepared.texts.get(name)
+                if column is None:
+                    continue
+                keep = np.array([isinstance(v, str) for v in column.tolist()], dtype=bool)
+                values = column.tolist()
+            for i in np.flatnonzero(keep).tolist():
+                rows[i][name] = values[i]
+        return rows
+
     def forget_scored(self, partitions: list[tuple[str, int]] | None = None) -> None:
         """Drop the entries kept by ``transform(remember=...)`` for these partitions (all
         by default): their rows will not be learned here."""

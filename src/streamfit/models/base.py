@@ -23,7 +23,8 @@ class from the blob). ``Mergeable`` learners fold another worker's model into th
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, Self, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -33,16 +34,35 @@ from streamfit.errors import ModelError
 
 __all__ = [
     "Classifier",
+    "Features",
     "Mergeable",
     "Model",
     "Prequential",
+    "Records",
     "Task",
     "as_csr",
     "check_labels",
     "predict_learn_many",
+    "reads_records",
 ]
 
 Task = Literal["classification", "regression"]
+
+#: The events' typed fields, one dict per row (``Featurizer.records``)
+Records: TypeAlias = Sequence[dict[str, Any]]
+#: What a model learns from: the hashed matrix, or records for a model that ``reads_records``
+Features: TypeAlias = sp.csr_matrix | Records
+
+
+def reads_records(model: object) -> bool:
+    """Whether ``model`` learns from records (its ``reads`` says ``"records"``) rather than the
+    hashed matrix: adapters of libraries that take the fields whole, as River does.
+
+    >>> from streamfit.models import LogisticRegression
+    >>> reads_records(LogisticRegression())
+    False
+    """
+    return getattr(model, "reads", "matrix") == "records"
 
 
 @runtime_checkable
@@ -94,7 +114,7 @@ class Mergeable(Protocol):
 class Prequential(Protocol):
     """A model that tests and trains on each row in turn, in one call."""
 
-    def predict_learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    def predict_learn_many(self, X: Any, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Per row, in order: predict it with the model as it is, then learn it.
 
         A classifier returns ``(n, len(classes))`` probabilities with the columns in the order
@@ -104,7 +124,7 @@ class Prequential(Protocol):
         ...
 
 
-def predict_learn_many(model: Model, X: sp.csr_matrix, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def predict_learn_many(model: Model, X: Features, y: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """The prequential predictions of ``model`` on ``(X, y)``, which it then has learned.
 
     ``model.predict_learn_many`` where the model has it (per-event semantics); otherwise every
@@ -118,13 +138,14 @@ def predict_learn_many(model: Model, X: sp.csr_matrix, y: npt.NDArray[Any]) -> n
     """
     if isinstance(model, Prequential):
         return model.predict_learn_many(X, y)
+    rows: Any = X
     if not isinstance(model, Classifier):
-        predictions = np.asarray(model.predict_many(X), dtype=np.float64)
-        model.learn_many(X, y)
+        predictions = np.asarray(model.predict_many(rows), dtype=np.float64)
+        model.learn_many(rows, y)
         return predictions
     before = list(model.classes)
-    proba = np.asarray(model.predict_proba_many(X), dtype=np.float64)
-    model.learn_many(X, y)
+    proba = np.asarray(model.predict_proba_many(rows), dtype=np.float64)
+    model.learn_many(rows, y)
     after = list(model.classes)
     if after == before:
         return proba

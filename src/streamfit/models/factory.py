@@ -117,20 +117,65 @@ def _builtin(spec: BuiltinModelSpec, task: Task, n_features: int) -> Model:
 
 def _river(spec: RiverModelSpec, task: Task) -> Model:
     where = f"model {spec.name!r} (river: {spec.river})"
-    cls = _import_class(where, "river", spec.river)
+    estimator = _river_estimator(where, spec.river, spec.params)
     import river.base
 
-    if not issubclass(cls, river.base.Classifier | river.base.Regressor):
-        raise ModelError(f"{where}: {cls.__name__} is not a River classifier or regressor")
-    serves: Task = "classification" if issubclass(cls, river.base.Classifier) else "regression"
+    from streamfit.models.river_adapter import final_step
+
+    final = final_step(estimator)
+    if not isinstance(final, river.base.Classifier | river.base.Regressor):
+        name = type(final).__name__
+        raise ModelError(f"{where}: {name} is not a River classifier or regressor")
+    serves: Task = "classification" if isinstance(final, river.base.Classifier) else "regression"
     if serves != task:
         raise ModelError(f"{where}: is a {serves} model, the pipeline's task is {task}")
-    params = dict(spec.params)
+    return RiverModel(estimator, reads=spec.reads)
+
+
+def _river_estimator(where: str, path: str, given: dict[str, Any]) -> Any:
+    """``river.<path>(**params)``, nested estimators built first (see ``RiverModelSpec``)."""
+    cls = _import_class(where, "river", path)
+    params = {name: _river_value(where, value) for name, value in given.items()}
+    positional: list[Any] = []
+    star = _var_positional(cls)
+    if star is not None and star in params:
+        values = params.pop(star)
+        positional = values if isinstance(values, list) else [values]
     _check_names(where, cls, params)
     if "seed" in (_accepted(cls) or ()) and "seed" not in params:
         params["seed"] = 0
-    estimator = _construct(where, cls, params)
-    return RiverModel(estimator)
+    try:
+        return cls(*positional, **params)
+    except Exception as exc:
+        raise ModelError(f"{where}: {cls.__name__}({_short(given)}) failed: {exc}") from exc
+
+
+def _river_value(where: str, value: Any) -> Any:
+    if isinstance(value, dict) and "river" in value:
+        unknown = sorted(set(value) - {"river", "params"})
+        if unknown or not isinstance(value["river"], str):
+            raise ModelError(
+                f"{where}: a nested estimator is {{river: <path>, params: {{...}}}}, got {value!r}"
+            )
+        params = value.get("params") or {}
+        if not isinstance(params, dict):
+            raise ModelError(f"{where}: params of {value['river']} must be a mapping")
+        return _river_estimator(f"{where} > {value['river']}", value["river"], params)
+    if isinstance(value, list):
+        return [_river_value(where, v) for v in value]
+    return value
+
+
+def _var_positional(cls: type) -> str | None:
+    """The name of ``*args`` in ``cls``'s constructor, if it has one."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in parameters:
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return p.name
+    return None
 
 
 def _sklearn(spec: SklearnModelSpec, task: Task) -> Model:

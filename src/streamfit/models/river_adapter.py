@@ -1,9 +1,17 @@
 """Any River classifier or regressor as a streamfit ``Model``.
 
-River learns one event at a time from dicts: each CSR row becomes ``{column index: value}``
-(its stored entries only) and goes through ``learn_one`` / ``predict_proba_one`` in row order.
-Per-row calls cost a few microseconds of conversion on top of what the estimator itself costs
-(River's ``learn_many`` needs pandas frames over all 2**18 hashed columns, which is slower).
+River learns one event at a time from dicts, and so does the adapter: ``predict_learn_many``
+calls ``predict_proba_one`` (or ``predict_one``) then ``learn_one`` for each row in turn, so
+its prequential figures are River's own.
+
+What it learns from (``reads``): by default the runtime gives it records
+(``Featurizer.records``): each event's fields whole, under their own names, numbers as they
+came (unscaled, zeros kept), categories and text as strings, a missing value left out; that is
+what River's estimators and pipelines expect (a River ``StandardScaler``, ``OneHotEncoder`` or
+``BagOfWords`` in a spec pipeline does its own part). A naive Bayes estimator gets each string
+field as token counts (River's ``BagOfWords``). With ``reads="matrix"`` it gets streamfit's
+hashed, standardized features instead, each CSR row as ``{column index: value}`` (its stored
+entries only).
 
 Labels: ``classes`` are the labels seen, in order of first appearance. River's binary-only
 classifiers (``LogisticRegression``, ``Perceptron``, ...) learn ``bool`` targets, so the
@@ -22,22 +30,19 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task, as_csr
+from streamfit.models.base import Features, Task, as_csr
 from streamfit.models.state import check_library, decode_state, encode_state
 
-__all__ = ["RiverModel", "csr_rows"]
+__all__ = ["RiverModel", "csr_rows", "final_step"]
 
 _STATE_NAME = "river"
-
-#: what a River model reads: the events' typed fields (one dict per row), or a CSR matrix
-Features: TypeAlias = Sequence[dict[Any, Any]] | sp.csr_matrix
 
 
 def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
@@ -53,6 +58,15 @@ def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
     indices = X.indices.tolist()
     data = X.data.tolist()
     return [dict(zip(indices[a:b], data[a:b], strict=True)) for a, b in itertools.pairwise(indptr)]
+
+
+def final_step(estimator: Any) -> Any:
+    """The estimator itself, or the last step of a River pipeline (what it predicts with)."""
+    from river import compose
+
+    while isinstance(estimator, compose.Pipeline):
+        estimator = list(estimator.steps.values())[-1]
+    return estimator
 
 
 def _as_rows(X: Features) -> Sequence[dict[Any, Any]]:
@@ -102,15 +116,26 @@ class RiverModel:
     ['a', 'b']
     """
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, reads: str = "records") -> None:
+        if reads not in ("records", "matrix"):
+            raise ModelError(f"reads must be 'records' or 'matrix', got {reads!r}")
+        #: what the runtime gives it: the events' fields (``Featurizer.records``) or the matrix
+        self.reads = reads
         river = _river()
-        if isinstance(estimator, river.base.Classifier):
+        final = final_step(estimator)
+        if isinstance(final, river.base.Classifier):
             self.task: Task = "classification"
-        elif isinstance(estimator, river.base.Regressor):
+        elif isinstance(final, river.base.Regressor):
             self.task = "regression"
         else:
             raise ModelError(f"{type(estimator).__name__} is not a River classifier or regressor")
         self._estimator = estimator
+        # naive Bayes counts: its string fields become token counts (River's BagOfWords)
+        self._bag: Any = None
+        if reads == "records" and type(estimator).__module__.startswith("river.naive_bayes"):
+            from river.feature_extraction import BagOfWords
+
+            self._bag = BagOfWords()
         self._binary_only = self.task == "classification" and not getattr(
             estimator, "_multiclass", True
         )
@@ -142,7 +167,7 @@ class RiverModel:
 
     def learn_many(self, X: Features, y: npt.NDArray[Any]) -> None:
         """``learn_one`` for each row, in order."""
-        rows = _as_rows(X)
+        rows = self._rows(X)
         labels = _check_labels(rows, y)
         try:
             if self.task == "regression":
@@ -164,7 +189,7 @@ class RiverModel:
         A classifier's rows come back in the final ``classes`` order, 0 for the classes not yet
         seen at that row (as ``streamfit.models.base.Prequential`` says).
         """
-        rows = _as_rows(X)
+        rows = self._rows(X)
         labels = _check_labels(rows, y)
         estimator = self._estimator
         try:
@@ -188,6 +213,23 @@ class RiverModel:
         out = np.zeros((len(rows), len(self._classes)))
         for i, values in enumerate(seen):
             out[i, : len(values)] = values
+        return out
+
+    def _rows(self, X: Features) -> Sequence[dict[Any, Any]]:
+        rows = _as_rows(X)
+        bag = self._bag
+        if bag is None or sp.issparse(X):
+            return rows
+        out = []
+        for row in rows:
+            counted: dict[Any, Any] = {}
+            for key, value in row.items():
+                if isinstance(value, str):
+                    for token, count in bag.transform_one(value).items():
+                        counted[token] = counted.get(token, 0) + count
+                else:
+                    counted[key] = value
+            out.append(counted)
         return out
 
     def _learn_label(self, row: dict[Any, Any], label: object) -> None:
@@ -216,7 +258,7 @@ class RiverModel:
 
     def predict_proba_many(self, X: Features) -> npt.NDArray[np.float64]:
         """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
-        rows = _as_rows(X)
+        rows = self._rows(X)
         self._need_classifier()
         out = np.zeros((len(rows), len(self._classes)))
         for i, row in enumerate(rows):
@@ -225,7 +267,7 @@ class RiverModel:
 
     def predict_many(self, X: Features) -> npt.NDArray[Any]:
         """The most probable class (``None`` before any label), or a float for regressors."""
-        rows = _as_rows(X)
+        rows = self._rows(X)
         if self.task == "regression":
             predict = self._estimator.predict_one
             return np.array([predict(row) for row in rows], dtype=np.float64)
@@ -243,7 +285,7 @@ class RiverModel:
         kind = type(self._estimator)
         return encode_state(
             _STATE_NAME,
-            params={"estimator": f"{kind.__module__}.{kind.__qualname__}"},
+            params={"estimator": f"{kind.__module__}.{kind.__qualname__}", "reads": self.reads},
             classes=self._classes,
             counters={"n_seen": self._n_seen, "skipped_rows": self._skipped},
             payload=pickle.dumps(self._estimator, protocol=5),
@@ -260,7 +302,7 @@ class RiverModel:
             estimator = pickle.loads(state.payload)
         except Exception as exc:
             raise StateFormatError(f"model state: cannot unpickle the estimator: {exc}") from exc
-        model = cls(estimator)
+        model = cls(estimator, reads=str(state.params.get("reads", "matrix")))
         model._classes = list(state.classes)
         model._index = {c: i for i, c in enumerate(model._classes)}
         labels = state.extra.get("river_labels")

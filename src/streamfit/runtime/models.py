@@ -20,7 +20,16 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.models import build_model, model_from_state
-from streamfit.models.base import Classifier, Mergeable, Model, Task, predict_learn_many
+from streamfit.models.base import (
+    Classifier,
+    Features,
+    Mergeable,
+    Model,
+    Records,
+    Task,
+    predict_learn_many,
+    reads_records,
+)
 from streamfit.runtime.component import Outcome
 from streamfit.spec.model import ModelSpec
 from streamfit.store import ModelPredictions
@@ -49,8 +58,28 @@ class ModelSlot:
     events_learned: int = 0
 
 
+#: the batch's rows as records, made on first demand (``Featurizer.records``)
+RecordsOf = Callable[[], Records]
+
+
+class _Inputs:
+    """What each model reads of one batch: the matrix, or its records (made once)."""
+
+    def __init__(self, X: sp.csr_matrix, records: RecordsOf | None) -> None:
+        self.X = X
+        self._records = records
+        self._made: Records | None = None
+
+    def of(self, model: Model) -> Features:
+        if self._records is None or not reads_records(model):
+            return self.X
+        if self._made is None:
+            self._made = self._records()
+        return self._made
+
+
 def predict_then_learn(
-    model: Model, X: sp.csr_matrix, y: npt.NDArray[Any]
+    model: Model, X: Features, y: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.float64], list[object]]:
     """The prequential step: each row predicted by ``model`` as it was just before that row,
     then learned (``streamfit.models.base.predict_learn_many``; a model without per-event
@@ -87,15 +116,18 @@ class ModelSet:
 
     # -- scoring and learning
 
-    def predict(self, X: sp.csr_matrix) -> list[ModelPredictions]:
-        """Every model's predictions for the rows of ``X``, champion first."""
-        return [self._predict(slot, X) for slot in self.slots]
+    def predict(self, X: sp.csr_matrix, records: RecordsOf | None = None) -> list[ModelPredictions]:
+        """Every model's predictions for the rows of ``X``, champion first; a model that
+        ``reads_records`` gets ``records()`` instead of ``X``."""
+        inputs = _Inputs(X, records)
+        return [self._predict(slot, inputs) for slot in self.slots]
 
-    def _predict(self, slot: ModelSlot, X: sp.csr_matrix) -> ModelPredictions:
+    def _predict(self, slot: ModelSlot, inputs: _Inputs) -> ModelPredictions:
         model = self.serving.get(slot.name, slot.model)
+        X: Any = inputs.of(model)
+        n = inputs.X.shape[0]
         if isinstance(model, Classifier) and self.task == "classification":
             proba = model.predict_proba_many(X)
-            n = X.shape[0]
             if proba.shape[1] == 0:  # no class seen yet: no prediction
                 return ModelPredictions(
                     slot.name, slot.version, np.full(n, None, dtype=object), np.full(n, np.nan)
@@ -109,11 +141,15 @@ class ModelSet:
         values = np.asarray(model.predict_many(X), dtype=np.float64)
         return ModelPredictions(slot.name, slot.version, values, None)
 
-    def predict_then_learn(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> list[Outcome]:
-        """Test every model on a block of labeled rows, then train it on them."""
+    def predict_then_learn(
+        self, X: sp.csr_matrix, y: npt.NDArray[Any], records: RecordsOf | None = None
+    ) -> list[Outcome]:
+        """Test every model on a block of labeled rows, then train it on them (event by
+        event where the model can); a model that ``reads_records`` gets ``records()``."""
+        inputs = _Inputs(X, records)
         outcomes = []
         for slot in self.slots:
-            predicted, classes = predict_then_learn(slot.model, X, y)
+            predicted, classes = predict_then_learn(slot.model, inputs.of(slot.model), y)
             slot.version += 1
             slot.events_learned += X.shape[0]
             outcomes.append(

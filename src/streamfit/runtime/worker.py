@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import pairwise
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -386,7 +387,7 @@ class Worker:
             X = self.featurizer.transform(batch, remember=learned)
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
-        predictions = self.models.predict(X)
+        predictions = self.models.predict(X, partial(self.featurizer.records, batch))
         for component in self.components:
             component.scored(batch, predictions)
         self.outputs.scored(batch, predictions, labels if any_known(labels, self.task) else None)
@@ -471,7 +472,8 @@ class Worker:
 
     def _learn_block(self, X: Any, block: Batch) -> None:
         labels = block.columns[self.spec.target or ""]
-        for outcome in self.models.predict_then_learn(X, labels):
+        records = partial(self.featurizer.records, block)  # made if a model reads records
+        for outcome in self.models.predict_then_learn(X, labels, records):
             for component in self.components:
                 self._tell(component, "learned", component.learned, outcome)
         self.stats.events_trained += X.shape[0]

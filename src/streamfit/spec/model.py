@@ -154,9 +154,22 @@ class BuiltinModelSpec(_ModelBase):
 
 
 class RiverModelSpec(_ModelBase):
-    """Any River estimator, by its path below ``river``: ``tree.HoeffdingTreeClassifier``."""
+    """Any River estimator, by its path below ``river``: ``tree.HoeffdingTreeClassifier``.
+
+    A parameter may itself be an estimator, written ``{river: <path>, params: {...}}`` (or a
+    list of them): ``river: multiclass.OneVsRestClassifier`` with ``params: {classifier:
+    {river: linear_model.LogisticRegression}}``; a pipeline is ``river: compose.Pipeline``
+    with ``params: {steps: [...]}`` (a class taking ``*args`` gets the list named after them).
+
+    ``reads``: ``records`` (default) gives the estimator each event's fields whole, as River
+    users feed it (numbers unscaled, categories and text as strings, zeros kept; see
+    ``Featurizer.records``); ``matrix`` gives it streamfit's hashed, standardized features,
+    keyed by column number (for estimators that need numbers only, such as a bare
+    ``linear_model.LogisticRegression`` on a stream with categorical fields).
+    """
 
     river: str
+    reads: Literal["records", "matrix"] = "records"
 
 
 class SklearnModelSpec(_ModelBase):
