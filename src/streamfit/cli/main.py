@@ -343,7 +343,9 @@ def produce(
     console = stderr_console()
     console.print(table.describe(), highlight=False)
     broker = find_bootstrap(bootstrap)
-    sink = KafkaSink(broker.bootstrap, topic)
+    # librdkafka's warnings while a new broker settles ("retrying") are noise here; errors
+    # still show, and a failed delivery fails the command
+    sink = KafkaSink(broker.bootstrap, topic, config={"log_level": 3})
     started = time.monotonic()
     sent = 0
     keys = payload_keys(table.events, key) if key else [None] * len(table.events)
@@ -450,9 +452,11 @@ def kafka_start(
     Prints its address on standard output. Every streamfit command finds it by itself.
     """
     from streamfit.cli.progress import stderr_console
-    from streamfit.streams.local_kafka import LocalBroker
+    from streamfit.streams.local_kafka import LocalBroker, jars_fetched
 
     console = stderr_console()
+    if not jars_fetched():
+        console.print("fetching the Kafka broker's jars with Maven (once; a few minutes)...")
     broker = LocalBroker.start(port, directory, strict=strict, fresh=fresh)
     if broker.already_running:
         console.print(f"the local Kafka broker already runs at {broker.bootstrap}")

@@ -104,7 +104,7 @@ def _source(spec: PipelineSpec, settings: Settings, connect: bool) -> str:
         return f"the in-process stream (no broker): topics {', '.join(topics.all)}"
     assert isinstance(source, KafkaSourceSpec)
     broker = find_bootstrap(source.bootstrap_servers, settings.kafka_bootstrap)
-    note = "" if spec.source_given else " (the spec names no source: Apache Kafka)"
+    note = "" if spec.source_given else "\n(the spec names no source: Apache Kafka is the default)"
     group = source.group_id or f"streamfit-{spec.name}"
     text = (
         f"Apache Kafka at {broker.describe()}{note}\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from streamfit.errors import SpecError
 from streamfit.spec.model import PipelineSpec
@@ -55,7 +55,7 @@ def _to_spec_error(exc: ValidationError) -> SpecError:
     path = ".".join(_without_union_tags(first["loc"]))
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + _did_you_mean(str(first["loc"][-1]))
     elif (
         "input" in first
         and first["type"] not in ("missing",)
@@ -78,3 +78,21 @@ def _without_union_tags(loc: tuple[int | str, ...]) -> list[str]:
             continue
         out.append(str(part))
     return out
+
+
+def _did_you_mean(key: str) -> str:
+    """`` (did you mean 'target'?)`` when ``key`` looks like a misspelt key of the spec.
+
+    >>> _did_you_mean("taget"), _did_you_mean("zzz")
+    (" (did you mean 'target'?)", '')
+    """
+    import difflib
+
+    from streamfit.spec import model
+
+    known: set[str] = set()
+    for value in vars(model).values():
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            known.update(value.model_fields)
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -24,6 +24,7 @@ well), with the broker's files in one directory per user: ``STREAMFIT_KAFKA_DIR`
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "LocalBroker",
     "broker_dir",
     "find_bootstrap",
+    "jars_fetched",
     "kafka_script",
     "running_bootstrap",
 ]
@@ -50,8 +52,8 @@ Origin = Literal["given", "STREAMFIT_KAFKA_BOOTSTRAP", "local broker", "default"
 _ORIGIN_TEXT: dict[str, str] = {
     "given": "given for this run",
     "STREAMFIT_KAFKA_BOOTSTRAP": "from STREAMFIT_KAFKA_BOOTSTRAP",
-    "local broker": "the local broker of `streamfit kafka start`",
-    "default": "the default; no broker was named and `streamfit kafka start` runs none",
+    "local broker": "the local broker of streamfit kafka start",
+    "default": "the default: no broker named, and no local broker of streamfit kafka start",
 }
 
 
@@ -63,7 +65,7 @@ class BrokerAddress:
     origin: Origin
 
     def describe(self) -> str:
-        """``127.0.0.1:9092 (the local broker of `streamfit kafka start`)``."""
+        """``127.0.0.1:9092 (the local broker of streamfit kafka start)``."""
         return f"{self.bootstrap} ({_ORIGIN_TEXT[self.origin]})"
 
 
@@ -170,10 +172,12 @@ class LocalBroker:
             args += ["--port" if strict else "--prefer-port", str(port)]
         if fresh:
             args.append("--fresh")
-        done = _script(args, timeout, show=True)
+        done = _script(args, timeout)
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
-            raise StreamError(f"the local Kafka broker did not start (its log: {where}/broker.log)")
+            raise StreamError(
+                f"the local Kafka broker did not start:\n{done.stderr.strip()[-3000:]}"
+            )
         return cls(lines[-1].strip(), where, port, already_running=False)
 
     @staticmethod
@@ -182,19 +186,25 @@ class LocalBroker:
         where = broker_dir(directory)
         was_running = running_bootstrap(where) is not None
         if where.is_dir():
-            done = _script(["stop", "--dir", str(where)], timeout, show=False)
+            done = _script(["stop", "--dir", str(where)], timeout)
             if done.returncode != 0:
                 raise StreamError(f"stopping the local Kafka broker failed: {done.stderr.strip()}")
         return was_running
 
 
-def _script(args: list[str], timeout: float, show: bool) -> subprocess.CompletedProcess[str]:
-    """Run scripts/kafka; its stdout is captured, its stderr shown to the user if ``show``."""
+def jars_fetched() -> bool:
+    """Whether the broker's jars are in the cache already (else ``start`` fetches them)."""
+    text = kafka_script().read_text()
+    version = re.search(r"^KAFKA_VERSION=(\S+)", text, re.M)
+    cache = Path(os.environ.get("STREAMFIT_CACHE") or Path.home() / ".cache" / "streamfit")
+    return version is not None and (cache / f"kafka-{version[1]}" / "libs" / ".complete").exists()
+
+
+def _script(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
             [str(kafka_script()), *args],
-            stdout=subprocess.PIPE,
-            stderr=None if show else subprocess.PIPE,
+            capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
