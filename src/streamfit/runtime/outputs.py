@@ -28,6 +28,8 @@ __all__ = ["Outputs"]
 
 log = logging.getLogger("streamfit.worker")
 
+_DEAD_LETTERS_LOGGED = 10  # dead letters logged one by one, before one line a thousand
+
 
 class Outputs:
     """The results table, the predictions topic and the dead letters of one pipeline."""
@@ -72,14 +74,30 @@ class Outputs:
         self.outages.call("writing dead letters", lambda: self.store.write_dead_letters(letters))
         if self.dead_letters is not None:
             self.dead_letters.write([self._record(letter) for letter in letters])
+        before = self.dead_letters_written
         self.dead_letters_written += len(letters)
-        for letter in letters[:3]:
+        # each of the first ones, then one line a thousand: a stream of bad events must not
+        # drown the log (the table and the topic have every one)
+        for letter in letters[: max(0, _DEAD_LETTERS_LOGGED - before)]:
             log.warning(
                 "dead letter %s[%d]@%d: %s",
                 letter.topic,
                 letter.partition,
                 letter.offset,
                 letter.reason,
+            )
+        if self.dead_letters_written > _DEAD_LETTERS_LOGGED and (
+            self.dead_letters_written // 1000 > before // 1000
+        ):
+            last = letters[-1]
+            log.warning(
+                "%d dead letters so far (every one is in the dead_letters table); the last, "
+                "%s[%d]@%d: %s",
+                self.dead_letters_written,
+                last.topic,
+                last.partition,
+                last.offset,
+                last.reason,
             )
 
     def _record(self, letter: DeadLetter) -> OutRecord:
