@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/streamfit demo
+	@echo "The streamfit command is in $(VENV)/bin: run '. $(VENV)/bin/activate' to put it on your PATH."
 
 test: $(STAMP) check
 	$(BIN)/pytest -q

@@ -135,6 +135,7 @@ def run_demo(
         _publish_memory(broker, demo.events)
     with Store(database_url(spec, settings), spec.name) as store:
         store.delete_checkpoint()  # the demo replays its stream from the start every time
+        _forget_earlier_runs(store, spec)
     worker = build_worker(spec, settings, broker=broker)
     total = len(demo.events)
     started = time.monotonic()
@@ -150,6 +151,22 @@ def run_demo(
         return _summary(worker, demo, elapsed)
     finally:
         worker.close()
+
+
+def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
+    """Drop what an earlier demo wrote to this database: its tables then hold this run only
+    (a run through Kafka uses topics of its own, so its rows would not replace the last's)."""
+    names = [
+        spec.outputs.results_table_name(spec.name),
+        spec.outputs.training_table_name(spec.name),
+    ]
+    fields = sa.Table("result_fields", sa.MetaData(), autoload_with=store.engine)
+    letters = sa.Table("dead_letters", sa.MetaData(), autoload_with=store.engine)
+    with store.engine.begin() as conn:
+        for name in names:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
+        conn.execute(sa.delete(letters).where(letters.c.pipeline == spec.name))
 
 
 def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]:
