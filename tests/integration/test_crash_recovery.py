@@ -20,26 +20,29 @@ prediction exactly once.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
 
 from streamfit.store import Store
 from streamfit.streams.kafka import create_topics
+from tests.integration.support import (
+    checkpointed,
+    learned_by,
+    produce,
+    read_topic,
+    sqlite_rows,
+    start_worker,
+    wait_for_assignment,
+    wait_until,
+)
 
 TRAIN_EVENTS, SCORE_EVENTS, PARTITIONS = 180_000, 20_000, 3
 BLOCK, METRICS_EVERY = 1000, 20_000
@@ -59,29 +62,10 @@ def events(n: int, seed: int, labeled: bool) -> list[bytes]:
     return out
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes], rate: float = 0.0) -> None:
-    """Produce ``values`` round robin over the partitions (``rate`` events/s; 0: flat out)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    started, chunk = time.monotonic(), 2000
-    for start in range(0, len(values), chunk):
-        if rate:
-            ahead = start / rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        for i, value in enumerate(values[start : start + chunk], start):
-            while True:
-                try:
-                    producer.produce(topic, value, partition=i % PARTITIONS)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-        producer.poll(0)
-    assert producer.flush(120) == 0, f"events left undelivered to {topic}"
-
-
 def write_spec(
     path: Path, name: str, bootstrap: str, database: str, topics: dict[str, str], processing: str
 ) -> None:
+    """The pipeline both tests run, ``name`` naming its group (``<name>_g``) and tables."""
     spec = {
         "name": name,
         "source": {
@@ -103,43 +87,6 @@ def write_spec(
         "checkpoint": {"interval_events": 15_000, "interval_seconds": 0.5},
     }
     path.write_text(orjson.dumps(spec).decode())
-
-
-def start(spec: Path, log: Path, worker_id: str = "0") -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "streamfit.cli.main", "--log-level", "INFO", "run"]
-    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [*command, str(spec), "--stop-when-idle", "4", "--worker-id", worker_id],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
-
-
-def sqlite_rows(database: str, query: str) -> list[tuple[Any, ...]]:
-    """``query``'s rows, [] while the database or its tables do not exist yet."""
-    path = database.removeprefix("sqlite:///")
-    if not Path(path).exists():
-        return []
-    with closing(sqlite3.connect(path, timeout=30)) as conn:
-        try:
-            return conn.execute(query).fetchall()
-        except sqlite3.OperationalError:  # the tables are not there yet
-            return []
-
-
-def checkpointed(database: str) -> int:
-    """How many input events the checkpoints table says were handled (0 before the first)."""
-    rows = sqlite_rows(database, "SELECT COALESCE(SUM(next_offset), 0) FROM checkpoints")
-    return int(rows[0][0]) if rows else 0
-
-
-def learned_by(database: str, worker: str) -> int:
-    """Events the checkpoint of ``worker`` says it learned (0 before its first)."""
-    rows = sqlite_rows(
-        database, f"SELECT state FROM checkpoint_states WHERE name = '{worker}/counters'"
-    )
-    return int(orjson.loads(rows[0][0])["events_learned"]) if rows else 0
 
 
 def final_state(database: str, name: str) -> dict[str, bytes]:
@@ -165,40 +112,9 @@ def training_rows(database: str, name: str) -> list[tuple[Any, ...]]:
 
 
 def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
-    """What a ``read_committed`` consumer sees of ``topic`` (once ``expected`` came and the
-    topic stayed quiet for 10 s)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}_reader",
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[dict[str, Any]] = []
-    idle_since = time.monotonic()
-    while time.monotonic() - idle_since < 10 or len(out) < expected:
-        msgs = consumer.consume(5000, 1.0)
-        if msgs:
-            idle_since = time.monotonic()
-        out.extend(orjson.loads(m.value()) for m in msgs if m.error() is None)
-        if time.monotonic() - idle_since > 60:
-            break
-    consumer.close()
-    return out
-
-
-def kill_when(proc: subprocess.Popen[bytes], reached: Any, log: Path, what: str) -> None:
-    """SIGKILL ``proc`` once ``reached()`` holds (polled every 10 ms)."""
-    deadline = time.monotonic() + 120
-    while not reached():
-        assert proc.poll() is None, f"{what}: exited early\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what}: no progress for 120 s"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    """The records of ``topic`` as a ``read_committed`` consumer sees them."""
+    values = read_topic(bootstrap, topic, at_least=expected, committed_only=True)
+    return [orjson.loads(value) for value in values]
 
 
 @pytest.fixture
@@ -212,15 +128,14 @@ def topics(kafka_bootstrap: str, unique_name: str) -> Iterator[dict[str, str]]:
 def test_sigkill_at_random_points_changes_nothing(
     kafka_bootstrap: str, tmp_path: Path, topics: dict[str, str], processing: str
 ) -> None:
-    produce(kafka_bootstrap, topics["train"], events(TRAIN_EVENTS, 1, True))
-    produce(kafka_bootstrap, topics["score"], events(SCORE_EVENTS, 2, False))
+    produce(kafka_bootstrap, topics["train"], events(TRAIN_EVENTS, 1, True), partitions=PARTITIONS)
+    produce(kafka_bootstrap, topics["score"], events(SCORE_EVENTS, 2, False), partitions=PARTITIONS)
 
     # one uninterrupted run
     calm_db = f"sqlite:///{tmp_path / 'calm.db'}"
     calm_spec = tmp_path / "calm.json"
     write_spec(calm_spec, "calm", kafka_bootstrap, calm_db, topics, processing)
-    calm = start(calm_spec, tmp_path / "calm.log")
-    assert calm.wait(timeout=300) == 0, (tmp_path / "calm.log").read_text()[-3000:]
+    start_worker(calm_spec, tmp_path / "calm.log").wait()
 
     # one run killed with SIGKILL at random points, restarted each time. Each kill waits until
     # the checkpoints have passed a random share of the stream, then for a random fraction of
@@ -231,14 +146,15 @@ def test_sigkill_at_random_points_changes_nothing(
     write_spec(crash_spec, "crash", kafka_bootstrap, crash_db, topics, processing)
     rng = random.Random(20261121)
     total = TRAIN_EVENTS + SCORE_EVENTS
-    log = tmp_path / "crash.log"
     for target in sorted(rng.uniform(0.1, 0.8) * total for _ in range(4)):
-        proc = start(crash_spec, log)
-        kill_when(proc, lambda t=target: checkpointed(crash_db) >= t, log, "crash run")
-        time.sleep(rng.uniform(0.0, 0.1))
+        worker = start_worker(crash_spec, tmp_path / "crash.log")
+        wait_until(
+            lambda t=target: checkpointed(crash_db) >= t, f"{target:.0f} events", workers=[worker]
+        )
+        time.sleep(rng.uniform(0.0, 0.1))  # where between two checkpoints the kill lands
+        worker.kill()
         assert checkpointed(crash_db) < total, "a kill came after the end of the stream"
-    last = start(crash_spec, log)
-    assert last.wait(timeout=300) == 0, log.read_text()[-3000:]
+    start_worker(crash_spec, tmp_path / "crash.log").wait()
 
     calm_rows, crash_rows = result_offsets(calm_db, "calm"), result_offsets(crash_db, "crash")
     assert len(crash_rows) == len(set(crash_rows)) == SCORE_EVENTS
@@ -266,31 +182,43 @@ def test_a_second_worker_killed_while_the_first_runs(
     database = f"sqlite:///{tmp_path / 'group.db'}"
     spec = tmp_path / "group.json"
     write_spec(spec, "group", kafka_bootstrap, database, topics, processing)
-    # a stream still being produced (about 30 s of it) while the workers run
+    # a stream still being produced (about 40 s of it) while the workers run; they stop on
+    # SIGTERM once their checkpoints cover all of it (60 whole blocks per train partition)
     feeders = [
         threading.Thread(
             target=produce,
-            args=(kafka_bootstrap, topics[role], events(n, seed, role == "train"), n / 30),
+            args=(kafka_bootstrap, topics[role], events(n, seed, role == "train")),
+            kwargs={"partitions": PARTITIONS, "rate": n / 40},
         )
         for role, n, seed in (("train", TRAIN_EVENTS, 3), ("score", SCORE_EVENTS, 4))
     ]
     for feeder in feeders:
         feeder.start()
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-    first = start(spec, first_log, worker_id="0")
+    first = start_worker(spec, first_log, worker_id="0", stop_when_idle=None)
     rng = random.Random(20261206)
     for kill in range(2):
-        second = start(spec, second_log, worker_id="1")
-        target = learned_by(database, "1") + rng.randint(5_000, 15_000)
-        kill_when(
-            second, lambda t=target: learned_by(database, "1") >= t, second_log, f"kill {kill}"
+        second = start_worker(spec, second_log, worker_id="1", stop_when_idle=None)
+        target = learned_by(database, "1") + rng.randint(2_000, 6_000)
+        wait_until(
+            lambda t=target: learned_by(database, "1") >= t,
+            f"worker 1 past {target} events (kill {kill})",
+            workers=[first, second],
         )
-        assert first.poll() is None, first_log.read_text()[-3000:]
-    second = start(spec, second_log, worker_id="1")
+        second.kill()
+    second = start_worker(spec, second_log, worker_id="1", stop_when_idle=None)
     for feeder in feeders:
         feeder.join()
-    assert first.wait(timeout=300) == 0, first_log.read_text()[-3000:]
-    assert second.wait(timeout=300) == 0, second_log.read_text()[-3000:]
+    wait_until(
+        lambda: checkpointed(database) >= TRAIN_EVENTS + SCORE_EVENTS,
+        "checkpoints covering the whole stream",
+        timeout=300,
+        workers=[first, second],
+    )
+    # both up and in the group (a process still starting up dies of SIGTERM), then stopped
+    wait_for_assignment(kafka_bootstrap, "group_g", 2, 2 * PARTITIONS, [first, second])
+    for worker in (first, second):
+        worker.stop()
 
     rows = result_offsets(database, "group")
     assert len(rows) == len(set(rows)) == SCORE_EVENTS

@@ -176,6 +176,7 @@ def run(
 
     Runs the same checks as 'streamfit check' first, before joining the consumer group.
     """
+    stop = _stop_on_signals()  # first: a stop asked for while starting up is a clean stop
     from streamfit.cli.progress import RateMeter
     from streamfit.pipeline import Pipeline
     from streamfit.runtime.preflight import preflight
@@ -205,7 +206,7 @@ def run(
             )
 
     with Pipeline(spec_checked, worker_id=worker_id) as pipeline:
-        stats = pipeline.run(idle=stop_when_idle, stop=_stop_on_signals(), on_batch=on_batch)
+        stats = pipeline.run(idle=stop_when_idle, stop=stop, on_batch=on_batch)
     print(
         f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
         f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
