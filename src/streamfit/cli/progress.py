@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -82,7 +81,7 @@ def event_progress(
     console = console or stderr_console()
     columns: list[ProgressColumn | str] = [TextColumn("{task.description}")]
     if total is not None:
-        columns += [BarColumn(), MofNCompleteColumn()]
+        columns += [BarColumn(), TextColumn("{task.completed:,}/{task.total:,} events")]
     else:
         columns += [TextColumn("{task.completed:,} events")]
     columns += [_RateColumn(), TimeElapsedColumn()]

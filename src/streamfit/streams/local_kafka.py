@@ -203,7 +203,7 @@ def jars_fetched() -> bool:
 def _script(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            [str(kafka_script()), *args],
+            ["bash", str(kafka_script()), *args],  # an installed copy may lose its x bit
             capture_output=True,
             text=True,
             timeout=timeout,
