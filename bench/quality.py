@@ -10,7 +10,7 @@ the model as it was just before it, then learned. In one process, one stream aft
 * **streamfit linear**: the same with the built-in ``logistic_regression`` (default settings).
   The default model is the nonlinear built-in, ``binned_logistic_regression``.
 * **River LR**: ``StandardScaler | LogisticRegression`` over the numeric fields, one-hot
-  categoricals (``OneHotEncoder``) and ``BagOfWords`` of each text field;
+  categoricals (``OneHotEncoder(drop_zeros=True)``) and ``BagOfWords`` of each text field;
   ``OneVsRestClassifier`` of it for more than two classes.
 * **River HAT** and **River ARF** (10 trees): ``HoeffdingAdaptiveTreeClassifier`` and
   ``ARFClassifier(n_models=10)`` on the raw fields (categoricals as nominal values) and
@@ -134,10 +134,8 @@ def _shuttle() -> Stream:
 def _airlines() -> Stream:
     df = pd.read_csv(DATASETS / "airlines_subsets" / "airlines_moa_random5pct.csv.gz")
     labels = df.pop("Delay").to_numpy()
-    numeric = {c for c in df if pd.api.types.is_numeric_dtype(df[c]) and c != "Flight"}
-    kinds = {c: "numeric" if c in numeric else "categorical" for c in df}
-    df["Flight"] = df["Flight"].astype(str)
-    df = df.astype({c: str for c, k in kinds.items() if k == "categorical"})
+    # typed as in the MOA stream: Flight, DayOfWeek, Time and Length numeric
+    kinds = {c: "numeric" if pd.api.types.is_numeric_dtype(df[c]) else "categorical" for c in df}
     note = "26,969 flights (a shuffled 5% of the MOA stream), `Delay`"
     return Stream("airlines", df, labels, kinds, 1, note)
 
@@ -277,7 +275,8 @@ def river_models(stream: Stream) -> dict[str, Any]:
     if numeric:
         scaled.append(select(numeric) | preprocessing.StandardScaler())
     if categorical:
-        scaled.append(select(categorical) | preprocessing.OneHotEncoder())
+        # drop_zeros: without it River copies a zero for every category seen, per event
+        scaled.append(select(categorical) | preprocessing.OneHotEncoder(drop_zeros=True))
     scaled += [feature_extraction.BagOfWords(on=t) for t in text]
     raw: list[Any] = []
     if numeric or categorical:

@@ -3,8 +3,10 @@
 * ``LogisticRegression``, ``LinearRegression``: built in, AdaGrad over sparse hashed features,
   one event at a time in a compiled loop (``Prequential``), mergeable, with a versioned
   non-pickle state format.
-* ``RiverModel``, ``SklearnModel``: wrap a River estimator or a scikit-learn ``partial_fit``
-  estimator.
+* ``BinnedLogisticRegression``: the built-in nonlinear classifier (the default model): the
+  same learner over each row's features, their bins and, optionally, crosses of their bins.
+* ``RiverModel``, ``SklearnModel``: wrap a River estimator (one event at a time, fed each
+  event's fields whole) or a scikit-learn ``partial_fit`` estimator (a block at a time).
 * ``build_model`` makes one from a pipeline's model spec; ``model_from_state`` reads any
   model's ``state()`` back.
 * ``streamfit.models.checks``: the check battery every model passes (``check_model``), for
@@ -18,12 +20,14 @@
 """
 
 from streamfit.models.base import Classifier, Mergeable, Model, Prequential, Task
+from streamfit.models.binned import BinnedLogisticRegression
 from streamfit.models.factory import build_model, model_from_state
 from streamfit.models.linear import LinearRegression, LogisticRegression
 from streamfit.models.river_adapter import RiverModel
 from streamfit.models.sklearn_adapter import SklearnModel
 
 __all__ = [
+    "BinnedLogisticRegression",
     "Classifier",
     "LinearRegression",
     "LogisticRegression",
