@@ -38,6 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeAlias
@@ -225,9 +226,11 @@ class Pipeline:
         if decoded.dead_letters:
             first = decoded.dead_letters[0]
             raise ValueError(f"event {first.offset} cannot be decoded: {first.reason}")
-        X = self.worker.featurizer.transform(decoded.batch)
+        featurizer = self.worker.featurizer
+        X = featurizer.transform(decoded.batch)
+        records = partial(featurizer.records, decoded.batch)  # for models that read records
         out: dict[str, Any] = {}
-        for i, predicted in enumerate(self.worker.models.predict(X)):
+        for i, predicted in enumerate(self.worker.models.predict(X, records)):
             suffix = "" if i == 0 else f"__{predicted.name}"
             out[f"prediction{suffix}"] = predicted.prediction
             if predicted.probability is not None:

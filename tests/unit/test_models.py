@@ -691,3 +691,42 @@ def test_a_bad_label_leaves_the_model_untouched() -> None:
         with pytest.raises(ModelError, match="label"):
             model.learn_many(X, bad)
         assert model.state() == before
+
+
+def test_sklearn_naive_bayes_learns_token_counts_through_a_pipeline() -> None:
+    from streamfit.pipeline import Pipeline
+
+    spam = ["win cash now", "free prize win", "cash prize claim now"]
+    ham = ["see you at lunch", "call me later", "lunch at noon then"]
+    events = [
+        {"text": (spam if i % 2 else ham)[i % 3], "label": "spam" if i % 2 else "ham"}
+        for i in range(300)
+    ]
+    spec = {
+        "name": "nb",
+        "topics": {"train": "train"},
+        "target": "label",
+        "features": {"types": {"text": "text"}},
+        "models": [
+            {
+                "name": "nb",
+                "sklearn": "naive_bayes.MultinomialNB",
+                "params": {"classes": ["ham", "spam"]},
+            }
+        ],
+        "outputs": {"database": "sqlite://", "write_results": False},
+        "learning": {"block_events": 20},  # partial_fit: a block is predicted, then learned
+    }
+    with Pipeline(spec) as pipeline:
+        pipeline.send("train", events)
+        pipeline.run()
+        predicted = pipeline.predict([{"text": "claim your cash"}, {"text": "lunch later"}])
+        metrics = pipeline.metrics("nb")
+    assert predicted["prediction"].tolist() == ["spam", "ham"]
+    assert float(metrics.iloc[-1]["window_accuracy"]) > 0.95
+    assert (
+        build_model(
+            SklearnModelSpec(name="nb", sklearn="naive_bayes.MultinomialNB"), "classification", 16
+        ).reads
+        == "records"
+    )  # type: ignore[attr-defined]

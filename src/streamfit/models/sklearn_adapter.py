@@ -1,8 +1,13 @@
 """Any scikit-learn estimator with ``partial_fit`` as a streamfit ``Model``.
 
 The CSR batch goes to ``partial_fit`` / ``predict_proba`` as it is (the estimator must accept
-sparse input, as the SGD models, ``MLPClassifier`` and the multinomial / Bernoulli naive Bayes
-models do).
+sparse input, as the SGD models and ``MLPClassifier`` do). The naive Bayes models of counts
+(``MultinomialNB``, ``ComplementNB``, ``BernoulliNB``) read the events' fields instead
+(``reads = "records"``) and get them as counts (``count_matrix``): the words of each text or
+category, numbers as they are (they must not be negative).
+
+``partial_fit`` learns a batch at a time, so these models keep block semantics: the runtime
+predicts a whole block, then learns it (``streamfit.models.base.predict_learn_many``).
 
 Classes, and the limitation of ``partial_fit``
 ---------------------------------------------
@@ -33,7 +38,8 @@ State: the estimator (and any held rows) is pickled inside an ``SFST`` frame (``
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,9 +51,39 @@ from streamfit.errors import ModelError, StateFormatError
 from streamfit.models.base import Task, as_csr, check_labels
 from streamfit.models.state import check_library, decode_state, encode_state
 
-__all__ = ["SklearnModel"]
+__all__ = ["SklearnModel", "count_matrix"]
 
 _STATE_NAME = "sklearn"
+#: scikit-learn estimators that model counts: they read records, as token counts
+_COUNT_MODELS = frozenset({"MultinomialNB", "ComplementNB", "BernoulliNB"})
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+COUNT_FEATURES = 2**18
+
+
+def count_matrix(records: Sequence[Mapping[str, Any]]) -> sp.csr_matrix:
+    """Records as counts, hashed (scikit-learn's ``FeatureHasher``, no alternating signs)
+    into ``COUNT_FEATURES`` columns: each string field's words (lowercased, two letters or
+    more) counted under ``field:word``, each number under its field name as it is.
+
+    >>> X = count_matrix([{"text": "Win win cash", "n": 2.0}])
+    >>> sorted(X.data.tolist())
+    [1.0, 2.0, 2.0]
+    """
+    from sklearn.feature_extraction import FeatureHasher
+
+    rows: list[dict[str, float]] = []
+    for record in records:
+        row: dict[str, float] = {}
+        for key, value in record.items():
+            if isinstance(value, str):
+                for word in _TOKEN.findall(value.lower()):
+                    name = f"{key}:{word}"
+                    row[name] = row.get(name, 0.0) + 1.0
+            else:
+                row[key] = float(value)
+        rows.append(row)
+    hasher = FeatureHasher(COUNT_FEATURES, input_type="dict", alternate_sign=False)
+    return sp.csr_matrix(hasher.transform(rows))
 
 
 def _sklearn_version() -> str:
@@ -111,6 +147,9 @@ class SklearnModel:
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 0:
             raise ModelError(f"buffer_rows must be an integer >= 0, got {buffer_rows!r}")
         self._estimator = estimator
+        #: naive Bayes learns from token counts: the runtime gives it the events' fields
+        #: (records), hashed here into counts; other estimators get streamfit's matrix
+        self.reads = "records" if type(estimator).__name__ in _COUNT_MODELS else "matrix"
         self._buffer_rows = buffer_rows
         self._classes: list[object] = []
         self._index: dict[object, int] = {}
@@ -152,7 +191,7 @@ class SklearnModel:
 
     def learn_many(self, X: sp.csr_matrix, y: npt.NDArray[Any]) -> None:
         """``partial_fit`` on the batch (classes handled as in the module doc)."""
-        X = as_csr(X)
+        X = self._matrix(X)
         target = check_labels(X, y)
         if X.shape[0] == 0:
             return
@@ -180,7 +219,7 @@ class SklearnModel:
 
     def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
         """``(n, len(classes))`` probabilities, columns in ``classes`` order."""
-        X = as_csr(X)
+        X = self._matrix(X)
         if self.task != "classification":
             raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
         k = len(self._classes)
@@ -205,7 +244,7 @@ class SklearnModel:
 
     def predict_many(self, X: sp.csr_matrix) -> npt.NDArray[Any]:
         """The most probable class (``None`` before any label), or a float for regressors."""
-        X = as_csr(X)
+        X = self._matrix(X)
         if self.task == "regression":
             if not self._fitted or X.shape[0] == 0:
                 return np.zeros(X.shape[0])
@@ -263,6 +302,12 @@ class SklearnModel:
         return model
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _matrix(self, X: Any) -> sp.csr_matrix:
+        """``X`` as CSR; records become counts (``count_matrix``)."""
+        if sp.issparse(X) or not isinstance(X, Sequence):
+            return as_csr(X)
+        return count_matrix(X)
 
     def _add(self, label: object) -> None:
         if label is None or (isinstance(label, float) and not np.isfinite(label)):
