@@ -250,6 +250,37 @@ def test_a_component_sees_every_step_and_keeps_its_state(db: str) -> None:
     assert (again.observed, again.scored_rows, again.learned_rows) == (1200, 200, 1000)
 
 
+class Shared(Tally):
+    """A tally that asks for the other workers' tallies at each checkpoint."""
+
+    merged_keys = ("tally",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.others: dict[str, dict[str, bytes]] = {}
+
+    def merge(self, others: Mapping[str, Mapping[str, bytes]]) -> None:
+        self.others = {worker: dict(blobs) for worker, blobs in others.items()}
+
+
+def test_a_component_gets_the_other_workers_blobs_of_the_keys_it_asks_for(db: str) -> None:
+    broker = MemoryBroker()
+    broker.append("train", events(300, 30, True))
+    spec = make_spec(db)
+    first, second, alone = Shared(), Shared(), Tally()
+    source, store, predictions, dead = _parts(spec, broker)
+    with Worker(spec, source, store, predictions, dead, worker_id="w1", components=[first]) as w:
+        run_all(w, broker)
+    assert first.others == {}  # no other worker had checkpointed yet
+    source, store, predictions, dead = _parts(spec, broker)
+    with Worker(
+        spec, source, store, predictions, dead, worker_id="w2", components=[second, alone]
+    ) as w:
+        w.checkpoint()
+    assert list(second.others) == ["w1"]
+    assert orjson.loads(second.others["w1"]["tally"]) == [300, 0, 300]
+
+
 def test_an_event_a_step_fails_on_is_a_dead_letter_and_the_rest_go_on(db: str) -> None:
     broker = MemoryBroker()
     broker.append("train", events(500, 22, True))

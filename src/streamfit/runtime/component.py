@@ -13,7 +13,8 @@ hook                      when the loop calls it
 ``learned(outcome)``      after a model was tested on a block and learned it, per model
 ``state()``               at a checkpoint: the blobs it adds (same transaction as offsets)
 ``restore(states)``       at start, with the blobs its ``state()`` wrote last time
-``merge(others)``         at a checkpoint, with the other workers' blobs (scale-out)
+``merge(others)``         at a checkpoint, with the other workers' blobs of the keys
+                          named in ``merged_keys`` (scale-out); not called without them
 ``write_metrics(...)``    at the metrics interval: it writes its own tables
 ========================  =========================================================
 
@@ -72,6 +73,11 @@ class Outcome:
 class Component:
     """Base class of the worker's components: every hook is a no-op until overridden."""
 
+    #: The keys of ``state()`` whose blobs this component wants from the other workers of its
+    #: group at each checkpoint (``merge``); none are loaded while it is empty. A key must not
+    #: end with another component's key (blobs are found by the end of their names).
+    merged_keys: tuple[str, ...] = ()
+
     def observe(self, batch: Batch) -> None:
         """See every decoded batch once (good rows of every role)."""
 
@@ -89,7 +95,8 @@ class Component:
         """Take back the blobs of the last checkpoint (keys as ``state()`` gave them)."""
 
     def merge(self, others: Mapping[str, Mapping[str, bytes]]) -> None:
-        """Fold in the other workers' latest blobs (worker id -> key -> blob)."""
+        """Fold in the other workers' latest blobs of ``merged_keys`` (worker id -> key ->
+        blob; a worker that has not written a key yet has no entry for it)."""
 
     def write_metrics(self, store: Store, now: float) -> None:
         """Write this component's rows for the metrics interval to its tables."""

@@ -580,7 +580,8 @@ class Worker:
         self._events_at_checkpoint = self.stats.events_in
 
     def _merge_other_workers(self) -> None:
-        """Serve with mergeable models merged with the other workers' latest states."""
+        """Serve with mergeable models merged with the other workers' latest states; give each
+        component that asks for them (``Component.merged_keys``) the other workers' blobs."""
         mine = f"{self.worker_id}/"
         self.models.refresh_serving(
             lambda name: self.outages.call(
@@ -588,6 +589,23 @@ class Worker:
                 lambda: self.store.load_states(suffix=f"/model/{name}", exclude_prefix=mine),
             )
         )
+        for component in self.components:
+            if not component.merged_keys:
+                continue
+            others: dict[str, dict[str, bytes]] = {}
+            for key in component.merged_keys:
+                suffix = f"/{key}"
+                found = self.outages.call(
+                    "loading other workers' states",
+                    lambda suffix=suffix: self.store.load_states(  # type: ignore[misc]
+                        suffix=suffix, exclude_prefix=mine, slot="extra"
+                    ),
+                )
+                for name, blob in found.items():
+                    worker = name.removesuffix(suffix)
+                    if "/" not in worker:  # "<worker>/<key>", not a longer key ending alike
+                        others.setdefault(worker, {})[key] = blob
+            self._tell(component, "merge", component.merge, others)
 
     # -- the loop -------------------------------------------------------------------------------
 

@@ -857,13 +857,16 @@ class Store:
                 statement = _bulk.upsert(self._dialect, states_table, list(state_rows[0]))
                 conn.execute(statement, state_rows)
 
-    def load_states(self, *, suffix: str, exclude_prefix: str) -> dict[str, bytes]:
-        """Checkpointed model states whose name ends with ``suffix`` and does not start with
-        ``exclude_prefix`` (other workers' copies of one model), without the rest."""
+    def load_states(
+        self, *, suffix: str, exclude_prefix: str, slot: Literal["model", "extra"] = "model"
+    ) -> dict[str, bytes]:
+        """Checkpointed states of ``slot`` (models, or the other states: ``extra``) whose name
+        ends with ``suffix`` and does not start with ``exclude_prefix`` (other workers' copies
+        of one model or component state), without the rest."""
         states = self._fixed.tables["checkpoint_states"]
         query = sa.select(states.c.name, states.c.state).where(
             states.c.pipeline == self.pipeline,
-            states.c.slot == "model",
+            states.c.slot == slot,
             states.c.name.endswith(suffix, autoescape=True),
             sa.not_(states.c.name.startswith(exclude_prefix, autoescape=True)),
         )
