@@ -158,6 +158,7 @@ def expand_binned(
     high: float,
     cross_limit: int,
     cross_bins: int,
+    tilings: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's entries, then one indicator per entry for the bin its value falls in, then
     (for rows of at most ``cross_limit`` entries) one indicator per pair of entries for the
@@ -166,7 +167,7 @@ def expand_binned(
     size = 0
     for i in range(n):
         m = indptr[i + 1] - indptr[i]
-        size += 2 * m
+        size += (1 + tilings) * m
         if m <= cross_limit:
             size += m * (m - 1) // 2
     out_ptr = np.zeros(n + 1, dtype=np.int64)
@@ -183,12 +184,16 @@ def expand_binned(
             out_idx[at] = indices[e]
             out_val[at] = data[e]
             at += 1
-        for e in range(lo, hi):
-            b = int((min(max(data[e], low), high) - low) / span)
-            key = np.uint64(indices[e]) * np.uint64(bins + 1) + np.uint64(min(b, bins - 1))
-            out_idx[at] = np.int64(_mix(key ^ np.uint64(0x5BD1E995)) % wide)
-            out_val[at] = 1.0
-            at += 1
+        share = 1.0 / tilings
+        for t in range(tilings):
+            shift = t / tilings  # each tiling's grid is moved by a fraction of a bin
+            for e in range(lo, hi):
+                b = int((min(max(data[e], low), high) - low) / span + shift)
+                key = np.uint64(indices[e]) * np.uint64(bins + 1) + np.uint64(min(b, bins))
+                key = key * np.uint64(tilings) + np.uint64(t)
+                out_idx[at] = np.int64(_mix(key ^ np.uint64(0x5BD1E995)) % wide)
+                out_val[at] = share
+                at += 1
         if hi - lo <= cross_limit:
             for e in range(lo, hi):
                 be = min(int((min(max(data[e], low), high) - low) / coarse), cross_bins - 1)

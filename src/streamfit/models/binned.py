@@ -3,10 +3,10 @@
 Each row is expanded before the linear model sees it (``_kernels.expand_binned``, compiled):
 
 * the row's own entries (the linear part);
-* for each entry, an indicator of the bin its value falls in (``bins`` equal bins over
-  ``[-5, 5]``, the range the featurizer clips standardized numbers to): a piecewise-constant
-  function of every numeric field, learned per bin, so thresholds and non-monotone effects
-  that a linear model cannot draw;
+* for each entry, indicators of the bins its value falls in (``bins`` equal bins over
+  ``[-5, 5]``, the range the featurizer clips standardized numbers to, in ``tilings`` grids
+  each shifted by a fraction of a bin): a piecewise-constant function of every numeric field,
+  learned per bin, so thresholds and non-monotone effects that a linear model cannot draw;
 * for a row of at most ``cross_limit`` entries, an indicator for each pair of entries and
   their coarse bins (``cross_bins`` bins): pairwise interactions, as a tree's nested splits
   would find them.
@@ -45,6 +45,10 @@ class BinnedLogisticRegression(LogisticRegression):
         Rows with at most this many entries also get their pairwise crosses (0: none).
     cross_bins
         Bins per value in a cross.
+    tilings
+        Grids of bins per value, each moved by ``1 / tilings`` of a bin (tile coding): steps
+        ``tilings`` times finer than one grid's, while each bin still learns from as many
+        events. Each indicator is worth ``1 / tilings``, so the grids together weigh as one.
 
     Examples
     --------
@@ -66,18 +70,20 @@ class BinnedLogisticRegression(LogisticRegression):
 
     def __init__(
         self,
-        learning_rate: float = 0.3,
+        learning_rate: float = 0.5,
         intercept_lr: float = 0.3,
         l2: float = 0.0,
         bins: int = 16,
         cross_limit: int = 0,
         cross_bins: int = 4,
+        tilings: int = 3,
         n_features: int | None = None,
     ) -> None:
         super().__init__(learning_rate, intercept_lr, l2, n_features)
         self.bins = _check_int("bins", bins, low=1) or 1
         self.cross_limit = _check_int("cross_limit", cross_limit, low=0) or 0
         self.cross_bins = _check_int("cross_bins", cross_bins, low=1) or 1
+        self.tilings = _check_int("tilings", tilings, low=1) or 1
 
     @property
     def params(self) -> dict[str, Any]:
@@ -87,6 +93,7 @@ class BinnedLogisticRegression(LogisticRegression):
             "bins": self.bins,
             "cross_limit": self.cross_limit,
             "cross_bins": self.cross_bins,
+            "tilings": self.tilings,
         }
 
     def _check_X(self, X: object) -> sp.csr_matrix:
@@ -101,5 +108,6 @@ class BinnedLogisticRegression(LogisticRegression):
             _HIGH,
             self.cross_limit,
             self.cross_bins,
+            self.tilings,
         )
         return sp.csr_matrix((data, indices, indptr), shape=rows.shape)
