@@ -462,7 +462,7 @@ def plot(windows: dict[str, dict[str, npt.NDArray[np.float64]]], path: Path) -> 
             ax.plot(np.arange(len(series)), series, label=model, linewidth=1)
         ax.set_title(stream)
         ax.set_xlabel("events")
-        ax.set_ylabel(f"accuracy, last {WINDOW} events")
+        ax.set_ylabel("accuracy over a sliding window")
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes.ravel()[0].legend(fontsize=8)
