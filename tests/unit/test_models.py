@@ -23,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from streamfit.errors import ModelError, StateFormatError
 from streamfit.models import (
+    BinnedLogisticRegression,
     Classifier,
     LinearRegression,
     LogisticRegression,
@@ -304,9 +305,10 @@ def test_numpy_label_arrays_are_plain_python_classes() -> None:
     assert model.classes[2:] == ["a", "b"] and all(type(c) is str for c in model.classes[2:])
 
 
-def test_merge_of_two_halves_learns_the_whole() -> None:
+@pytest.mark.parametrize("cls", [LogisticRegression, BinnedLogisticRegression])
+def test_merge_of_two_halves_learns_the_whole(cls: type[LogisticRegression]) -> None:
     X, y = binary_problem(np.random.default_rng(0), 4000)
-    a, b = LogisticRegression(), LogisticRegression()
+    a, b = cls(), cls()
     for s in range(0, 2000, 100):
         a.learn_many(X[s : s + 100], y[s : s + 100])
         b.learn_many(X[2000 + s : 2100 + s], y[2000 + s : 2100 + s])
