@@ -328,3 +328,20 @@ def _parts(spec: PipelineSpec, broker: MemoryBroker) -> tuple[Any, ...]:
         MemorySink(broker, "predictions"),
         MemorySink(broker, "dead"),
     )
+
+
+def test_a_replay_does_not_set_aside_the_same_event_twice(db: str) -> None:
+    """Learning resumes at the start of the last incomplete block, before events that were
+    already dead-lettered: they are decoded again, not written again."""
+    broker = MemoryBroker()
+    train = events(100, 25, True)
+    train[70] = b"not json"
+    broker.append("train", train)
+    first = build_worker(make_spec(db), broker=broker)
+    while first.step(timeout=0):
+        pass
+    first.checkpoint()  # learned up to 64 (the block 64-127 is incomplete), emitted 100
+    second = build_worker(make_spec(db), broker=broker)
+    second.run(until=lambda w: w.read.get(("train", 0), 0) >= 100)
+    assert len(broker.read("dead")) == 1
+    assert [letter.offset for letter in second.store.read_dead_letters()] == [70]

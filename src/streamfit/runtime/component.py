@@ -39,7 +39,7 @@ stored under ``<worker id>/<key>`` for each key of ``state()``, so a key names w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +59,7 @@ class Outcome:
 
     ``predicted`` is, per row, what the model predicted before it learned that row: for a
     classifier a ``(rows, len(classes))`` probability matrix, for a regressor the values.
+    ``head`` names the target the model learns (``runtime.head``).
     ``version`` and ``events_learned`` are the model's counters after the block.
     """
 
@@ -68,6 +69,11 @@ class Outcome:
     labels: npt.NDArray[Any]
     predicted: npt.NDArray[np.float64]
     classes: Sequence[object] = ()
+    head: str = ""  # the target's head ("": the pipeline's own target)
+
+    def of_head(self, head: str) -> Outcome:
+        """The same outcome, from the head named ``head``."""
+        return replace(self, head=head)
 
 
 class Component:

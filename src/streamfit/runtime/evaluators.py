@@ -38,10 +38,13 @@ def evaluator_from_state(blob: bytes) -> AnyEvaluator:
 class EvaluationComponent(Component):
     """Prequential metrics of every model of ``models``, written to ``table``."""
 
-    def __init__(self, models: ModelSet, table: str, window: int, worker: str = "0") -> None:
+    def __init__(
+        self, models: ModelSet, table: str, window: int, worker: str = "0", head: str = ""
+    ) -> None:
         self.models = models
         self.table = table
         self.worker = worker
+        self._key = f"evaluator@{head}/" if head else "evaluator/"
         self.evaluators: dict[str, AnyEvaluator] = {
             name: make_evaluator(models.task, window) for name in models.names
         }
@@ -54,11 +57,11 @@ class EvaluationComponent(Component):
             evaluator.update(outcome.labels.astype(np.float64), outcome.predicted)
 
     def state(self) -> dict[str, bytes]:
-        return {f"evaluator/{name}": ev.state() for name, ev in self.evaluators.items()}
+        return {f"{self._key}{name}": ev.state() for name, ev in self.evaluators.items()}
 
     def restore(self, states: Mapping[str, bytes]) -> None:
         for name in self.evaluators:
-            blob = states.get(f"evaluator/{name}")
+            blob = states.get(f"{self._key}{name}")
             if blob is not None:
                 self.evaluators[name] = evaluator_from_state(blob)
 

@@ -17,6 +17,7 @@ import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch, DeadLetter
+from streamfit.models.base import Task
 from streamfit.runtime.keys import keyed
 from streamfit.runtime.records import prediction_records
 from streamfit.runtime.retry import Outages
@@ -55,15 +56,18 @@ class Outputs:
         batch: Batch,
         predictions: list[ModelPredictions],
         labels: npt.NDArray[Any] | None,
+        table: str | None = None,
+        task: Task | None = None,
     ) -> None:
-        """A results row and a prediction record per event of ``batch``, both keyed by the
-        spec's ``key`` field where the event has it."""
+        """A results row (in ``table``: by default the pipeline's results table) and a
+        prediction record per event of ``batch``, both keyed by the spec's ``key`` field where
+        the event has it."""
         batch = keyed(batch, self.spec.key)
         if self.spec.outputs.write_results:
             self.outages.call(
                 "writing results",
                 lambda: self.store.write_results(
-                    self.results_table, batch, predictions, labels, self.spec.task
+                    table or self.results_table, batch, predictions, labels, task or self.spec.task
                 ),
             )
         if self.predictions is not None:

@@ -39,8 +39,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import pairwise
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -53,15 +51,15 @@ from streamfit.codecs import decode_json
 from streamfit.errors import ServiceUnavailableError, StreamError
 from streamfit.features import Featurizer
 from streamfit.runtime.allocator import keep_freed_memory
-from streamfit.runtime.blocks import BlockBuffer, concat_batches
-from streamfit.runtime.component import Component
+from streamfit.runtime.blocks import concat_batches
+from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
-from streamfit.runtime.isolation import batch_halves, dead_letters_for, isolate, reason_for
-from streamfit.runtime.labels import LabelPolicy
+from streamfit.runtime.head import Head
+from streamfit.runtime.isolation import dead_letters_for, isolate, reason_for
 from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
-from streamfit.runtime.routing import among, any_known, not_emitted, rows_of, split_roles
+from streamfit.runtime.routing import among, any_known, not_emitted, rows_of
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
@@ -104,15 +102,12 @@ class StateNames:
 
     worker: str
 
-    def model(self, name: str) -> str:
-        return f"{self.worker}/model/{name}"
-
     def of(self, key: str) -> str:
         return f"{self.worker}/{key}"
 
     @property
-    def featurizer(self) -> str:
-        return self.of("featurizer")
+    def prefix(self) -> str:
+        return f"{self.worker}/"
 
     @property
     def counters(self) -> str:
@@ -144,28 +139,15 @@ class Worker:
         self.transactions = transactions  # for exactly_once, else None
         self.task = spec.task
         self.names = StateNames(worker_id)
-        excluded = {name for name in (spec.target, spec.key) if name}
-        self.featurizer = Featurizer(spec.features, exclude=excluded)
-        self.models = ModelSet(spec.models, spec.task, self.featurizer.n_features)
-        self.evaluation = EvaluationComponent(
-            self.models,
-            spec.outputs.training_table_name(spec.name),
-            spec.evaluation.window,
-            worker_id,
-        )
-        self.components: list[Component] = [self.evaluation, *components]
+        self.heads = [Head(spec, worker_id, is_events_fault=_is_events_fault)]
+        self.components: list[Component] = list(components)
         self.component_errors = 0
-        self.train_topics = set(spec.topics.train)
-        self.labels = LabelPolicy(
-            spec, known=lambda: getattr(self.models.slots[0].model, "classes", ())
-        )
+        self.train_topics = set().union(*(head.train_topics for head in self.heads))
         self.stats = RunStats()
-        self.blocks = BlockBuffer(spec.learning.block_events)
         self.read: Offsets = {}  # next offset to read, per partition
         self.emitted: Offsets = {}  # outputs written below these
         self._replay_emitted: Offsets = {}  # from the checkpoint: do not write again below
-        self._events_learned_total = 0
-        self._metrics_mark = 0  # events learned when metrics were last written
+        self._metrics_mark = 0  # events the first head learned when metrics were last written
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = 0
@@ -182,9 +164,31 @@ class Worker:
         self.restore()
 
     @property
+    def head(self) -> Head:
+        """The head of the pipeline's own target."""
+        return self.heads[0]
+
+    @property
+    def featurizer(self) -> Featurizer:
+        return self.head.featurizer
+
+    @property
+    def models(self) -> ModelSet:
+        return self.head.models
+
+    @property
+    def evaluation(self) -> EvaluationComponent:
+        return self.head.evaluation
+
+    @property
     def slots(self) -> list[ModelSlot]:
-        """The models, champion first."""
-        return self.models.slots
+        """The models of the pipeline's own target, champion first."""
+        return self.head.models.slots
+
+    @property
+    def pending(self) -> int:
+        """Training events waiting for their block, over every head."""
+        return sum(len(head.blocks) for head in self.heads)
 
     @property
     def last_event_at(self) -> float:
@@ -214,31 +218,19 @@ class Worker:
         checkpoint = self.outages.call("loading the checkpoint", self.store.load_checkpoint)
         if checkpoint is None:
             return False
-        states, extra = checkpoint.model_states, checkpoint.extra
+        mine = self.names.prefix
+        states = _relative(checkpoint.model_states, mine)
+        extra = _relative(checkpoint.extra, mine)
+        counters = orjson.loads(extra["counters"]) if "counters" in extra else {}
+        heads = counters.get("heads", {"": counters})  # older checkpoints: one head, flat
         restored = False
-        if self.names.featurizer in extra:
-            self.featurizer = Featurizer.from_state(extra[self.names.featurizer])
-            restored = True
-        self.models.restore(
-            {
-                slot.name: states[key]
-                for slot in self.slots
-                if (key := self.names.model(slot.name)) in states
-            }
-        )
-        mine = self.names.of("")
-        own = {
-            name.removeprefix(mine): blob for name, blob in extra.items() if name.startswith(mine)
-        }
+        for head in self.heads:
+            restored |= head.restore(states, extra, heads.get(head.name, {}))
         for component in self.components:
-            component.restore(own)
-        counters = extra.get(self.names.counters)
-        if counters is not None:
-            values = orjson.loads(counters)
-            self.models.restore_counters(values.get("models", {}))
-            self._events_learned_total = int(values.get("events_learned", 0))
+            component.restore(extra)
+        if counters:
             # metrics written up to here (older checkpoints: as far as learning went)
-            self._metrics_mark = int(values.get("metrics_mark", self._events_learned_total))
+            self._metrics_mark = int(counters.get("metrics_mark", self.head.events_learned))
         if not isinstance(self.source, GroupMember):  # no group: seek at once to everything
             topics = set(self.spec.topics.all)
             ours = {tp: o for tp, o in checkpoint.offsets.items() if tp[0] in topics}
@@ -278,8 +270,8 @@ class Worker:
             self.checkpoint()
         except Exception:
             log.exception("checkpoint before revocation failed")
-        self.blocks.drop(partitions)
-        self.featurizer.forget_scored(partitions)
+        for head in self.heads:
+            head.drop(partitions)
         self.assigned.difference_update(partitions)
         for tp in partitions:
             self.read.pop(tp, None)
@@ -308,25 +300,12 @@ class Worker:
 
     def process(self, messages: Messages) -> None:
         """Handle one batch of raw messages (steps 1 to 6)."""
-        batch, rejected = self.labels.screen(self._decode(messages))
-        if rejected:
-            self._dead_letter(rejected)
+        batch = self._decode(messages)
         if len(batch):
             for component in self.components:
                 self._tell(component, "observe", component.observe, batch)
-            roles = split_roles(
-                batch,
-                self.spec.target,
-                self.task,
-                self.train_topics,
-                self.spec.outputs.score_training_events,
-            )
-            if len(roles.score):
-                keep = roles.score[not_emitted(batch.meta, self._replay_emitted)[roles.score]]
-                if len(keep):
-                    self._score(rows_of(batch, keep), roles.labels[keep], among(roles.train, keep))
-            if len(roles.train):
-                self.blocks.add(rows_of(batch, roles.train))
+            for head in self.heads:
+                self._route(head, batch)
         self.stats.events_in += len(messages)
         self.stats.batches += 1
         self._last_event = time.monotonic()
@@ -358,22 +337,41 @@ class Worker:
         good = [part for part in parts if len(part)]
         return concat_batches(good) if good else parts[0]
 
-    def _score(self, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]) -> None:
+    def _route(self, head: Head, batch: Batch) -> None:
+        """Hand ``batch`` to ``head``: its label rules, then scoring and queueing for learning."""
+        batch, rejected = head.labels.screen(batch)
+        if rejected:
+            self._dead_letter(rejected)
+        if not len(batch):
+            return
+        roles = head.roles(batch)
+        if len(roles.score):
+            keep = roles.score[not_emitted(batch.meta, self._replay_emitted)[roles.score]]
+            if len(keep):
+                self._score(
+                    head, rows_of(batch, keep), roles.labels[keep], among(roles.train, keep)
+                )
+        if len(roles.train):
+            head.queue(rows_of(batch, roles.train))
+
+    def _score(
+        self, head: Head, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]
+    ) -> None:
         """Score ``batch`` and write its outputs; ``learned``: its rows that will also be
         learned from (their hashed features are kept for then). Events the scoring fails on
         become dead letters."""
         try:
-            self._score_rows(batch, labels, learned)
+            self._score_rows(head, batch, labels, learned)
             return
         except Exception as exc:
             if not _is_events_fault(exc):
                 raise
         # kept features would be those of a failed attempt: learning hashes them again
-        self.featurizer.forget_scored([tp for tp, _ in batch.meta.by_partition()])
+        head.forget_scored([tp for tp, _ in batch.meta.by_partition()])
         nothing = np.empty(0, dtype=np.intp)
 
         def score(index: npt.NDArray[np.intp]) -> None:
-            self._score_rows(batch.take(index), labels[index], nothing)
+            self._score_rows(head, batch.take(index), labels[index], nothing)
 
         def reject(index: npt.NDArray[np.intp], exc: Exception) -> None:
             self._dead_letter(dead_letters_for(batch.take(index), "scoring", exc))
@@ -381,16 +379,13 @@ class Worker:
         isolate(np.arange(len(batch)), score, reject, _index_halves)
 
     def _score_rows(
-        self, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]
+        self, head: Head, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]
     ) -> None:
-        if self.train_topics:
-            X = self.featurizer.transform(batch, remember=learned)
-        else:  # nothing to learn from: the scored stream is all the featurizer will see
-            X = self.featurizer.learn_transform(batch)
-        predictions = self.models.predict(X, partial(self.featurizer.records, batch))
+        predictions = head.predict(batch, learned)
         for component in self.components:
             component.scored(batch, predictions)
-        self.outputs.scored(batch, predictions, labels if any_known(labels, self.task) else None)
+        known = labels if any_known(labels, head.task) else None
+        self.outputs.scored(batch, predictions, known, head.results_table, head.task)
         self.stats.events_scored += len(batch)
 
     def _tell(self, component: Component, hook: str, call: Callable[[T], None], what: T) -> None:
@@ -415,17 +410,30 @@ class Worker:
     def _learn_ready_blocks(self) -> None:
         """Learn the complete blocks, in the order of ``runtime.blocks`` (holding back those
         that come after the next block of a partition that is behind)."""
+        if not self.pending:
+            self._held_since = None
+            return
         behind: set[TopicPartition] = set()
-        if isinstance(self.source, Backlogged) and len(self.blocks):
+        if isinstance(self.source, Backlogged):
             behind = {tp for tp in self.source.behind(self.read) if tp[0] in self.train_topics}
-        runs = self.blocks.take_ready_runs(self.read, behind)
-        if behind and self.blocks.holds_complete(self.read):
+        if behind and any(head.blocks.holds_complete(self.read) for head in self.heads):
             if not self._hold_or_release(behind):
-                runs += self.blocks.take_ready_runs(self.read)
+                behind = set()
         else:
             self._held_since = None
-        for run, bounds in runs:
-            self._learn_run(run, bounds)
+        for head in self.heads:
+            self._learn(head, head.blocks.take_ready_runs(self.read, behind))
+
+    def _learn(self, head: Head, runs: list[tuple[Batch, list[int]]]) -> None:
+        for run, bounds in runs:  # run by run, so that the metrics points fall where they did
+            learned = head.learn_runs([(run, bounds)], self._tell_learned, self._dead_letter)
+            self.stats.events_trained += learned
+            if head is self.head:
+                self._maybe_write_metrics(interval_only=True)
+
+    def _tell_learned(self, outcome: Outcome) -> None:
+        for component in self.components:
+            self._tell(component, "learned", component.learned, outcome)
 
     def _hold_or_release(self, behind: set[TopicPartition]) -> set[TopicPartition]:
         """Keep holding blocks for the partitions ``behind`` (the set is returned), or give up
@@ -435,7 +443,7 @@ class Worker:
         now = time.monotonic()
         if self._held_since is None:
             self._held_since = now
-        held = len(self.blocks)
+        held = self.pending
         if now - self._held_since < _MAX_HOLD_SECONDS and held < _MAX_HELD_ROWS:
             return behind
         log.warning(
@@ -448,81 +456,57 @@ class Worker:
         self._held_since = None
         return set()
 
-    def _learn_run(self, run: Batch, bounds: list[int]) -> None:
-        """Learn consecutive blocks of one partition: featurized in one pass (the moments
-        still move block by block), then tested and trained block by block. A run the
-        featurizer fails on is learned piece by piece, without the events it fails on."""
-        try:
-            matrices = self.featurizer.learn_transform_blocks(run, bounds)
-        except Exception as exc:
-            if not _is_events_fault(exc):
-                raise
-
-            def learn(rows: Batch) -> None:
-                self._learn_block(self.featurizer.learn_transform(rows), rows)
-
-            def reject(rows: Batch, error: Exception) -> None:
-                self._dead_letter(dead_letters_for(rows, "learning", error))
-
-            for a, b in pairwise(bounds):
-                isolate(run.rows(a, b), learn, reject, batch_halves)
-            return
-        for X, (a, b) in zip(matrices, pairwise(bounds), strict=True):
-            self._learn_block(X, run.rows(a, b))
-
-    def _learn_block(self, X: Any, block: Batch) -> None:
-        labels = block.columns[self.spec.target or ""]
-        records = partial(self.featurizer.records, block)  # made if a model reads records
-        for outcome in self.models.predict_then_learn(X, labels, records):
-            for component in self.components:
-                self._tell(component, "learned", component.learned, outcome)
-        self.stats.events_trained += X.shape[0]
-        self._events_learned_total += X.shape[0]
-        self._maybe_write_metrics(interval_only=True)
-
     def _learn_stale_blocks(self) -> None:
         wait = self.spec.learning.max_wait_seconds
-        if wait is not None and len(self.blocks) and time.monotonic() - self._last_event >= wait:
+        if wait is not None and self.pending and time.monotonic() - self._last_event >= wait:
             self.learn_pending()
 
     def learn_pending(self) -> None:
         """Learn every queued training row now, complete block or not (end of a replay)."""
-        for run, bounds in self.blocks.take_ready_runs(self.read):
-            self._learn_run(run, bounds)
-        for run, bounds in self.blocks.take_all_runs():
-            self._learn_run(run, bounds)
+        for head in self.heads:
+            self._learn(head, head.blocks.take_ready_runs(self.read))
+            self._learn(head, head.blocks.take_all_runs())
 
     # -- outputs --------------------------------------------------------------------------------
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        self.outputs.dead_letter(letters)
-        self.stats.dead_letters += len(letters)
+        """Set ``letters`` aside, but for those a run before a restart already set aside."""
+        if self._replay_emitted:
+            letters = [
+                letter
+                for letter in letters
+                if letter.offset >= self._replay_emitted.get((letter.topic, letter.partition), -1)
+            ]
+        if letters:
+            self.outputs.dead_letter(letters)
+            self.stats.dead_letters += len(letters)
 
     def metrics_rows(self) -> list[dict[str, Any]]:
         """Each model's current metrics, as rows of the training table."""
         return self.evaluation.rows()
 
     def _maybe_write_metrics(self, force: bool = False, interval_only: bool = False) -> None:
-        """Write metrics each time ``interval_events`` more events were learned (the same
-        points in every run, so a replay rewrites identical rows), or after
-        ``interval_seconds``, or when forced."""
-        new_events = self._events_learned_total - self._metrics_mark
-        if new_events <= 0:
+        """Write metrics each time ``interval_events`` more events were learned (by the
+        pipeline's own target: the same points in every run, so a replay rewrites identical
+        rows), or after ``interval_seconds``, or when forced."""
+        learned = self.head.events_learned
+        if learned - self._metrics_mark <= 0 and not (force and self.components):
             return
         every = self.spec.evaluation.interval_events
-        crossed = self._events_learned_total // every > self._metrics_mark // every
+        crossed = learned // every > self._metrics_mark // every
         stale = (
             not interval_only
             and time.monotonic() - self._last_metrics >= self.spec.evaluation.interval_seconds
         )
         if force or crossed or stale:
             now = time.time()
-            for component in self.components:
+            writers = [head.evaluation for head in self.heads] + self.components
+            for writer in writers:
                 self.outages.call(
                     "writing metrics",
-                    lambda component=component: component.write_metrics(self.store, now),  # type: ignore[misc]
+                    lambda writer=writer: writer.write_metrics(self.store, now),  # type: ignore[misc]
                 )
-            self._metrics_mark = self._events_learned_total
+            self._metrics_mark = learned
             self._last_metrics = time.monotonic()
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -540,7 +524,10 @@ class Worker:
         """Flush sinks and producer, write state and offsets in one transaction, then commit
         the offsets to Kafka (without waiting for the broker's answer if not ``wait``: the
         database's offsets are the ones a restart resumes at)."""
-        learned = self.blocks.learned_frontier(self.read)
+        learned = dict(self.read)
+        for head in self.heads:
+            for tp, offset in head.learned_frontier(self.read).items():
+                learned[tp] = min(offset, learned.get(tp, offset))
         emitted = {tp: max(o, learned.get(tp, o)) for tp, o in self.emitted.items()}
         if self.transactions is None:
             self.outputs.flush()
@@ -550,21 +537,22 @@ class Worker:
             self.outages.call(
                 "committing the Kafka transaction", lambda: transactions.commit(emitted)
             )
-        model_states = {self.names.model(n): blob for n, blob in self.models.states().items()}
-        extra = {
-            self.names.of(key): blob
-            for component in self.components
-            for key, blob in component.state().items()
-        }
-        extra[self.names.featurizer] = self.featurizer.state()
-        extra[self.names.counters] = orjson.dumps(
+        model_states: dict[str, bytes] = {}
+        extra: dict[str, bytes] = {}
+        for head in self.heads:
+            model_states.update(head.model_states())
+            extra.update(head.extra_states())
+        for component in self.components:
+            extra.update(component.state())
+        extra["counters"] = orjson.dumps(
             {
-                "events_learned": self._events_learned_total,
                 "metrics_mark": self._metrics_mark,
-                "models": self.models.counters(),
+                "heads": {head.name: head.counters() for head in self.heads},
             },
             option=orjson.OPT_SORT_KEYS,
         )
+        model_states = {self.names.of(k): v for k, v in model_states.items()}
+        extra = {self.names.of(k): v for k, v in extra.items()}
         self.outages.call(
             "saving a checkpoint",
             lambda: self.store.save_checkpoint(learned, model_states, extra, emitted=emitted),
@@ -582,13 +570,16 @@ class Worker:
     def _merge_other_workers(self) -> None:
         """Serve with mergeable models merged with the other workers' latest states; give each
         component that asks for them (``Component.merged_keys``) the other workers' blobs."""
-        mine = f"{self.worker_id}/"
-        self.models.refresh_serving(
-            lambda name: self.outages.call(
-                "loading other workers' models",
-                lambda: self.store.load_states(suffix=f"/model/{name}", exclude_prefix=mine),
+        mine = self.names.prefix
+        for head in self.heads:
+            head.models.refresh_serving(
+                lambda name, head=head: self.outages.call(  # type: ignore[misc]
+                    "loading other workers' models",
+                    lambda: self.store.load_states(
+                        suffix=f"/{head.model_key(name)}", exclude_prefix=mine
+                    ),
+                )
             )
-        )
         for component in self.components:
             if not component.merged_keys:
                 continue
@@ -651,13 +642,14 @@ class Worker:
         if drain:
             self.learn_pending()
         self._maybe_write_metrics(force=True)
-        for slot in self.slots:
-            self.outages.call(
-                "saving a model",
-                lambda slot=slot: self.store.save_model(  # type: ignore[misc]
-                    slot.name, slot.version, slot.kind, slot.model.state()
-                ),
-            )
+        for head in self.heads:
+            for slot in head.models.slots:
+                self.outages.call(
+                    "saving a model",
+                    lambda slot=slot: self.store.save_model(  # type: ignore[misc]
+                        slot.name, slot.version, slot.kind, slot.model.state()
+                    ),
+                )
         self.checkpoint()
 
     def close(self) -> None:
@@ -691,3 +683,8 @@ def _index_halves(
 def _message_halves(messages: Messages) -> tuple[Messages, Messages]:
     middle = len(messages) // 2
     return messages.rows(0, middle), messages.rows(middle, len(messages))
+
+
+def _relative(states: dict[str, bytes], prefix: str) -> dict[str, bytes]:
+    """The states whose name starts with ``prefix``, named without it."""
+    return {k.removeprefix(prefix): v for k, v in states.items() if k.startswith(prefix)}
