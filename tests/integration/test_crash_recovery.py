@@ -65,13 +65,14 @@ def events(n: int, seed: int, labeled: bool) -> list[bytes]:
 def write_spec(
     path: Path, name: str, bootstrap: str, database: str, topics: dict[str, str], processing: str
 ) -> None:
-    """The pipeline both tests run, ``name`` naming its group (``<name>_g``) and tables."""
+    """The pipeline both tests run, ``name`` naming its tables and (with the topics) its
+    consumer group."""
     spec = {
         "name": name,
         "source": {
             "kind": "kafka",
             "bootstrap_servers": bootstrap,
-            "group_id": f"{name}_g",
+            "group_id": f"{topics['train']}_{name}",  # unique: the broker is shared
             # a killed member leaves the group after 6 s instead of 45 s
             "config": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
         },
@@ -216,7 +217,9 @@ def test_a_second_worker_killed_while_the_first_runs(
         workers=[first, second],
     )
     # both up and in the group (a process still starting up dies of SIGTERM), then stopped
-    wait_for_assignment(kafka_bootstrap, "group_g", 2, 2 * PARTITIONS, [first, second])
+    wait_for_assignment(
+        kafka_bootstrap, f"{topics['train']}_group", 2, 2 * PARTITIONS, [first, second]
+    )
     for worker in (first, second):
         worker.stop()
 

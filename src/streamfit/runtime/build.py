@@ -84,8 +84,9 @@ def build_worker(
             if spec.processing == "exactly_once":
                 from streamfit.streams.kafka import KafkaTransactions
 
+                # one per worker of the group: a restarted worker fences its killed self
                 transactions = KafkaTransactions(
-                    bootstrap, f"streamfit-{spec.name}-{worker_id}", source, config=config
+                    bootstrap, f"{group_id(spec)}-{worker_id}", source, config=config
                 )
                 if outputs.predictions_topic:
                     predictions = transactions.sink(outputs.predictions_topic)

@@ -546,6 +546,7 @@ class Worker:
             extra.update(component.state())
         extra["counters"] = orjson.dumps(
             {
+                "events_learned": sum(head.events_learned for head in self.heads),
                 "metrics_mark": self._metrics_mark,
                 "heads": {head.name: head.counters() for head in self.heads},
             },
