@@ -9,7 +9,8 @@
     ├── ModelError           a model cannot be built, trained, or its state read
     │   └── StateFormatError a state blob has an unknown version or is corrupt
     ├── StreamError          a source or sink failed (delivery refused, consumer fenced, ...)
-    │   └── BrokerUnavailableError    the broker cannot be reached or did not answer in time
+    │   ├── BrokerUnavailableError    the broker cannot be reached or did not answer in time
+    │   └── GroupMovedOnError  the consumer group took this member's partitions meanwhile
     ├── StoreError           the database failed
     │   └── DatabaseUnavailableError  the database server cannot be reached, or is busy
     └── ServiceUnavailableError  a dependency is down; retry after ``retry_after`` seconds
@@ -37,6 +38,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DecodeError",
     "FeatureError",
+    "GroupMovedOnError",
     "ModelError",
     "ServiceUnavailableError",
     "SpecError",
@@ -97,3 +99,8 @@ class BrokerUnavailableError(StreamError, ServiceUnavailableError):
 
 class DatabaseUnavailableError(StoreError, ServiceUnavailableError):
     """The database server cannot be reached, dropped the connection, or is busy."""
+
+
+class GroupMovedOnError(StreamError):
+    """The consumer group went on without this member (its session ended, e.g. during an
+    outage): what it did since its last checkpoint cannot be committed and is done again."""

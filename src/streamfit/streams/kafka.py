@@ -11,6 +11,13 @@ answer in time (``_UNAVAILABLE``: transport failure, all brokers down, a request
 timed out, no coordinator or leader yet) raises ``BrokerUnavailableError``, a ``StreamError``
 that the worker waits out; any other failure raises a plain ``StreamError``.
 
+A broker out of reach raises ``BrokerUnavailableError`` (a ``StreamError`` the worker waits
+out) rather than leaving the caller waiting: ``KafkaSource.poll`` once librdkafka has said the
+brokers are down and a metadata request confirms it, ``KafkaSink.flush`` likewise instead of
+waiting out its whole timeout, and ``KafkaTransactions.commit`` (see there for what happens to
+a transaction an outage interrupted). librdkafka's own reports of a broker that went away come
+once per kind of error and minute, not once per reconnection attempt.
+
 Offsets are Kafka's "next to read" (last processed + 1), as ``streamfit.batch.Offsets``.
 
 Settings are printed with secrets masked:
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 from typing import Any, Literal
@@ -43,7 +52,7 @@ from confluent_kafka.cimpl import NewTopic
 from pydantic import SecretStr
 
 from streamfit.batch import Messages, Offsets
-from streamfit.errors import BrokerUnavailableError, StreamError
+from streamfit.errors import BrokerUnavailableError, GroupMovedOnError, StreamError
 from streamfit.streams.base import PartitionsHook, Records
 
 __all__ = [
@@ -116,6 +125,93 @@ def _failure(message: str, error: object) -> StreamError:
     if isinstance(error, KafkaError) and not error.fatal() and error.code() in _UNAVAILABLE:
         return BrokerUnavailableError(message)
     return StreamError(message)
+
+
+#: Client errors that say a broker went out of reach (``Reachability``).
+_UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+#: How long to wait for a metadata answer that tells whether a broker is back.
+_PROBE_SECONDS = 2.0
+#: At most one log line per kind of client error per this many seconds.
+_ERROR_LOG_SECONDS = 60.0
+
+
+class Reachability:
+    """What a client's error callback said about the brokers: whether they were reported out
+    of reach since the last successful probe, and its log lines, one per kind of error per
+    minute (librdkafka reports every failed reconnection, many a second).
+
+    >>> seen = Reachability("Kafka producer")
+    >>> seen.down is None
+    True
+    >>> seen.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    >>> seen.down
+    '1/1 brokers are down'
+    """
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.down: str | None = None  # what said the brokers are out of reach, if anything
+        self.fatal: KafkaError | None = None
+        self._logged: dict[int, float] = {}  # error code: when it was last logged
+        self._unlogged: dict[int, int] = {}  # error code: reports since
+
+    def on_error(self, err: KafkaError) -> None:
+        """librdkafka's ``error_cb``."""
+        if err.fatal():
+            self.fatal = err
+            log.error("%s fatal error: %s", self.client, err.str())
+            return
+        code = err.code()
+        if code in _UNREACHABLE:
+            self.down = err.str()
+        now = time.monotonic()
+        if now - self._logged.get(code, -_ERROR_LOG_SECONDS) < _ERROR_LOG_SECONDS:
+            self._unlogged[code] = self._unlogged.get(code, 0) + 1
+            return
+        self._logged[code] = now
+        more = self._unlogged.pop(code, 0)
+        since = f" ({more} more like it in the last minute)" if more else ""
+        log.warning("%s: %s%s", self.client, err.str(), since)
+
+    def check(self, probe: Callable[[], object]) -> None:
+        """If the brokers were reported out of reach, ask for metadata (``probe``): raise
+        ``BrokerUnavailableError`` if none comes, else forget the report."""
+        if self.down is None:
+            return
+        try:
+            probe()
+        except KafkaException as exc:
+            raise BrokerUnavailableError(f"broker unavailable: {self.down} ({exc})") from exc
+        self.down = None
+
+
+class _ClientLog:
+    """librdkafka's log lines (its ``logger`` setting) to ``log``, at most one per facility
+    and level a minute: a broker out of reach makes every client log each failed
+    reconnection, many a second.
+
+    >>> client_log = _ClientLog()
+    >>> client_log.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "refused")
+    >>> client_log.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "refused")
+    >>> client_log.unlogged
+    {('FAIL', 40): 1}
+    """
+
+    def __init__(self) -> None:
+        self.logged: dict[tuple[str, int], float] = {}
+        self.unlogged: dict[tuple[str, int], int] = {}
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        key = (str(args[0]) if args else message, level)
+        now = time.monotonic()
+        if now - self.logged.get(key, -_ERROR_LOG_SECONDS) < _ERROR_LOG_SECONDS:
+            self.unlogged[key] = self.unlogged.get(key, 0) + 1
+            return
+        self.logged[key] = now
+        more = self.unlogged.pop(key, 0)
+        if more:
+            message += f" ({more} more like it in the last minute)"
+        log.log(level, message, *args)
 
 
 def masked_config(config: Mapping[str, ConfigValue]) -> dict[str, Any]:
@@ -200,20 +296,22 @@ class KafkaSource:
                 # a subscribed topic created after the start (a score topic made later) is
                 # seen at the next metadata refresh: every 5 min by default, 5 s here
                 "topic.metadata.refresh.interval.ms": 5000,
-                "logger": log,
+                "logger": _ClientLog(),
             },
             self.config,
         )
         settings["enable.auto.commit"] = False
         settings["enable.auto.offset.store"] = False
-        settings.setdefault("error_cb", self._on_error)
+        self._reach = Reachability("Kafka consumer")
+        settings.setdefault("error_cb", self._reach.on_error)
         settings.setdefault("on_commit", _log_commit_failure)
         strategy = str(settings.get("partition.assignment.strategy", ""))
         self._incremental = (
             "cooperative" in strategy or str(settings.get("group.protocol", "")) == "consumer"
         )
-        self._fatal: KafkaError | None = None
         self._assigning: Offsets | None = None  # seeks made inside on_assign
+        self._in_callback = False  # inside on_assign / on_revoke (called from poll)
+        self._taken_while_paused: Offsets = {}  # messages keepalive's poll returned
         self._starts: Offsets = {}  # where reading starts, for partitions not read yet
         self._closed = False
         self._closing = False
@@ -261,6 +359,8 @@ class KafkaSource:
         if any(map(Message.error, batch)):
             batch = [m for m in batch if m.error() is None or not self._message_error(m)]
         if not batch:
+            # nothing came: if the brokers were reported down, say so rather than seem idle
+            self._reach.check(lambda: self._consumer.list_topics(self.topics[0], _PROBE_SECONDS))
             return None
         return _to_messages(batch)
 
@@ -413,19 +513,32 @@ class KafkaSource:
 
     def keepalive(self) -> None:
         """Stay in the group while the worker waits for a service: serve callbacks, take no
-        messages (the assignment is paused while it waits)."""
+        messages (the assignment is paused while it waits). Inside a rebalance callback (a
+        wait there) it does nothing: the callback already runs inside a poll."""
         self._check_open()
+        if self._in_callback:
+            return
         parts = self._consumer.assignment()
         if parts:
             self._consumer.pause(parts)
-            self._consumer.poll(0)
             self._paused = True
+        # a message fetched before the pause took effect is read again after resume()
+        message = self._consumer.poll(0)
+        if message is not None and message.error() is None:
+            key = (str(message.topic()), int(message.partition() or 0))
+            offset = int(message.offset() or 0)
+            self._taken_while_paused[key] = min(offset, self._taken_while_paused.get(key, offset))
 
     def resume(self) -> None:
         """Take messages again after ``keepalive``."""
         if self._paused:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
+        taken, self._taken_while_paused = self._taken_while_paused, {}
+        assigned = set(self.assignment())
+        again = {tp: offset for tp, offset in taken.items() if tp in assigned}
+        if again:
+            self.seek(again)
 
     # ------------------------------------------------------------------------------ internals
 
@@ -437,11 +550,13 @@ class KafkaSource:
         if self.on_assign is None:
             return  # confluent-kafka assigns them, at the committed offsets
         self._assigning = {}
+        self._in_callback = True
         try:
             self.on_assign(pairs)
             starts = self._assigning
         finally:
             self._assigning = None
+            self._in_callback = False
         chosen = [
             TopicPartition(tp.topic, tp.partition, starts.get((tp.topic, tp.partition), tp.offset))
             for tp in partitions
@@ -450,12 +565,21 @@ class KafkaSource:
             consumer.incremental_assign(chosen)
         else:
             consumer.assign(chosen)
+        # a partition keeps librdkafka's pause across a rebalance: one paused by keepalive
+        # before it was revoked would come back paused (the next keepalive pauses it again)
+        consumer.resume(chosen)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         pairs = _pairs(partitions)
         log.info("group %s: revoked %s", self.group_id, pairs)
+        for pair in pairs:
+            self._taken_while_paused.pop(pair, None)
         if self.on_revoke is not None:
-            self.on_revoke(pairs)
+            self._in_callback = True
+            try:
+                self.on_revoke(pairs)
+            finally:
+                self._in_callback = False
 
     def _reassign(self, tp: TopicPartition) -> None:
         try:
@@ -486,16 +610,9 @@ class KafkaSource:
         log.warning("group %s: %s (will retry)", self.group_id, err.str())
         return True
 
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self._fatal = err
-            log.error("Kafka consumer fatal error: %s", err.str())
-        else:
-            log.warning("Kafka consumer: %s", err.str())
-
     def _check_fatal(self) -> None:
-        if self._fatal is not None:
-            raise StreamError(f"the Kafka consumer failed: {self._fatal.str()}")
+        if self._reach.fatal is not None:
+            raise StreamError(f"the Kafka consumer failed: {self._reach.fatal.str()}")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -555,7 +672,7 @@ class KafkaSink:
         self.config: dict[str, ConfigValue] = dict(config or {})
         self._failed = 0
         self._first_failure: KafkaError | None = None
-        self._fatal: KafkaError | None = None
+        self._reach = Reachability("Kafka producer")
         self._closed = False
         settings = _client_config(
             {
@@ -564,12 +681,15 @@ class KafkaSink:
                 "acks": "all",
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                # no local deadline: while the broker is away, records wait for it (and the
+                # worker, whose flush says the broker is unavailable, pauses) instead of failing
+                "message.timeout.ms": 0,
                 # a report (a callback into Python) only for a record that failed: flush()
                 # still waits for every record, and a failure is still counted
                 "delivery.report.only.error": True,
                 "on_delivery": self._delivered,
-                "error_cb": self._on_error,
-                "logger": log,
+                "error_cb": self._reach.on_error,
+                "logger": _ClientLog(),
             },
             self.config,
         )
@@ -593,9 +713,16 @@ class KafkaSink:
         _produce_all(self._producer, self.topic, records, self._check_usable)
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every record written is acknowledged by the broker, or raise."""
+        """Wait until every record written is acknowledged by the broker, or raise: at once
+        ``BrokerUnavailableError`` when the broker is out of reach (the records stay queued for
+        it), ``StreamError`` for records that failed."""
         self._check_usable()
-        remaining = self._producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if not remaining or time.monotonic() >= deadline:
+                break
+            self._reach.check(lambda: self._producer.list_topics(self.topic, _PROBE_SECONDS))
         failed, first = self._failed, self._first_failure
         self._failed, self._first_failure = 0, None
         self._check_usable()
@@ -627,22 +754,17 @@ class KafkaSink:
             if self._first_failure is None:
                 self._first_failure = err
 
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self._fatal = err
-            log.error("Kafka producer fatal error: %s", err.str())
-        else:
-            log.warning("Kafka producer: %s", err.str())
-
     def _check_usable(self) -> None:
         if self._closed:
             raise StreamError("the Kafka sink is closed")
-        if self._fatal is not None:
-            raise StreamError(f"the Kafka producer failed: {self._fatal.str()}")
+        if self._reach.fatal is not None:
+            raise StreamError(f"the Kafka producer failed: {self._reach.fatal.str()}")
 
 
 def _admin(bootstrap_servers: str, config: Mapping[str, ConfigValue] | None) -> AdminClient:
-    settings = _client_config({"bootstrap.servers": bootstrap_servers, "logger": log}, config)
+    settings = _client_config(
+        {"bootstrap.servers": bootstrap_servers, "logger": _ClientLog()}, config
+    )
     return AdminClient(settings)
 
 
@@ -716,6 +838,21 @@ def _produce_all(
     producer.poll(0)
 
 
+#: Why a transaction must be aborted, when it is that the consumer group moved on (this
+#: member's generation is over): its offsets can no longer be committed.
+_GROUP_MOVED_ON = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+    }
+)
+#: How long past its own timeout a transactional call may take before its producer is taken
+#: for stuck (``KafkaTransactions``).
+_STUCK_GRACE_SECONDS = 10.0
+
+
 class KafkaTransactions:
     """Exactly-once output: one transactional producer for every output topic, whose records
     and the consumer's offsets commit together (``processing: exactly_once``).
@@ -725,6 +862,25 @@ class KafkaTransactions:
     opens the next one. A consumer reading with ``isolation.level=read_committed`` sees each
     record once. ``transactional_id`` must be stable per worker: a restarted worker fences its
     predecessor and aborts what that one left open.
+
+    The records of the open transaction are also kept here until it commits, so that an outage
+    loses none of them. A commit the broker's absence interrupts raises
+    ``BrokerUnavailableError``, and calling ``commit`` again (with the same or later offsets)
+    takes it up where it stopped:
+
+    - a step that failed but may be retried (no answer in time) is tried again;
+    - a transaction that must be aborted (its records timed out, its coordinator aborted it)
+      is aborted, and the next one gets every record it held again before it commits;
+    - a call that does not return: librdkafka's ``send_offsets_to_transaction`` can wait for
+      ever, whatever its timeout, for a group coordinator that went away during the call. Past
+      its timeout and a grace, the producer is set aside and a new one with the same
+      ``transactional_id`` takes over (fencing the old one, whose transaction the coordinator
+      aborts), with the records produced again in its first transaction.
+
+    When the consumer group has moved on (this member's generation ended during the outage)
+    the offsets cannot be committed: the transaction is aborted, its records are dropped, and
+    ``GroupMovedOnError`` is raised: the caller must go back to its last checkpoint and process
+    the events again. ``abort`` drops the open transaction the same way.
     """
 
     def __init__(
@@ -733,61 +889,186 @@ class KafkaTransactions:
         transactional_id: str,
         source: KafkaSource,
         config: Mapping[str, ConfigValue] | None = None,
-        timeout: float = 60.0,
+        timeout: float = 15.0,
     ) -> None:
         self.source = source
+        self.bootstrap_servers = bootstrap_servers
         self.transactional_id = transactional_id
         self.timeout = timeout
-        settings = _client_config(
+        self._reach = Reachability("Kafka transactional producer")
+        self._settings = _client_config(
             {
                 "bootstrap.servers": bootstrap_servers,
                 "transactional.id": transactional_id,
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
-                "logger": log,
+                "error_cb": self._reach.on_error,
+                "logger": _ClientLog(),
             },
             config,
         )
-        try:
-            self._producer = Producer(settings)
-            self._producer.init_transactions(timeout)
-            self._producer.begin_transaction()
-        except KafkaException as exc:
-            raise _failure(f"cannot start Kafka transactions: {exc}", exc) from exc
+        self._pending: list[tuple[str, Records]] = []  # the open transaction's records
+        self._must_abort = False  # the open transaction failed and must be aborted
+        self._committing = False  # commit_transaction was called for the open transaction
+        self._set_aside: list[tuple[Producer, threading.Thread]] = []  # stuck producers
+        self._producer: Producer | None = None
+        self._start()
 
     def sink(self, topic: str) -> _TransactionalSink:
         return _TransactionalSink(self, topic)
 
     def produce(self, topic: str, records: Records) -> None:
-        _produce_all(self._producer, topic, records)
+        """Produce ``records`` in the open transaction (they are kept until it commits)."""
+        self._pending.append((topic, records))
+        if self._producer is None or self._must_abort:
+            return  # produced when the next transaction begins
+        try:
+            _produce_all(self._producer, topic, records)
+        except StreamError:
+            self._must_abort = True  # the transaction failed: the next one produces them
 
     def commit(self, offsets: Offsets) -> None:
         """Commit what was produced since the last commit, with ``offsets``, atomically."""
+        if self._producer is None:
+            self._start()
+        if self._must_abort:
+            self._abort_and_begin()
+        producer = self._producer
+        assert producer is not None
+        # while the broker is known to be away, a call could wait for ever: do not start one
+        self._reach.check(lambda: producer.list_topics(None, _PROBE_SECONDS))
         try:
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    _tp_list(offsets), self.source.group_metadata(), self.timeout
-                )
-            self._producer.commit_transaction(self.timeout)
-            self._producer.begin_transaction()
+            if not self._committing:
+                if offsets:
+                    metadata = self.source.group_metadata()
+                    self._call(
+                        producer,
+                        "sending offsets to the transaction",
+                        producer.send_offsets_to_transaction,
+                        _tp_list(offsets),
+                        metadata,
+                        self.timeout,
+                    )
+                self._committing = True
+            self._call(
+                producer, "committing the transaction", producer.commit_transaction, self.timeout
+            )
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if error is not None and getattr(error, "txn_requires_abort", lambda: False)():
-                # what it held is gone: committing the offsets again would skip those records
-                self._producer.abort_transaction(self.timeout)
-                self._producer.begin_transaction()
-                message = f"the Kafka transaction was aborted: {exc}"
-                raise StreamError(message) from exc
-            raise _failure(f"committing the Kafka transaction failed: {exc}", exc) from exc
+            self._fail(exc)
+        self._committing = False
+        self._pending = []
+        producer.begin_transaction()
+
+    def abort(self) -> None:
+        """Drop the open transaction and its records (aborted before the next commit)."""
+        self._pending = []
+        self._must_abort = self._producer is not None
+        self._committing = False
 
     def committed(self, partitions: Iterable[tuple[str, int]]) -> Offsets:
         """What the last committed transaction recorded as consumed, per partition."""
         return self.source.committed(partitions)
 
     def close(self) -> None:
-        with contextlib.suppress(KafkaException):
-            self._producer.abort_transaction(10)
+        if self._producer is not None:
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(10)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _start(self) -> None:
+        """A new producer (fencing any earlier one of the same id), in a transaction holding
+        the pending records."""
+        try:
+            producer = Producer(self._settings)
+        except KafkaException as exc:
+            raise StreamError(f"cannot create a Kafka transactional producer: {exc}") from exc
+        try:
+            self._call(producer, "starting transactions", producer.init_transactions, self.timeout)
+            producer.begin_transaction()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.retriable():
+                raise BrokerUnavailableError(f"cannot start Kafka transactions: {exc}") from exc
+            raise StreamError(f"cannot start Kafka transactions: {exc}") from exc
+        self._producer = producer
+        self._must_abort = self._committing = False
+        self._produce_pending()
+
+    def _abort_and_begin(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            self._call(
+                producer, "aborting the transaction", producer.abort_transaction, self.timeout
+            )
+        except KafkaException as exc:
+            self._fail(exc)
+        self._must_abort = self._committing = False
+        producer.begin_transaction()
+        self._produce_pending()
+
+    def _produce_pending(self) -> None:
+        assert self._producer is not None
+        try:
+            for topic, records in self._pending:
+                _produce_all(self._producer, topic, records)
+        except StreamError:
+            self._must_abort = True
+
+    def _fail(self, exc: KafkaException) -> None:
+        """Raise what a failed transactional call means (see the class docstring)."""
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.fatal():
+            raise StreamError(f"the Kafka transaction failed: {exc}") from exc
+        if error.txn_requires_abort():
+            self._must_abort, self._committing = True, False
+            if error.code() in _GROUP_MOVED_ON:
+                self._pending = []
+                raise GroupMovedOnError(
+                    f"the consumer group moved on during the Kafka transaction, which is "
+                    f"aborted with its records: {error.str()}"
+                ) from exc
+            raise BrokerUnavailableError(
+                f"the Kafka transaction failed ({error.str()}): it is aborted, and its records "
+                f"go again into the next one"
+            ) from exc
+        if error.retriable():
+            raise BrokerUnavailableError(f"the Kafka transaction failed: {error.str()}") from exc
+        raise StreamError(f"the Kafka transaction failed: {exc}") from exc
+
+    def _call(
+        self, producer: Producer, what: str, call: Callable[..., object], *args: object
+    ) -> None:
+        """``call(*args)`` in a thread of its own, given its timeout and a grace to return.
+
+        If it does not, the producer is set aside, still referenced (its thread is inside
+        librdkafka), and the next ``commit`` starts a new one.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call(*args)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"kafka-txn-{what}", daemon=True)
+        thread.start()
+        thread.join(self.timeout + _STUCK_GRACE_SECONDS)
+        if thread.is_alive():
+            self._set_aside.append((producer, thread))
+            if self._producer is producer:
+                self._producer = None
+            self._must_abort = self._committing = False
+            raise BrokerUnavailableError(
+                f"{what} did not return within {self.timeout + _STUCK_GRACE_SECONDS:.0f} s: a "
+                f"new producer with transactional id {self.transactional_id!r} takes over"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
 
 
 class _TransactionalSink:
