@@ -48,7 +48,7 @@ import orjson
 
 from streamfit.batch import Batch, DeadLetter, Messages, Offsets
 from streamfit.codecs import decode_json
-from streamfit.errors import ServiceUnavailableError, StreamError
+from streamfit.errors import GroupMovedOnError, ServiceUnavailableError, StreamError
 from streamfit.features import Featurizer
 from streamfit.runtime.allocator import keep_freed_memory
 from streamfit.runtime.blocks import concat_batches
@@ -139,7 +139,7 @@ class Worker:
         self.transactions = transactions  # for exactly_once, else None
         self.task = spec.task
         self.names = StateNames(worker_id)
-        self.heads = [Head(spec, worker_id, is_events_fault=_is_events_fault)]
+        self.heads = self._new_heads()
         self.components: list[Component] = list(components)
         self.component_errors = 0
         self.train_topics = set().union(*(head.train_topics for head in self.heads))
@@ -148,6 +148,7 @@ class Worker:
         self.emitted: Offsets = {}  # outputs written below these
         self._replay_emitted: Offsets = {}  # from the checkpoint: do not write again below
         self._metrics_mark = 0  # events the first head learned when metrics were last written
+        self.rewinds = 0  # times the worker went back to its last checkpoint (``rewind``)
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = 0
@@ -162,6 +163,10 @@ class Worker:
             source.on_assign = self._on_assign
             source.on_revoke = self._on_revoke
         self.restore()
+
+    def _new_heads(self) -> list[Head]:
+        """The heads as they are before any event."""
+        return [Head(self.spec, self.worker_id, is_events_fault=_is_events_fault)]
 
     @property
     def head(self) -> Head:
@@ -265,11 +270,15 @@ class Worker:
         log.info("worker %s assigned %s (resuming at %s)", self.worker_id, partitions, seek)
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
-        """Checkpoint before partitions go, so their next owner resumes where we stop."""
+        """Checkpoint before partitions go, so their next owner resumes where we stop; if that
+        fails, go back to the last checkpoint (``rewind``)."""
+        rewinds = self.rewinds
         try:
             self.checkpoint()
         except Exception:
             log.exception("checkpoint before revocation failed")
+            if self.rewinds == rewinds:
+                self.rewind(keep=set(self.assigned) - set(partitions))
         for head in self.heads:
             head.drop(partitions)
         self.assigned.difference_update(partitions)
@@ -277,6 +286,27 @@ class Worker:
             self.read.pop(tp, None)
             self.emitted.pop(tp, None)
             self._replay_emitted.pop(tp, None)
+
+    def rewind(self, keep: set[TopicPartition]) -> None:
+        """Go back to the last checkpoint: forget what was learned and written since (the open
+        Kafka transaction is dropped), and read again from its offsets the partitions in
+        ``keep`` (those still assigned). Used when a checkpoint cannot be committed because
+        the consumer group went on without this worker meanwhile."""
+        log.warning(
+            "worker %s goes back to its last checkpoint: what it did since is done again",
+            self.worker_id,
+        )
+        self.rewinds += 1
+        if self.transactions is not None:
+            self.transactions.abort()
+        self.heads = self._new_heads()
+        self._metrics_mark = 0
+        self.read.clear()
+        self.emitted.clear()
+        self._replay_emitted.clear()
+        self.restore()
+        if keep:
+            self._on_assign(sorted(keep))
 
     # -- one batch ------------------------------------------------------------------------------
 
@@ -518,25 +548,49 @@ class Worker:
             events >= spec.interval_events
             or time.monotonic() - self._last_checkpoint >= spec.interval_seconds
         ):
-            self.checkpoint(wait=False)
+            try:
+                self.checkpoint(wait=False)
+            except GroupMovedOnError as exc:
+                log.warning("checkpoint failed: %s", exc)
+                self.rewind(keep=set(self.assigned))
 
     def checkpoint(self, wait: bool = True) -> None:
         """Flush sinks and producer, write state and offsets in one transaction, then commit
         the offsets to Kafka (without waiting for the broker's answer if not ``wait``: the
-        database's offsets are the ones a restart resumes at)."""
+        database's offsets are the ones a restart resumes at).
+
+        If the consumer group went on without this worker meanwhile (an outage longer than its
+        session), the Kafka transaction cannot commit (``GroupMovedOnError``): the caller goes
+        back to the last checkpoint (``rewind``). A checkpoint during whose wait for a service
+        the worker went back that way has nothing left to save, and stops there.
+        """
+        rewinds = self.rewinds
+
+        def unless_rewound(action: Callable[[], T]) -> Callable[[], T]:
+            def call() -> T:
+                if self.rewinds != rewinds:
+                    raise _Rewound
+                return action()
+
+            return call
+
         learned = dict(self.read)
         for head in self.heads:
             for tp, offset in head.learned_frontier(self.read).items():
                 learned[tp] = min(offset, learned.get(tp, offset))
         emitted = {tp: max(o, learned.get(tp, o)) for tp, o in self.emitted.items()}
-        if self.transactions is None:
-            self.outputs.flush()
-        else:
-            # outputs and the emitted frontier commit together; the database follows
-            transactions = self.transactions
-            self.outages.call(
-                "committing the Kafka transaction", lambda: transactions.commit(emitted)
-            )
+        try:
+            if self.transactions is None:
+                self.outputs.flush()
+            else:
+                # outputs and the emitted frontier commit together; the database follows
+                transactions = self.transactions
+                self.outages.call(
+                    "committing the Kafka transaction",
+                    unless_rewound(lambda: transactions.commit(emitted)),
+                )
+        except _Rewound:
+            return
         model_states: dict[str, bytes] = {}
         extra: dict[str, bytes] = {}
         for head in self.heads:
@@ -554,10 +608,17 @@ class Worker:
         )
         model_states = {self.names.of(k): v for k, v in model_states.items()}
         extra = {self.names.of(k): v for k, v in extra.items()}
-        self.outages.call(
-            "saving a checkpoint",
-            lambda: self.store.save_checkpoint(learned, model_states, extra, emitted=emitted),
-        )
+        try:
+            self.outages.call(
+                "saving a checkpoint",
+                unless_rewound(
+                    lambda: self.store.save_checkpoint(
+                        learned, model_states, extra, emitted=emitted
+                    )
+                ),
+            )
+        except _Rewound:
+            return
         self._merge_other_workers()
         if self.transactions is None and learned:
             try:  # Kafka's offsets only follow the database's: a failed commit is harmless
@@ -667,6 +728,10 @@ class Worker:
             if self.transactions is not None:
                 self.transactions.close()
             self.store.close()
+
+
+class _Rewound(Exception):
+    """The worker went back to its last checkpoint while a checkpoint waited for a service."""
 
 
 def _is_events_fault(exc: Exception) -> bool:
