@@ -23,10 +23,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +40,7 @@ import numpy as np
 import orjson
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from sqlalchemy.pool import NullPool
 
 from streamfit.store import Store
@@ -153,7 +159,12 @@ def write_spec(
     database: str,
     topics: dict[str, str],
     source_config: dict[str, Any],
+    processing: str = "at_least_once",
+    predictions_topic: str | None = None,
 ) -> None:
+    outputs: dict[str, Any] = {"database": database}
+    if predictions_topic is not None:
+        outputs["predictions_topic"] = predictions_topic
     spec = {
         "name": name,
         "source": {
@@ -166,7 +177,8 @@ def write_spec(
         "target": "y",
         "models": [{"name": "logistic", "builtin": "logistic_regression"}],
         "evaluation": {"interval_events": 10_000},
-        "outputs": {"database": database},
+        "outputs": outputs,
+        "processing": processing,
         "batch": {"max_records": 500, "timeout": 0.2},
         "learning": {"block_events": 1000},
         "checkpoint": {"interval_events": 10_000, "interval_seconds": 1.0},
@@ -383,3 +395,264 @@ def _run_through_outage(
         (topics["score"], 0): SCORE_EVENTS,
     }
     return log
+
+
+# ------------------------------------------------------------------------ the broker's outage
+
+BROKER_TRAIN, BROKER_SCORE = 60_000, 6_000
+#: the stream is produced in this many chunks, one every PRODUCE_SECONDS / CHUNKS seconds
+CHUNKS, PRODUCE_SECONDS = 200, 50.0
+BROKER_OUTAGE_SECONDS = 20.0
+BROKER_PAUSING = re.compile(
+    r"WARNING streamfit\.worker: .*broker.*unavailable.*pausing and retrying until it is back"
+)
+
+
+class OwnBroker:
+    """A Kafka broker of the test's own (``scripts/kafka``), stopped and started again on the
+    same port and data directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.bootstrap = ""
+
+    def _script(self, *args: str, timeout: float) -> str:
+        done = subprocess.run(
+            [str(KAFKA_SCRIPT), *args, "--dir", str(self.directory)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/kafka {args[0]} failed: {done.stderr[-4000:]}")
+        return done.stdout.strip()
+
+    def start(self) -> None:
+        port = ["--port", self.bootstrap.rsplit(":", 1)[1]] if self.bootstrap else []
+        started = self._script("start", *port, timeout=240).splitlines()[-1]
+        assert not self.bootstrap or started == self.bootstrap, (started, self.bootstrap)
+        self.bootstrap = started
+
+    def stop(self) -> None:
+        self._script("stop", timeout=120)
+
+
+KAFKA_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka"
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
+    """A broker for this module's tests alone (they stop it): never the shared one."""
+    if shutil.which("java") is None:
+        _cannot("no java: cannot start a Kafka broker of the test's own")
+    broker = OwnBroker(tmp_path_factory.mktemp("own_kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class PacedProducer(threading.Thread):
+    """Produces ``train`` and ``score`` in ``CHUNKS`` interleaved chunks over
+    ``PRODUCE_SECONDS``, whatever the broker's state: while it is down the records wait in the
+    client (``message.timeout.ms`` 0: no timeout) and go once it is back."""
+
+    def __init__(
+        self, bootstrap: str, topics: dict[str, str], train: list[bytes], score: list[bytes]
+    ):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topics, self.train, self.score = bootstrap, topics, train, score
+        self.produced = 0
+        self.failures: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._produce()
+        except BaseException as exc:
+            self.error = exc
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.failures.append(err.str())
+
+    def _produce(self) -> None:
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "enable.idempotence": True,
+                "message.timeout.ms": 0,
+                "linger.ms": 5,
+                "on_delivery": self._delivered,
+            }
+        )
+        started = time.monotonic()
+        train_step, score_step = len(self.train) // CHUNKS, len(self.score) // CHUNKS
+        for chunk in range(CHUNKS):
+            ahead = started + chunk * PRODUCE_SECONDS / CHUNKS - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            for role, values, step in (
+                ("train", self.train, train_step),
+                ("score", self.score, score_step),
+            ):
+                for value in values[chunk * step : (chunk + 1) * step]:
+                    producer.produce(self.topics[role], value)
+                self.produced += step
+            producer.poll(0)
+        remaining = producer.flush(300)
+        assert remaining == 0, f"{remaining} events not delivered after 300 s"
+
+
+def checkpointed(database: str) -> int:
+    """How many input events the checkpoints table says were handled (0 before the first)."""
+    path = database.removeprefix("sqlite:///")
+    if not Path(path).exists():
+        return 0
+    with closing(sqlite3.connect(path, timeout=30)) as conn:
+        try:
+            (done,) = conn.execute(
+                "SELECT COALESCE(SUM(next_offset), 0) FROM checkpoints"
+            ).fetchone()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return 0
+    return int(done)
+
+
+def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
+    """Every record of ``topic`` a ``read_committed`` consumer sees."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}_reader",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 120
+    idle_since = time.monotonic()
+    # past the expected count, wait a while longer for duplicates
+    while time.monotonic() - idle_since < 5 or len(out) < expected:
+        assert time.monotonic() < deadline, f"{len(out)} of {expected} predictions after 120 s"
+        messages = consumer.consume(5000, 1.0)
+        if messages:
+            idle_since = time.monotonic()
+        out.extend(orjson.loads(m.value()) for m in messages if m.error() is None)
+    consumer.close()
+    return out
+
+
+@pytest.mark.parametrize("processing", ["at_least_once", "exactly_once"])
+def test_broker_outage_under_load(
+    own_broker: OwnBroker, tmp_path: Path, unique_name: str, processing: str
+) -> None:
+    """The broker stopped for 20 s and started again while events flow (they are produced all
+    along): the worker says it pauses for the broker, resumes by itself, and ends with every
+    score event in the results exactly once and every train event learned; under
+    ``exactly_once`` a ``read_committed`` reader sees each prediction once, under
+    ``at_least_once`` at least once."""
+    bootstrap = own_broker.bootstrap
+    topics = {"train": f"{unique_name}_train", "score": f"{unique_name}_score"}
+    predictions = f"{unique_name}_out"
+    create_topics(bootstrap, [*topics.values(), predictions])
+    database = f"sqlite:///{tmp_path / 'outage.db'}"
+    spec, log_path = tmp_path / "spec.json", tmp_path / "worker.log"
+    # a session shorter than the outage: the group drops the worker meanwhile, and it rejoins
+    config = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+    write_spec(spec, unique_name, bootstrap, database, topics, config, processing, predictions)
+    train = events(BROKER_TRAIN, 3, labeled=True)
+    score = events(BROKER_SCORE, 4, labeled=False)
+    producer = PacedProducer(bootstrap, topics, train, score)
+    producer.start()
+
+    command = [sys.executable, "-m", "streamfit.cli.main", "--log-level", "INFO", "run"]
+    with log_path.open("wb") as stderr:
+        worker = subprocess.Popen(
+            [*command, str(spec), "--stop-when-idle", "8"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            # a worker that hangs prints where (SIGABRT below) before it is killed
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"},
+        )
+
+    def log_text() -> str:
+        return log_path.read_text(errors="replace")
+
+    total = BROKER_TRAIN + BROKER_SCORE
+    try:
+        # the outage starts once the worker has checkpointed a fifth of the stream
+        deadline = time.monotonic() + 120
+        while checkpointed(database) < total // 5:
+            assert worker.poll() is None, f"the worker ended early:\n{log_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"no progress in 120 s:\n{log_text()[-4000:]}"
+            time.sleep(0.1)
+        produced_before = producer.produced
+        try:
+            own_broker.stop()
+            stopped_at = time.monotonic()
+            while time.monotonic() - stopped_at < BROKER_OUTAGE_SECONDS:
+                assert worker.poll() is None, (
+                    f"the worker died during the outage:\n{log_text()[-4000:]}"
+                )
+                time.sleep(0.5)
+        finally:
+            own_broker.start()  # never leave it down, whatever happened
+        produced_during = producer.produced - produced_before
+        producer.join(timeout=360)
+        assert not producer.is_alive() and producer.error is None, producer.error
+        assert not producer.failures, producer.failures[:5]
+        code = worker.wait(timeout=180)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGABRT)
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=30)
+
+    log = log_text()
+    assert code == 0, f"the worker exited with {code}:\n{log[-6000:]}"
+    assert produced_during > 0, "no events were produced while the broker was down"
+    pauses = [line for line in log.splitlines() if BROKER_PAUSING.search(line)]
+    resumed = [(m.group(1), float(m.group(2))) for m in map(BACK.search, log.splitlines()) if m]
+    print(
+        f"\n{processing}: {produced_during} events produced during the outage; "
+        f"pauses: {pauses}; resumed: {resumed}"
+    )
+    assert pauses, f"no 'broker unavailable ... pausing' line in the log:\n{log[-6000:]}"
+    assert resumed, f"no 'back after' line in the log:\n{log[-6000:]}"
+
+    name = unique_name
+    with Store(database, name) as store, store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT source_topic, source_offset FROM {name}_results").all()
+        learned = conn.exec_driver_sql(
+            f"SELECT max(events_seen) FROM {name}_training WHERE model = 'logistic'"
+        ).scalar_one()
+        checkpoint = store.load_checkpoint()
+    assert {topic for topic, _ in rows} == {topics["score"]}
+    offsets = sorted(offset for _, offset in rows)
+    assert offsets == list(range(BROKER_SCORE)), "results lost or duplicated"
+    assert learned == BROKER_TRAIN
+    assert checkpoint is not None
+    assert checkpoint.offsets == {
+        (topics["train"], 0): BROKER_TRAIN,
+        (topics["score"], 0): BROKER_SCORE,
+    }
+
+    if processing == "exactly_once":
+        seen = read_committed(bootstrap, predictions, BROKER_SCORE)
+        counts = Counter(p["offset"] for p in seen)
+        assert sorted(counts) == list(range(BROKER_SCORE)), "predictions lost"
+        assert max(counts.values()) == 1, f"{sum(counts.values()) - BROKER_SCORE} duplicates"
+    else:
+        seen = read_committed(bootstrap, predictions, BROKER_SCORE)
+        counts = Counter(p["offset"] for p in seen)
+        assert sorted(counts) == list(range(BROKER_SCORE)), "predictions lost"
+        print(f"at_least_once: {sum(counts.values()) - BROKER_SCORE} duplicate predictions")
