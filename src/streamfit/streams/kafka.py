@@ -872,7 +872,8 @@ class KafkaTransactions:
     - a transaction that must be aborted (its records timed out, its coordinator aborted it)
       is aborted, and the next one gets every record it held again before it commits;
     - a call that does not return: librdkafka's ``send_offsets_to_transaction`` can wait for
-      ever, whatever its timeout, for a group coordinator that went away during the call. Past
+      ever, whatever its timeout, for a group coordinator that went away during the call
+      (librdkafka issues 5456 and 5511, open in the 2.16 this project pins). Past
       its timeout and a grace, the producer is set aside and a new one with the same
       ``transactional_id`` takes over (fencing the old one, whose transaction the coordinator
       aborts), with the records produced again in its first transaction.
