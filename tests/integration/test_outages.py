@@ -12,27 +12,37 @@ the consumer may go without polling (``max.poll.interval.ms``, lowered to 10 s f
 so that the group would drop a worker that just waits: it must stay in the group meanwhile and
 resume by itself.
 
-Stopping the server needs a PostgreSQL cluster on this machine managed by Debian's
-``pg_ctlcluster`` (as ``.ci/run`` sets up: cluster ``$STREAMFIT_CI_PG_CLUSTER``, default
-``main``, on the port of ``STREAMFIT_TEST_POSTGRES``). Elsewhere the test is skipped, except
-under CI, where it fails.
+``test_broker_outage_under_load`` stops the broker for 20 s and starts it again while events
+are produced all along, under ``at_least_once`` and ``exactly_once``, with a consumer group
+session (6 s) shorter than the outage, so the group drops the worker meanwhile: it must say
+it pauses for the broker, resume by itself, and end with every score event in the results
+exactly once, every train event learned, and each prediction seen once by a
+``read_committed`` reader under ``exactly_once`` (at least once under ``at_least_once``).
+
+The servers stopped are the tests' own, never the shared ones: a PostgreSQL server made with
+``initdb`` in a temporary directory (run as the ``postgres`` user under root), and a broker
+started with ``scripts/kafka`` in a temporary directory, restarted on the same port. Where
+PostgreSQL or Java is not installed the tests are skipped, except under CI, where they fail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,6 +63,8 @@ SCORE_BEFORE, SCORE_DURING = 10_000, 5_000
 TRAIN_EVENTS, SCORE_EVENTS = TRAIN_BEFORE + TRAIN_DURING, SCORE_BEFORE + SCORE_DURING
 RSS_FACTOR, RSS_SLACK_KB = 1.3, 50 * 1024
 
+pytestmark = pytest.mark.integration  # real broker and database servers, of their own
+
 PAUSING = re.compile(r"WARNING streamfit\.worker: .*database unavailable.*pausing and retrying")
 BACK = re.compile(r"WARNING streamfit\.worker: (.+): back after ([0-9.]+) s; resuming")
 
@@ -70,22 +82,62 @@ def _cannot(message: str) -> NoReturn:
 # ------------------------------------------------------------------------- the PostgreSQL server
 
 
-@dataclass(frozen=True)
-class Cluster:
-    """A Debian PostgreSQL cluster, stopped and started with ``pg_ctlcluster``."""
+class PostgresServer:
+    """A PostgreSQL server of the test's own (``initdb`` and ``pg_ctl`` from the PostgreSQL
+    installed on this machine), on a loopback port and a data directory that survive a stop:
+    the shared server is never stopped. Run as the ``postgres`` system user when the tests run
+    as root (PostgreSQL refuses to run as root)."""
 
-    version: str
-    name: str
-    port: int
+    def __init__(self, bindir: Path, directory: Path, port: int) -> None:
+        self.bindir, self.directory, self.port = bindir, directory, port
+        self.data = directory / "data"
+        self.url = f"postgresql+psycopg://streamfit@127.0.0.1:{port}/postgres"
 
-    def ctl(self, *args: str, timeout: float = 120) -> None:
-        sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-        command = [*sudo, "pg_ctlcluster", self.version, self.name, *args]
+    def _run(self, *command: str, timeout: float = 120) -> None:
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            [*as_user, *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+
+    def create(self) -> None:
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "streamfit",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off "
+            "-c full_page_writes=off -c shared_buffers=32MB"
+        )
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def wait_ready(self, url: str, timeout: float = 120) -> None:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 2})
@@ -104,28 +156,53 @@ class Cluster:
             engine.dispose()
 
 
+def _free_port() -> int:
+    """A free loopback port below the ephemeral range (none of our connections takes it)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port found")
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this module's tests alone (they stop it); skipped (failed in
+    CI) where PostgreSQL is not installed."""
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not installed:
+        _cannot("PostgreSQL is not installed here (no /usr/lib/postgresql/*/bin/initdb)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        _cannot("no runuser: cannot run PostgreSQL as the postgres user")
+    directory = Path(tempfile.mkdtemp(prefix="streamfit-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    server = PostgresServer(installed[-1].parent, directory, _free_port())
+    try:
+        server.create()
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(RuntimeError):
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture
-def pg_cluster(postgres_url: str) -> Cluster:
-    """The local cluster serving ``postgres_url``; skipped (failed in CI) if there is none."""
-    url = sa.make_url(postgres_url)
-    if url.host not in ("127.0.0.1", "localhost", "::1"):
-        _cannot(f"PostgreSQL at {url.host} is not on this machine: cannot stop and start it")
-    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
-        _cannot("no pg_lsclusters/pg_ctlcluster: PostgreSQL is not a Debian cluster here")
-    if os.geteuid() != 0 and shutil.which("sudo") is None:
-        _cannot("pg_ctlcluster needs root or sudo")
-    port = url.port or 5432
-    wanted = os.environ.get("STREAMFIT_CI_PG_CLUSTER", "").strip()
-    listed = subprocess.run(
-        ["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    for line in listed.splitlines():
-        fields = line.split()
-        if len(fields) < 4 or fields[2] != str(port) or fields[3] != "online":
-            continue
-        if not wanted or fields[1] == wanted:
-            return Cluster(fields[0], fields[1], port)
-    _cannot(f"no online pg_ctlcluster cluster on port {port}: {listed.strip()!r}")
+def pg_database(pg_server: PostgresServer, unique_name: str) -> Iterator[str]:
+    """The URL of a new database on ``pg_server``, dropped after the test."""
+    engine = sa.create_engine(pg_server.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{unique_name}"')
+    try:
+        yield pg_server.url.rsplit("/", 1)[0] + f"/{unique_name}"
+    finally:
+        pg_server.wait_ready(pg_server.url)  # whatever the test left it in
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{unique_name}" WITH (FORCE)')
+        engine.dispose()
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -207,41 +284,27 @@ def count_rows(url: str, table: str) -> int:
         engine.dispose()
 
 
-@pytest.fixture
-def schema_url(postgres_url: str, unique_name: str) -> Iterator[str]:
-    """``postgres_url`` in a schema of its own (first on the ``search_path``), dropped after.
-
-    A URL a subprocess can use as it is; the shared tables (``checkpoints``...) are fresh.
-    """
-    base = sa.make_url(postgres_url)
-    engine = sa.create_engine(base, poolclass=NullPool)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{unique_name}"')
-    options = base.query.get("options", "")
-    isolated = base.update_query_dict({"options": f"{options} -csearch_path={unique_name}".strip()})
-    try:
-        yield isolated.render_as_string(hide_password=False)
-    finally:
-        try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{unique_name}" CASCADE')
-        finally:
-            engine.dispose()
-
-
 # --------------------------------------------------------------------------------------- tests
 
 
 def test_postgres_outage_mid_run(
-    kafka_bootstrap: str, pg_cluster: Cluster, schema_url: str, tmp_path: Path, unique_name: str
+    kafka_bootstrap: str,
+    pg_server: PostgresServer,
+    pg_database: str,
+    tmp_path: Path,
+    unique_name: str,
 ) -> None:
     """PostgreSQL stopped for 30 s mid-run and started again: the run completes with nothing
     lost, and memory stayed bounded meanwhile."""
-    run_through_outage(kafka_bootstrap, schema_url, pg_cluster, tmp_path, unique_name, 30.0, {})
+    run_through_outage(kafka_bootstrap, pg_database, pg_server, tmp_path, unique_name, 30.0, {})
 
 
 def test_postgres_outage_longer_than_max_poll_interval(
-    kafka_bootstrap: str, pg_cluster: Cluster, schema_url: str, tmp_path: Path, unique_name: str
+    kafka_bootstrap: str,
+    pg_server: PostgresServer,
+    pg_database: str,
+    tmp_path: Path,
+    unique_name: str,
 ) -> None:
     """The same, with the database down longer than the consumer may go without polling (its
     limit lowered from 5 minutes to 10 s): the worker must stay in its group while it waits
@@ -252,7 +315,7 @@ def test_postgres_outage_longer_than_max_poll_interval(
         "max.poll.interval.ms": 10_000,
     }
     log = run_through_outage(
-        kafka_bootstrap, schema_url, pg_cluster, tmp_path, unique_name, 20.0, config
+        kafka_bootstrap, pg_database, pg_server, tmp_path, unique_name, 20.0, config
     )
     assert "maximum poll interval" not in log, f"the group dropped the worker:\n{log[-4000:]}"
 
@@ -260,7 +323,7 @@ def test_postgres_outage_longer_than_max_poll_interval(
 def run_through_outage(
     kafka_bootstrap: str,
     database: str,
-    pg_cluster: Cluster,
+    pg_server: PostgresServer,
     tmp_path: Path,
     name: str,
     outage_seconds: float,
@@ -274,7 +337,7 @@ def run_through_outage(
         return _run_through_outage(
             kafka_bootstrap,
             database,
-            pg_cluster,
+            pg_server,
             tmp_path,
             name,
             topics,
@@ -288,7 +351,7 @@ def run_through_outage(
 def _run_through_outage(
     kafka_bootstrap: str,
     database: str,
-    pg_cluster: Cluster,
+    pg_server: PostgresServer,
     tmp_path: Path,
     name: str,
     topics: dict[str, str],
@@ -330,7 +393,7 @@ def _run_through_outage(
         rss_before = before
 
         try:
-            pg_cluster.ctl("stop", "-m", "fast")
+            pg_server.stop()
             stopped_at = time.monotonic()
             # The stream goes on while the database is down.
             produce(kafka_bootstrap, topics["train"], train[TRAIN_BEFORE:])
@@ -343,9 +406,9 @@ def _run_through_outage(
                 samples.append(rss)
                 time.sleep(0.5)
         finally:
-            pg_cluster.ctl("start")  # never leave the server down, whatever happened
+            pg_server.start()  # never leave the server down, whatever happened
             restarted_at = time.monotonic()
-            pg_cluster.wait_ready(database)
+            pg_server.wait_ready(database)
 
         code = worker.wait(timeout=300)
         exited_at = time.monotonic()
@@ -543,7 +606,7 @@ def read_committed(bootstrap: str, topic: str, expected: int) -> list[dict[str, 
         messages = consumer.consume(5000, 1.0)
         if messages:
             idle_since = time.monotonic()
-        out.extend(orjson.loads(m.value()) for m in messages if m.error() is None)
+        out.extend(orjson.loads(m.value() or b"") for m in messages if m.error() is None)
     consumer.close()
     return out
 
@@ -574,7 +637,7 @@ def test_broker_outage_under_load(
     command = [sys.executable, "-m", "streamfit.cli.main", "--log-level", "INFO", "run"]
     with log_path.open("wb") as stderr:
         worker = subprocess.Popen(
-            [*command, str(spec), "--stop-when-idle", "8"],
+            [*command, str(spec)],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             # a worker that hangs prints where (SIGABRT below) before it is killed
@@ -607,7 +670,14 @@ def test_broker_outage_under_load(
         producer.join(timeout=360)
         assert not producer.is_alive() and producer.error is None, producer.error
         assert not producer.failures, producer.failures[:5]
-        code = worker.wait(timeout=180)
+        # the worker is done once its checkpoint reaches the end of both topics
+        deadline = time.monotonic() + 300
+        while checkpointed(database) < total:
+            assert worker.poll() is None, f"the worker ended early:\n{log_text()[-6000:]}"
+            assert time.monotonic() < deadline, f"stuck short of the end:\n{log_text()[-6000:]}"
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=120)
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGABRT)
