@@ -466,8 +466,10 @@ BROKER_TRAIN, BROKER_SCORE = 60_000, 6_000
 #: the stream is produced in this many chunks, one every PRODUCE_SECONDS / CHUNKS seconds
 CHUNKS, PRODUCE_SECONDS = 200, 50.0
 BROKER_OUTAGE_SECONDS = 20.0
+#: the step the outage caught the worker in comes first: polling, flushing outputs, committing
+#: the Kafka transaction...; then what it waits for
 BROKER_PAUSING = re.compile(
-    r"WARNING streamfit\.worker: .*broker.*unavailable.*pausing and retrying until it is back"
+    r"WARNING streamfit\.worker: .*(broker|Kafka).*pausing and retrying until it is back"
 )
 
 
