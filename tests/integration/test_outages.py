@@ -552,6 +552,7 @@ class PacedProducer(threading.Thread):
                 "message.timeout.ms": 0,
                 "linger.ms": 5,
                 "on_delivery": self._delivered,
+                "log_level": 0,  # not every failed reconnection while the broker is away
             }
         )
         started = time.monotonic()
