@@ -2,11 +2,12 @@
 
 ``Outages.call(what, action)`` runs ``action``. While it raises ``ServiceUnavailableError``
 (the broker or the database cannot be reached: the errors the Kafka and database boundaries
-raise for those conditions), it logs once ``<what>: <error>; pausing and retrying until it is
-back``, keeps the consumer in its group without taking events (``Pausable.keepalive``), and
-retries with a backoff of 0.5 s doubling up to 5 s. When the action succeeds it logs
-``<what>: back after N s; resuming`` and resumes the source. Once a stop was requested, an
-outage is waited out for at most ``give_up_after_stop`` seconds, then the error is raised.
+raise for those conditions), it logs once, on one line, ``<what>: <error>; pausing and
+retrying until it is back``, keeps the consumer in its group without taking events
+(``Pausable.keepalive``), and retries with a backoff of 0.5 s doubling up to 5 s. When the
+action succeeds it logs ``<what>: back after N s; resuming`` and resumes the source. Once a
+stop was requested, an outage is waited out for at most ``give_up_after_stop`` seconds, then
+the error is raised.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class Outages:
                     raise
                 if since is None:
                     since = time.monotonic()
-                    log.warning("%s: %s; pausing and retrying until it is back", what, exc)
+                    # one line, whatever the driver's message holds (psycopg's has newlines)
+                    reason = " ".join(str(exc).split())
+                    log.warning("%s: %s; pausing and retrying until it is back", what, reason)
                 if self.stop.is_set() and time.monotonic() - since > self.give_up_after_stop:
                     raise
                 self._pause(min(delay, 5.0))
