@@ -22,6 +22,10 @@ columns from one poll                              columns; the others none (``e
 featurizer learns, per pipeline                    logged once)
 ``MAX_RESULT_FIELDS``: event fields     250        later new fields get no column
 with a column in a results table                   (``event_payload``; counted, logged once)
+``MAX_STATS_FIELDS``: fields with       200        later new fields have no statistics (counted,
+statistics, per pipeline                           logged once)
+``MAX_CORRELATED_FIELDS``: numeric      50         later numeric fields have no correlations
+fields with correlations
 ``MAX_MAGNITUDE``: a numeric feature's  1e100      missing for the model, counted as invalid
 value                                              (stored as it is)
 ... and a regression target             1e100      dead letter: ``target 'y' is 1e+300; a
@@ -55,12 +59,14 @@ from typing import Final
 
 __all__ = [
     "MAX_BATCH_FIELDS",
+    "MAX_CORRELATED_FIELDS",
     "MAX_DEPTH",
     "MAX_EVENT_BYTES",
     "MAX_FEATURE_FIELDS",
     "MAX_MAGNITUDE",
     "MAX_NAME_CHARS",
     "MAX_RESULT_FIELDS",
+    "MAX_STATS_FIELDS",
 ]
 
 MAX_EVENT_BYTES: Final = 1 << 20
@@ -70,3 +76,5 @@ MAX_BATCH_FIELDS: Final = 2_000
 MAX_FEATURE_FIELDS: Final = 1_000
 MAX_RESULT_FIELDS: Final = 250
 MAX_MAGNITUDE: Final = 1e100
+MAX_STATS_FIELDS: Final = 200
+MAX_CORRELATED_FIELDS: Final = 50
