@@ -72,7 +72,7 @@ def test_figures_match_numpy_and_quantiles_are_within_the_rank_error() -> None:
         assert row["min"] == data.min() and row["max"] == data.max()
         assert row["mean"] == pytest.approx(data.mean(), rel=1e-12)
         assert row["variance"] == pytest.approx(data.var(), rel=1e-9)
-        assert row["distinct"] == pytest.approx(len(np.unique(data)), rel=0.05)
+        assert row["distinct_count"] == pytest.approx(len(np.unique(data)), rel=0.05)
         assert_quantiles_within_rank_error(row, data)
         histogram = row["histogram"]
         assert sum(histogram["counts"]) == pytest.approx(40_000, rel=0.01)
@@ -84,12 +84,12 @@ def test_figures_match_numpy_and_quantiles_are_within_the_rank_error() -> None:
         assert_quantiles_within_rank_error(row, recent, prefix="window_")
     level = rows["level"]
     counts = frame["level"].value_counts()
-    assert level["distinct"] == 5
+    assert level["distinct_count"] == 5
     assert {v["value"]: v["count"] for v in level["top_values"]} == {
         float(k): int(v) for k, v in counts.items()
     }
     site = rows["site"]
-    assert site["kind"] == "categorical" and site["min"] is None and site["distinct"] == 3
+    assert site["kind"] == "categorical" and site["min"] is None and site["distinct_count"] == 3
     assert [v["value"] for v in site["top_values"]] == frame["site"].value_counts().index.tolist()
     correlations = rows["temp"]["correlations"]
     assert correlations["flow"] == pytest.approx(frame["temp"].corr(frame["flow"]), abs=1e-6)
@@ -109,7 +109,7 @@ def test_two_halves_merged_equal_the_whole_within_the_sketch_error() -> None:
         assert (one["min"], one["max"]) == (two["min"], two["max"])
         assert one["mean"] == pytest.approx(two["mean"], rel=1e-12)
         assert one["variance"] == pytest.approx(two["variance"], rel=1e-9)
-        assert one["distinct"] == pytest.approx(two["distinct"], rel=0.05)
+        assert one["distinct_count"] == pytest.approx(two["distinct_count"], rel=0.05)
         data = pd.DataFrame(events)[name].to_numpy()
         assert_quantiles_within_rank_error(one, data)
     assert merged["temp"]["correlations"]["flow"] == pytest.approx(
@@ -218,4 +218,4 @@ def test_booleans_and_text() -> None:
     feed(stats, events)
     rows = {r["field"]: r for r in stats.rows()}
     assert rows["ok"]["kind"] == "boolean" and rows["ok"]["mean"] == 0.75
-    assert rows["note"]["kind"] == "text" and rows["note"]["distinct"] == 2
+    assert rows["note"]["kind"] == "text" and rows["note"]["distinct_count"] == 2

@@ -22,6 +22,7 @@ those of a field with few values exact.
 >>> from streamfit.explore.kinds import read_column
 >>> sketch = FieldSketch("numeric")
 >>> sketch.add(read_column(np.array([1.0, 2.0, 2.0, np.nan]), "numeric", boolean=False))
+0.6666666666666666
 >>> sketch.count, sketch.missing, sketch.mean, sketch.distinct, sketch.top(2)
 (3, 1, 1.6666666666666667, 2, [(2.0, 2), (1.0, 1)])
 >>> copy = FieldSketch.from_parts(*sketch.parts())

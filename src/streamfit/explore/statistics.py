@@ -54,7 +54,7 @@ co-moment matrices), as ``pack_arrays`` writes them.
 >>> stats = StreamStatistics(window=1000)
 >>> stats.update(batch)
 >>> row = stats.rows()[0]
->>> row["field"], row["count"], row["min"], row["max"], row["p50"], row["distinct"]
+>>> row["field"], row["count"], row["min"], row["max"], row["p50"], row["distinct_count"]
 ('t', 100, 0.0, 6.0, 3.0, 7)
 >>> [(c.field, c.old_kind, c.new_kind, c.offset) for c in stats.changes]
 [('t', None, 'numeric', 0), ('site', None, 'categorical', 0)]
@@ -670,7 +670,7 @@ def _figures(
     out: dict[str, Any] = {}
     if sketch is None:
         out.update({f"{prefix}{key}": None for key in ("count", "missing", "invalid")})
-        out.update({f"{prefix}{key}": None for key in ("distinct", "min", "max", "mean")})
+        out.update({f"{prefix}{key}": None for key in ("distinct_count", "min", "max", "mean")})
         out[f"{prefix}variance"] = None
         out.update({f"{prefix}{quantile_column(q)}": None for q in quantiles})
         out.update({f"{prefix}{key}": None for key in ("histogram", "top_values")})
@@ -680,7 +680,7 @@ def _figures(
     out[f"{prefix}count"] = sketch.count
     out[f"{prefix}missing"] = sketch.missing
     out[f"{prefix}invalid"] = sketch.invalid
-    out[f"{prefix}distinct"] = sketch.distinct
+    out[f"{prefix}distinct_count"] = sketch.distinct
     out[f"{prefix}min"] = sketch.minimum if numeric else None
     out[f"{prefix}max"] = sketch.maximum if numeric else None
     if sketch.kind == "boolean":

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from streamfit.runtime.component import Component
+from streamfit.runtime.statistics import statistics_component
 from streamfit.runtime.worker import Worker
 from streamfit.spec.model import (
     FileSourceSpec,
@@ -51,7 +52,8 @@ def build_worker(
     worker_id: str | None = None,
     components: Sequence[Component] = (),
 ) -> Worker:
-    """Everything a pipeline needs, connected: source, sinks, store and worker."""
+    """Everything a pipeline needs, connected: source, sinks, store and worker, with the
+    components its spec asks for (field statistics) before ``components``."""
     settings = settings or Settings()
     store = store or Store(database_url(spec, settings), spec.name)
     source: Source
@@ -112,6 +114,7 @@ def build_worker(
                 predictions = MemorySink(broker, outputs.predictions_topic)
             if outputs.dead_letter_topic:
                 dead_letters = MemorySink(broker, outputs.dead_letter_topic)
+    statistics = statistics_component(spec, worker_id)
     return Worker(
         spec,
         source,
@@ -120,5 +123,5 @@ def build_worker(
         dead_letter_sink=dead_letters,
         worker_id=worker_id,
         transactions=transactions,
-        components=components,
+        components=[*([statistics] if statistics else []), *components],
     )

@@ -48,6 +48,7 @@ __all__ = [
     "RiverModelSpec",
     "SklearnModelSpec",
     "SourceSpec",
+    "StatsSpec",
     "TopicsSpec",
     "default_models",
 ]
@@ -245,6 +246,64 @@ class OutputsSpec(_Frozen):
         return self.training_table or f"{pipeline}_training"
 
 
+#: The quantiles a field statistics row reports by default (columns p01 ... p99).
+DEFAULT_STATS_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+class StatsSpec(_Frozen):
+    """Live statistics of the stream's fields (``streamfit.explore``): on by default.
+
+    ``stats: false`` turns them off. ``fields``: which fields (names or glob patterns; all by
+    default), minus ``exclude``; ``window``: events in the recent window, besides all time;
+    ``quantiles``: the quantiles reported (each a column, ``p01`` for 0.01, ``p99_9`` for
+    0.999); ``histogram_bins`` and ``top_values``: the size of each field's histogram and
+    list of most frequent values; ``correlation``: the correlations of the numeric fields;
+    ``max_fields``: fields tracked at most (the first that come; ``limits.MAX_STATS_FIELDS``
+    at most); ``table`` and ``schema_changes_table``: where snapshots and schema changes go
+    (default ``<name>_field_stats`` and ``<name>_schema_changes``).
+    """
+
+    enabled: bool = True
+    fields: list[str] | None = None
+    exclude: list[str] = Field(default_factory=list)
+    window: int = Field(default=100_000, ge=100, le=100_000_000)
+    quantiles: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_STATS_QUANTILES), min_length=1, max_length=20
+    )
+    histogram_bins: int = Field(default=10, ge=2, le=100)
+    top_values: int = Field(default=10, ge=1, le=50)
+    correlation: bool = True
+    max_fields: int = Field(default=200, ge=1, le=200)
+    table: str | None = None
+    schema_changes_table: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_or_off(cls, data: Any) -> Any:
+        """``stats: true`` / ``stats: false`` is the same as ``{enabled: ...}``."""
+        return {"enabled": data} if isinstance(data, bool) else data
+
+    @field_validator("quantiles")
+    @classmethod
+    def _valid_quantiles(cls, value: list[float]) -> list[float]:
+        if not all(0.0 < q < 1.0 for q in value):
+            raise ValueError("each quantile is a number between 0 and 1, such as 0.99")
+        if len(set(value)) != len(value):
+            raise ValueError("each quantile once")
+        return sorted(value)
+
+    @field_validator("table", "schema_changes_table")
+    @classmethod
+    def _valid_table(cls, value: str | None) -> str | None:
+        return OutputsSpec._valid_table(value)
+
+    def table_name(self, pipeline: str) -> str:
+        return self.table or f"{pipeline}_field_stats"
+
+    def schema_changes_table_name(self, pipeline: str) -> str:
+        return self.schema_changes_table or f"{pipeline}_schema_changes"
+
+
 class CheckpointSpec(_Frozen):
     """How often model state and input offsets are written, together, to the database."""
 
@@ -314,6 +373,7 @@ class PipelineSpec(_Frozen):
     batch: BatchSpec = Field(default_factory=BatchSpec)
     learning: LearningSpec = Field(default_factory=LearningSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    stats: StatsSpec = Field(default_factory=StatsSpec)
     processing: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     @field_validator("name")
@@ -357,6 +417,20 @@ class PipelineSpec(_Frozen):
                     )
                 ],
             )
+        stats = self.stats
+        taken = {results.lower(), outputs.training_table_name(self.name).lower()}
+        for key, table in (
+            ("table", stats.table_name(self.name)),
+            ("schema_changes_table", stats.schema_changes_table_name(self.name)),
+        ):
+            if table.lower() in taken:
+                raise _error_at(
+                    self,
+                    ("stats", key),
+                    f"{table!r} is another table of this pipeline already",
+                    getattr(stats, key),
+                )
+            taken.add(table.lower())
         if self.classes is not None:
             if self.task != "classification":
                 raise _error_at(

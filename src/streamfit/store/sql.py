@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import sqlalchemy as sa
 
 from streamfit.batch import Batch, DeadLetter, Offsets
@@ -37,6 +38,7 @@ from streamfit.limits import MAX_NAME_CHARS, MAX_RESULT_FIELDS
 from streamfit.store import _bulk
 from streamfit.store import _values as values
 from streamfit.store.tables import (
+    FIELD_STATS_JSON,
     RESERVED_COLUMNS,
     TRAINING_METRICS,
     ColumnKind,
@@ -44,10 +46,12 @@ from streamfit.store.tables import (
     column_name,
     column_type,
     field_key,
+    field_stats_table,
     fixed_metadata,
     prediction_column,
     probability_column,
     results_table,
+    schema_changes_table,
     training_table,
 )
 
@@ -170,6 +174,7 @@ class Store:
         self._lock = threading.RLock()
         self._results: dict[str, _Results] = {}
         self._training: dict[str, sa.Table] = {}
+        self._exploration: dict[str, sa.Table] = {}  # field statistics, schema changes
         self._fixed = fixed_metadata()
         try:
             self._engine = _make_engine(url, connect_timeout)
@@ -735,6 +740,142 @@ class Store:
                 return []
             return [dict(r._mapping) for r in conn.execute(query)]
 
+    # -- exploration ----------------------------------------------------------------------------
+
+    def write_field_stats(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert field statistics rows into ``table``, keyed by (field, worker, events_seen).
+
+        A row has ``field``, ``events_seen``, optionally ``worker`` (default "0") and
+        ``recorded_at`` (a datetime or epoch seconds; default now), and any columns of
+        :func:`~streamfit.store.tables.field_stats_table`: the figures, quantiles ``pNN``
+        (a column not in the table yet is added) and, as JSON text, ``histogram``,
+        ``top_values`` and ``correlations`` (each also ``window_``-prefixed). NaN and
+        infinities are NULL. Any other key is an error.
+        """
+        if not rows:
+            return 0
+        quantiles = sorted(
+            {base for row in rows for key in row if _QUANTILE.match(base := _unwindowed(key))}
+        )
+        definition = self._field_stats_table(table, quantiles)
+        columns = set(definition.columns.keys())
+        now = _utcnow()
+        params = []
+        for row in rows:
+            unknown = set(row) - columns
+            if unknown:
+                raise StoreError(f"unknown field statistics columns {sorted(unknown)}")
+            record: dict[str, Any] = dict.fromkeys(columns)
+            for key, value in row.items():
+                base = _unwindowed(key)
+                if base in FIELD_STATS_JSON:
+                    record[key] = None if value is None else orjson.dumps(value).decode()
+                elif isinstance(value, float):
+                    record[key] = _metric(value)
+                else:
+                    record[key] = value
+            record["field"] = field_key(str(row["field"]))
+            record["worker"] = str(row.get("worker", "0"))
+            record["events_seen"] = int(row["events_seen"])
+            record["recorded_at"] = _as_time(row.get("recorded_at")) or now
+            params.append(record)
+        with self._guard(f"writing {len(params)} rows to {table}"):
+            self._write(definition, params)
+        return len(params)
+
+    def _field_stats_table(self, table: str, quantiles: list[str]) -> sa.Table:
+        found = self._exploration.get(table)
+        if found is not None and all(q in found.columns for q in quantiles):
+            return found
+        with self._lock, self._guard(f"creating {table}"):
+            self._check_table_name(table)
+            with self._engine.connect() as conn:
+                present = self._columns(conn, table)
+            known = {c for c in present or () if _QUANTILE.match(c)}
+            definition = field_stats_table(table, sorted(known | set(quantiles)))
+            if present is None:
+                self._create(definition.metadata)
+            else:
+                self._add_columns(table, list(definition.columns))
+            self._exploration[table] = definition
+            return definition
+
+    def read_field_stats(
+        self, table: str, field: str | None = None, latest: bool = True
+    ) -> list[dict[str, Any]]:
+        """Rows of field statistics ``table`` (of one ``field``), JSON columns parsed; with
+        ``latest``, each field's last snapshot only (the one of most events, of the workers
+        that wrote last). Ordered by when each field first came, then time."""
+        self._check_table_name(table)
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            present = self._columns(conn, table)
+            if present is None:
+                return []
+            # read through our own definition: its types mean the same on every database
+            # (a reflected DOUBLE is a Decimal on MariaDB)
+            reflected = field_stats_table(table, sorted(c for c in present if _QUANTILE.match(c)))
+            query = sa.select(reflected)
+            if field is not None:
+                query = query.where(reflected.c.field == field_key(field))
+            query = query.order_by(reflected.c.recorded_at, reflected.c.events_seen)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            for key in row:
+                if _unwindowed(key) in FIELD_STATS_JSON and row[key] is not None:
+                    row[key] = orjson.loads(row[key])
+        if not latest:
+            return rows
+        last: dict[str, dict[str, Any]] = {}
+        for row in rows:  # in time order: the last one of each field stays
+            last[row["field"]] = row
+        first_seen = {name: i for i, name in enumerate(dict.fromkeys(r["field"] for r in rows))}
+        return sorted(last.values(), key=lambda r: first_seen[r["field"]])
+
+    def write_schema_changes(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert schema changes into ``table``: each row ``field``, ``old_type``,
+        ``new_type`` (None: appeared, or gone), ``source_topic``, ``source_partition``,
+        ``first_offset`` (where it was first seen: the key) and optionally ``worker``."""
+        if not rows:
+            return 0
+        definition = self._exploration.get(table)
+        if definition is None:
+            with self._lock, self._guard(f"creating {table}"):
+                self._check_table_name(table)
+                definition = schema_changes_table(table)
+                self._create(definition.metadata)
+                self._exploration[table] = definition
+        now = _utcnow()
+        params = [
+            {
+                "field": field_key(str(row["field"])),
+                "source_topic": str(row["source_topic"]),
+                "source_partition": int(row["source_partition"]),
+                "first_offset": int(row["first_offset"]),
+                "old_type": row.get("old_type"),
+                "new_type": row.get("new_type"),
+                "worker": str(row.get("worker", "0")),
+                "recorded_at": now,
+            }
+            for row in rows
+        ]
+        with self._guard(f"writing {len(params)} rows to {table}"):
+            self._write(definition, params)
+        return len(params)
+
+    def read_schema_changes(self, table: str) -> list[dict[str, Any]]:
+        """Rows of schema changes ``table``, in the order they were recorded."""
+        definition = schema_changes_table(table)
+        query = sa.select(definition).order_by(
+            definition.c.recorded_at,
+            definition.c.source_topic,
+            definition.c.source_partition,
+            definition.c.first_offset,
+        )
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     # -- dead letters ---------------------------------------------------------------------------
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> int:
@@ -923,7 +1064,12 @@ class Store:
 
 
 _UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per table
+_QUANTILE = re.compile(r"^p\d\d(_\d+)?$")  # a quantile column: p01, p50, p99_9
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _unwindowed(column: str) -> str:
+    return column.removeprefix("window_")
 
 
 def _may_have_column(name: str) -> bool:

@@ -55,6 +55,8 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "FIELD_STATS_FIGURES",
+    "FIELD_STATS_JSON",
     "MAX_IDENTIFIER",
     "RESERVED_COLUMNS",
     "TRAINING_METRICS",
@@ -63,10 +65,12 @@ __all__ = [
     "column_name",
     "column_type",
     "field_key",
+    "field_stats_table",
     "fixed_metadata",
     "prediction_column",
     "probability_column",
     "results_table",
+    "schema_changes_table",
     "training_table",
 ]
 
@@ -346,4 +350,67 @@ def training_table(name: str, keyed_by_worker: bool = True) -> sa.Table:
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
         *[sa.Column(m, _double()) for m in TRAINING_METRICS],
         sa.PrimaryKeyConstraint(*key),
+    )
+
+
+# -- exploration --------------------------------------------------------------------------------
+
+#: Figures of a field statistics row, after its key: each comes over all time and, prefixed
+#: ``window_``, over the recent window; quantile columns (``p01``...) follow the numbers.
+FIELD_STATS_FIGURES: Final = (
+    ("count", "int"),
+    ("missing", "int"),
+    ("invalid", "int"),
+    ("distinct_count", "int"),
+    ("min", "float"),
+    ("max", "float"),
+    ("mean", "float"),
+    ("variance", "float"),
+)
+#: The JSON text columns of a field statistics row (each also ``window_``-prefixed).
+FIELD_STATS_JSON: Final = ("histogram", "top_values", "correlations")
+
+
+def field_stats_table(name: str, quantiles: list[str]) -> sa.Table:
+    """A field statistics table: one row per (field, worker, events_seen), a snapshot.
+
+    ``events_seen`` counts the events the writing worker's statistics had seen (the key: a
+    replay rewrites its rows), ``events`` those the figures are of (the group's, when
+    workers merge theirs); ``quantiles`` names the quantile columns (``p01``, ``p50``...).
+    """
+    columns: list[sa.Column[Any]] = [
+        sa.Column("field", _key_string(_TOPIC), nullable=False),
+        sa.Column("worker", _key_string(_NAME), nullable=False),
+        sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        sa.Column("kind", sa.String(16)),
+    ]
+    for prefix in ("", "window_"):
+        columns.append(sa.Column(f"{prefix}events", sa.BigInteger))
+        for figure, kind in FIELD_STATS_FIGURES:
+            columns.append(sa.Column(f"{prefix}{figure}", column_type(kind)))  # type: ignore[arg-type]
+        columns += [sa.Column(f"{prefix}{q}", _double()) for q in quantiles]
+        columns += [sa.Column(f"{prefix}{j}", _text()) for j in FIELD_STATS_JSON]
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        *columns,
+        sa.PrimaryKeyConstraint("field", "worker", "events_seen"),
+    )
+
+
+def schema_changes_table(name: str) -> sa.Table:
+    """A schema changes table: one row per change of a field (appeared: ``old_type`` NULL;
+    gone: ``new_type`` NULL), keyed by where it was first seen."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("field", _key_string(_TOPIC), primary_key=True),
+        sa.Column("source_topic", _key_string(_TOPIC), primary_key=True),
+        sa.Column("source_partition", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("first_offset", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("old_type", sa.String(16)),
+        sa.Column("new_type", sa.String(16)),
+        sa.Column("worker", _key_string(_NAME)),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
     )

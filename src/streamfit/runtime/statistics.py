@@ -1,0 +1,175 @@
+"""Field statistics as a worker component: every decoded batch in, a table of snapshots out.
+
+The component feeds each decoded batch (good rows of every topic and role) to a
+``streamfit.explore.StreamStatistics`` once (``observe``). At the metrics interval it writes
+one row per field to the pipeline's field statistics table (``<name>_field_stats``: the
+scalar figures and quantiles as columns, histogram, top values and correlations as JSON, each
+over all time and over the recent window) and the schema changes seen since to
+``<name>_schema_changes`` (``write_metrics``).
+
+Its state is part of every checkpoint, in the transaction of the offsets (``statistics``),
+with the next offset it has seen of each partition (``statistics-offsets``): events read
+again after a restart, below those offsets, are not counted twice. The workers of one group
+each see their own partitions; at each checkpoint a worker loads the others' latest
+statistics (``merged_keys``), and the rows it writes are those of the whole group: the
+all-time figures of every event the group has seen, the window of the last events of each
+worker. (A partition that moves to another worker may have up to a learning block of its
+events counted by both.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+
+from streamfit.batch import Batch, Offsets
+from streamfit.errors import StateFormatError
+from streamfit.explore import StreamStatistics
+from streamfit.runtime.component import Component
+from streamfit.spec.model import PipelineSpec, StatsSpec
+
+if TYPE_CHECKING:
+    from streamfit.store import Store
+
+__all__ = ["StatisticsComponent", "statistics_component"]
+
+log = logging.getLogger("streamfit.worker")
+
+_STATE = "statistics"
+_OFFSETS = "statistics-offsets"
+
+
+def statistics_component(spec: PipelineSpec, worker: str = "0") -> StatisticsComponent | None:
+    """The statistics a pipeline's spec asks for (``stats:``), or None when they are off."""
+    if not spec.stats.enabled:
+        return None
+    return StatisticsComponent(spec.stats, spec.name, dict(spec.features.types), worker)
+
+
+class StatisticsComponent(Component):
+    """Live field statistics of a pipeline's stream (see the module docstring)."""
+
+    merged_keys = (_STATE,)
+
+    def __init__(
+        self,
+        spec: StatsSpec,
+        pipeline: str,
+        types: Mapping[str, Any] | None = None,
+        worker: str = "0",
+    ) -> None:
+        self.spec = spec
+        self.table = spec.table_name(pipeline)
+        self.changes_table = spec.schema_changes_table_name(pipeline)
+        self.worker = worker
+        self.statistics = StreamStatistics(
+            window=spec.window,
+            max_fields=spec.max_fields,
+            include=spec.fields,
+            exclude=spec.exclude,
+            types=types,
+            correlation=spec.correlation,
+        )
+        self.observed: Offsets = {}  # next offset seen, per partition
+        self.others: dict[str, StreamStatistics] = {}  # other workers' latest
+        self._written = -1  # events seen when rows were last written
+
+    def observe(self, batch: Batch) -> None:
+        batch = self._unseen(batch)
+        if not len(batch):
+            return
+        self.statistics.update(batch)
+        for tp, offset in batch.meta.next_offsets().items():
+            self.observed[tp] = max(offset, self.observed.get(tp, 0))
+
+    def _unseen(self, batch: Batch) -> Batch:
+        """The rows of ``batch`` at or past the offsets seen already (read again after a
+        restart, the others were counted before the checkpoint)."""
+        if not self.observed:
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        offsets = batch.meta.offsets
+        for tp, rows in batch.meta.by_partition():
+            seen = self.observed.get(tp)
+            if seen is None:
+                continue
+            if rows is None:
+                keep = offsets >= seen
+            else:
+                keep[rows] = offsets[rows] >= seen
+        return batch if keep.all() else batch.take(np.flatnonzero(keep))
+
+    def state(self) -> dict[str, bytes]:
+        offsets = [
+            [topic, partition, offset] for (topic, partition), offset in self.observed.items()
+        ]
+        return {_STATE: self.statistics.state(), _OFFSETS: orjson.dumps(offsets)}
+
+    def restore(self, states: Mapping[str, bytes]) -> None:
+        blob = states.get(_STATE)
+        if blob is None:
+            return
+        try:
+            restored = StreamStatistics.from_state(blob)
+            offsets = orjson.loads(states.get(_OFFSETS, b"[]"))
+            observed = {(str(t), int(p)): int(o) for t, p, o in offsets}
+        except (StateFormatError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            log.warning("the checkpoint's field statistics cannot be read; starting anew: %s", exc)
+            return
+        if restored.config() != self.statistics.config():
+            log.warning("the spec's stats: section changed since the checkpoint: starting anew")
+            return
+        self.statistics, self.observed = restored, observed
+
+    def merge(self, others: Mapping[str, Mapping[str, bytes]]) -> None:
+        theirs: dict[str, StreamStatistics] = {}
+        for worker, blobs in others.items():
+            blob = blobs.get(_STATE)
+            if blob is None:
+                continue
+            try:
+                theirs[worker] = StreamStatistics.from_state(blob)
+            except StateFormatError as exc:
+                log.warning("worker %s's field statistics cannot be read: %s", worker, exc)
+        self.others = theirs
+
+    def rows(self, now: float | None = None) -> list[dict[str, Any]]:
+        """The group's statistics, a row per field, as they go to the table."""
+        views = self.statistics.merged_views(self.others.values())
+        rows = self.statistics.rows(
+            views, self.spec.quantiles, self.spec.histogram_bins, self.spec.top_values
+        )
+        for row in rows:
+            row["worker"] = self.worker
+            row["events_seen"] = self.statistics.events
+            if now is not None:
+                row["recorded_at"] = now
+        return rows
+
+    def write_metrics(self, store: Store, now: float) -> None:
+        statistics = self.statistics
+        if statistics.events != self._written:
+            store.write_field_stats(self.table, self.rows(now))
+            self._written = statistics.events
+        changes = list(statistics.changes)
+        if changes:
+            store.write_schema_changes(
+                self.changes_table,
+                [
+                    {
+                        "field": change.field,
+                        "old_type": change.old_kind,
+                        "new_type": change.new_kind,
+                        "source_topic": change.topic,
+                        "source_partition": change.partition,
+                        "first_offset": change.offset,
+                        "worker": self.worker,
+                    }
+                    for change in changes
+                ],
+            )
+            del statistics.changes[: len(changes)]  # written: only now are they forgotten
