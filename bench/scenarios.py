@@ -366,7 +366,7 @@ def kafka_python_sklearn(args: argparse.Namespace) -> Result:
 
 def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
     from streamfit.spec import validate_spec
-    from streamfit.spec.model import OutputsSpec
+    from streamfit.spec.model import OutputsSpec, PipelineSpec
 
     outputs: dict[str, Any] = {
         "database": f"sqlite:///{db}",
@@ -408,6 +408,8 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
                 if args.metrics_every
                 else {}
             ),
+            # field statistics (on by default in the product) only where the scenario asks
+            **({"stats": args.stats} if "stats" in PipelineSpec.model_fields else {}),
         }
     )
 
@@ -595,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready", action="store_true")
     parser.add_argument("--drain", action="store_true")
     parser.add_argument("--block-events", type=int, default=4096)
+    parser.add_argument("--stats", action="store_true", help="field statistics on (b-stats)")
     parser.add_argument(
         "--checkpoint-seconds", type=float, default=5.0, help="0: only the final checkpoint"
     )
