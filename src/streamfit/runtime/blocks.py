@@ -41,6 +41,8 @@ it: only block 0 of partition 0 comes before partition 1's block 0 in the order.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Collection, Iterable
 from itertools import pairwise
 from typing import Any
@@ -50,7 +52,9 @@ import numpy.typing as npt
 
 from streamfit.batch import Batch, Offsets
 
-__all__ = ["BlockBuffer", "concat_batches"]
+log = logging.getLogger("streamfit.worker")
+
+__all__ = ["BlockBuffer", "HoldBack", "concat_batches"]
 
 TopicPartition = tuple[str, int]
 
@@ -181,6 +185,45 @@ class BlockBuffer:
         blocks = done.meta.offsets // self.size
         edges = (np.flatnonzero(np.diff(blocks)) + 1).tolist()
         return done, [0, *edges, len(blocks)]
+
+
+class HoldBack:
+    """How long learning waits for partitions that are behind, at most.
+
+    Blocks wait for a partition whose events are at the broker (``take_ready_runs``), but not
+    forever: after ``max_seconds`` without it catching up, or past ``max_rows`` training rows
+    held, learning goes on without waiting (logged: the order then follows arrival).
+
+    >>> hold = HoldBack(max_seconds=0.0)
+    >>> hold.waiting_for({("t", 1)}, held=10)  # waited long enough already
+    set()
+    """
+
+    def __init__(self, max_seconds: float = 30.0, max_rows: int = 200_000) -> None:
+        self.max_seconds = max_seconds
+        self.max_rows = max_rows
+        self._since: float | None = None
+
+    def waiting_for(self, behind: set[TopicPartition], held: int) -> set[TopicPartition]:
+        """The partitions to keep waiting for: ``behind``, or none once the wait is over.
+        ``behind`` empty (nothing is held back): the wait ends."""
+        if not behind:
+            self._since = None
+            return behind
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        if now - self._since < self.max_seconds and held < self.max_rows:
+            return behind
+        log.warning(
+            "learning goes on without waiting for %s: %d training events held for %.0f s; "
+            "the order of learning across partitions follows arrival until they catch up",
+            sorted(behind),
+            held,
+            now - self._since,
+        )
+        self._since = None
+        return set()
 
 
 def _runs(

@@ -44,14 +44,13 @@ from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from streamfit.batch import Batch, DeadLetter, Messages, Offsets
 from streamfit.codecs import decode_json
 from streamfit.errors import GroupMovedOnError, ServiceUnavailableError, StreamError
 from streamfit.features import Featurizer
 from streamfit.runtime.allocator import keep_freed_memory
-from streamfit.runtime.blocks import concat_batches
+from streamfit.runtime.blocks import HoldBack, concat_batches
 from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.head import Head
@@ -60,6 +59,7 @@ from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
 from streamfit.runtime.routing import among, any_known, not_emitted, rows_of
+from streamfit.runtime.snapshot import Snapshot
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
@@ -71,11 +71,6 @@ log = logging.getLogger("streamfit.worker")
 
 TopicPartition = tuple[str, int]
 T = TypeVar("T")
-
-#: blocks held back for a partition that is behind, at most, before learning goes on without
-#: it (the order then follows arrival; logged)
-_MAX_HELD_ROWS = 200_000
-_MAX_HOLD_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -93,25 +88,6 @@ class RunStats:
     @property
     def events_per_second(self) -> float:
         return self.events_in / max(time.monotonic() - self.started, 1e-9)
-
-
-@dataclass(frozen=True, slots=True)
-class StateNames:
-    """Where one worker's pieces are stored: every name starts with the worker's id, so the
-    workers of one pipeline share the checkpoint tables without overwriting each other."""
-
-    worker: str
-
-    def of(self, key: str) -> str:
-        return f"{self.worker}/{key}"
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.worker}/"
-
-    @property
-    def counters(self) -> str:
-        return self.of("counters")
 
 
 class Worker:
@@ -138,7 +114,7 @@ class Worker:
         self.worker_id = worker_id
         self.transactions = transactions  # for exactly_once, else None
         self.task = spec.task
-        self.names = StateNames(worker_id)
+        self.snapshot = Snapshot(worker_id)
         self.heads = self._new_heads()
         self.components: list[Component] = list(components)
         self.component_errors = 0
@@ -153,7 +129,7 @@ class Worker:
         self._last_checkpoint = time.monotonic()
         self._events_at_checkpoint = 0
         self._last_event = time.monotonic()
-        self._held_since: float | None = None  # blocks held back for a partition behind
+        self.hold = HoldBack()  # blocks held back for partitions that are behind
         self.assigned_at = time.monotonic()  # when partitions were last assigned
         self.assigned: set[TopicPartition] = set()
         self._stop = threading.Event()
@@ -223,19 +199,9 @@ class Worker:
         checkpoint = self.outages.call("loading the checkpoint", self.store.load_checkpoint)
         if checkpoint is None:
             return False
-        mine = self.names.prefix
-        states = _relative(checkpoint.model_states, mine)
-        extra = _relative(checkpoint.extra, mine)
-        counters = orjson.loads(extra["counters"]) if "counters" in extra else {}
-        heads = counters.get("heads", {"": counters})  # older checkpoints: one head, flat
-        restored = False
-        for head in self.heads:
-            restored |= head.restore(states, extra, heads.get(head.name, {}))
-        for component in self.components:
-            component.restore(extra)
-        if counters:
-            # metrics written up to here (older checkpoints: as far as learning went)
-            self._metrics_mark = int(counters.get("metrics_mark", self.head.events_learned))
+        restored, metrics_mark = self.snapshot.restore(checkpoint, self.heads, self.components)
+        if metrics_mark is not None:
+            self._metrics_mark = metrics_mark
         if not isinstance(self.source, GroupMember):  # no group: seek at once to everything
             topics = set(self.spec.topics.all)
             ours = {tp: o for tp, o in checkpoint.offsets.items() if tp[0] in topics}
@@ -441,16 +407,13 @@ class Worker:
         """Learn the complete blocks, in the order of ``runtime.blocks`` (holding back those
         that come after the next block of a partition that is behind)."""
         if not self.pending:
-            self._held_since = None
+            self.hold.waiting_for(set(), 0)
             return
         behind: set[TopicPartition] = set()
         if isinstance(self.source, Backlogged):
             behind = {tp for tp in self.source.behind(self.read) if tp[0] in self.train_topics}
-        if behind and any(head.blocks.holds_complete(self.read) for head in self.heads):
-            if not self._hold_or_release(behind):
-                behind = set()
-        else:
-            self._held_since = None
+        holding = any(head.blocks.holds_complete(self.read) for head in self.heads)
+        behind = self.hold.waiting_for(behind if holding else set(), self.pending)
         for head in self.heads:
             self._learn(head, head.blocks.take_ready_runs(self.read, behind))
 
@@ -464,27 +427,6 @@ class Worker:
     def _tell_learned(self, outcome: Outcome) -> None:
         for component in self.components:
             self._tell(component, "learned", component.learned, outcome)
-
-    def _hold_or_release(self, behind: set[TopicPartition]) -> set[TopicPartition]:
-        """Keep holding blocks for the partitions ``behind`` (the set is returned), or give up
-        on them: after ``_MAX_HOLD_SECONDS`` without their events, or past ``_MAX_HELD_ROWS``
-        rows held (an empty set is returned, and it is logged: the order then follows
-        arrival)."""
-        now = time.monotonic()
-        if self._held_since is None:
-            self._held_since = now
-        held = self.pending
-        if now - self._held_since < _MAX_HOLD_SECONDS and held < _MAX_HELD_ROWS:
-            return behind
-        log.warning(
-            "learning goes on without waiting for %s: %d training events held for %.0f s; "
-            "the order of learning across partitions follows arrival until they catch up",
-            sorted(behind),
-            held,
-            now - self._held_since,
-        )
-        self._held_since = None
-        return set()
 
     def _learn_stale_blocks(self) -> None:
         wait = self.spec.learning.max_wait_seconds
@@ -591,23 +533,7 @@ class Worker:
                 )
         except _Rewound:
             return
-        model_states: dict[str, bytes] = {}
-        extra: dict[str, bytes] = {}
-        for head in self.heads:
-            model_states.update(head.model_states())
-            extra.update(head.extra_states())
-        for component in self.components:
-            extra.update(component.state())
-        extra["counters"] = orjson.dumps(
-            {
-                "events_learned": sum(head.events_learned for head in self.heads),
-                "metrics_mark": self._metrics_mark,
-                "heads": {head.name: head.counters() for head in self.heads},
-            },
-            option=orjson.OPT_SORT_KEYS,
-        )
-        model_states = {self.names.of(k): v for k, v in model_states.items()}
-        extra = {self.names.of(k): v for k, v in extra.items()}
+        model_states, extra = self.snapshot.gather(self.heads, self.components, self._metrics_mark)
         try:
             self.outages.call(
                 "saving a checkpoint",
@@ -632,7 +558,7 @@ class Worker:
     def _merge_other_workers(self) -> None:
         """Serve with mergeable models merged with the other workers' latest states; give each
         component that asks for them (``Component.merged_keys``) the other workers' blobs."""
-        mine = self.names.prefix
+        mine = self.snapshot.prefix
         for head in self.heads:
             head.models.refresh_serving(
                 lambda name, head=head: self.outages.call(  # type: ignore[misc]
@@ -749,8 +675,3 @@ def _index_halves(
 def _message_halves(messages: Messages) -> tuple[Messages, Messages]:
     middle = len(messages) // 2
     return messages.rows(0, middle), messages.rows(middle, len(messages))
-
-
-def _relative(states: dict[str, bytes], prefix: str) -> dict[str, bytes]:
-    """The states whose name starts with ``prefix``, named without it."""
-    return {k.removeprefix(prefix): v for k, v in states.items() if k.startswith(prefix)}
