@@ -447,6 +447,55 @@ def targets_text(checked: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def summary_text(
+    results: dict[str, dict[str, dict[str, float | None]]], checked: list[dict[str, Any]]
+) -> str:
+    """One row per stream, for the project README: the default against River's LR and ARF."""
+    lines = [
+        "| stream | streamfit default | River LR | River ARF | events/s: default, LR, ARF "
+        "| targets met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def figures(f: dict[str, float | None] | None) -> str:
+        if not f:
+            return ""
+        tag, value = ("AUC", f.get("roc_auc")) if "roc_auc" in f else ("F1", f.get("macro_f1"))
+        return f"{f['accuracy']:.3f} / {tag} {value:.3f} / {f['log_loss']:.3f}"
+
+    for stream, runs in results.items():
+        default, lr, arf = (runs.get(m) for m in ("streamfit default", "River LR", "River ARF"))
+        speeds = ", ".join(
+            f"{r['events_per_s']:,.0f}" for r in (default, lr, arf) if r and r.get("events_per_s")
+        )
+        mine = [t for t in checked if t["stream"] == stream]
+        met = f"{sum(t['met'] for t in mine)} of {len(mine)}"
+        lines.append(
+            f"| {stream} | {figures(default)} | {figures(lr)} | {figures(arf)} | {speeds} | {met} |"
+        )
+    met = sum(t["met"] for t in checked)
+    lines.append(
+        f"\nAccuracy / ROC AUC or macro F1 / log loss, prequential over every event; "
+        f"{met} of {len(checked)} targets met. The full table, the targets one by one and "
+        "the plot: [`bench/README.md`](bench/README.md).\n"
+    )
+    return "\n".join(lines)
+
+
+def write_reports(
+    data: dict[str, Any], checked: list[dict[str, Any]], out: Path, readme: bool = True
+) -> str:
+    """The tables into ``out/quality.md`` and (for the results folder) the READMEs'
+    ``quality`` markers."""
+    text = "### Learning quality\n\n" + table(data["results"]) + "\n### Targets\n\n"
+    text += targets_text(checked)
+    (out / "quality.md").write_text(text)
+    if readme and out == RESULTS:
+        replace_between(ROOT / "bench" / "README.md", "quality", text)
+        replace_between(ROOT / "README.md", "quality", summary_text(data["results"], checked))
+    return text
+
+
 def plot(windows: dict[str, dict[str, npt.NDArray[np.float64]]], path: Path) -> None:
     import matplotlib
 
@@ -517,15 +566,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-river", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the tables from quality.json"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:  # the reports again from the last run's figures
+        saved = json.loads((args.out / "quality.json").read_text())
+        print(write_reports(saved, saved["targets"], args.out, readme=not args.no_readme))
+        return 0
     names = [n.strip() for n in args.streams.split(",") if n.strip()]
     data = bench(names, args.rows, not args.no_river)
     checked = targets(data["results"])
-    text = "### Learning quality\n\n" + table(data["results"]) + "\n### Targets\n\n"
-    text += targets_text(checked)
-    print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality.md").write_text(text)
     (args.out / "quality.json").write_text(
         json.dumps(
             {"results": data["results"], "notes": data["notes"], "targets": checked},
@@ -534,9 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     plot(data["windows"], args.out / "quality.png")
-    if not args.no_readme and args.out == RESULTS:
-        replace_between(ROOT / "bench" / "README.md", "quality", text)
-        replace_between(ROOT / "README.md", "quality", text)
+    print(write_reports(data, checked, args.out, readme=not args.no_readme))
     return 0
 
 
