@@ -805,3 +805,27 @@ def test_regression_targets_past_the_magnitude_limit_are_dead_letters(rows: int)
         "target 'y' is 1e+300; a regression target is at most 1e+100 in magnitude",
         "target 'y' is -2e+100; a regression target is at most 1e+100 in magnitude",
     ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_sparse_fields_follow_the_same_rules(seed: int) -> None:
+    rng = random.Random(seed)
+    kinds = ["int", "float", "str", "bool", "list", "mixed"]
+    rows = []
+    for i in range(400):
+        row = {"common": i, "mixed": rng.choice([1, "a", None, True])}
+        for _ in range(rng.randint(0, 4)):  # names most rows lack
+            name = f"f{rng.randint(0, 600)}"
+            row[name] = random_value(rng, rng.choice(kinds))
+        if i == 7:
+            row["deep"] = json.loads("[" * 70 + "]" * 70)
+        rows.append(row)
+    result = decode(*[orjson.dumps(r) for r in rows])
+    assert [d.offset for d in result.dead_letters] == [7]
+    kept = rows[:7] + rows[8:]
+    names = list(dict.fromkeys(n for r in kept for n in r))
+    assert len(names) > 256 and result.batch.field_names == names
+    for name in names:
+        expected, is_boolean = reference_column([r.get(name) for r in kept])
+        assert same(column(result, name), expected), name
+        assert (name in result.batch.booleans) == is_boolean, name

@@ -611,6 +611,8 @@ _ARROW_TYPES: dict[type, Any] = {
     str: pa.large_string(),
 }
 _HINT_ROWS = 64  # rows scanned for a field's first non-null value before giving up
+_SPARSE_FIELDS = 256  # a batch with more fields than this, most of them absent from most
+# rows, reads its columns from one pass over the rows' values (``_sparse_columns``)
 _CONTROL = re.compile(r"[\x00-\x1f]")
 _TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
@@ -632,7 +634,10 @@ def _columns(rows: list[dict[str, Any]], skip: str | None) -> _Columns:
     if not names:
         return out
     names, out.partial = _column_names(rows, names, skip)
-    converted = _convert_with_arrow(rows, _type_hints(rows, names))
+    if len(names) > _SPARSE_FIELDS and len(names) * len(rows) > 4 * _cells(rows):
+        converted = _sparse_columns(rows, names, out.too_deep)
+    else:
+        converted = _convert_with_arrow(rows, _type_hints(rows, names))
     for name in names:
         found = converted.get(name)
         if found:
@@ -642,6 +647,37 @@ def _columns(rows: list[dict[str, Any]], skip: str | None) -> _Columns:
         out.arrays[name] = column
         if is_boolean:
             out.booleans.append(name)
+    return out
+
+
+def _cells(rows: list[dict[str, Any]]) -> int:
+    return sum(map(len, rows))
+
+
+def _sparse_columns(
+    rows: list[dict[str, Any]], names: list[str], too_deep: set[int]
+) -> dict[str, tuple[npt.NDArray[Any], bool]]:
+    """The columns of fields most rows lack (many fields, few in each row), from one pass
+    over the rows' values rather than one look-up per field and row: by the same rules,
+    each field's values read from the rows that have it, and placed in its column."""
+    places: dict[str, list[int]] = {name: [] for name in names}
+    cells: dict[str, list[Any]] = {name: [] for name in names}
+    for j, row in enumerate(rows):
+        for key, value in row.items():
+            found = cells.get(key)
+            if found is not None:
+                found.append(value)
+                places[key].append(j)
+    out: dict[str, tuple[npt.NDArray[Any], bool]] = {}
+    n = len(rows)
+    for name in names:
+        at = places[name]
+        deep: set[int] = set()
+        column, is_boolean = _column(cells[name], deep)
+        too_deep.update(at[i] for i in deep)
+        full = np.full(n, None if column.dtype == object else np.nan, dtype=column.dtype)
+        full[np.asarray(at, dtype=np.intp)] = column
+        out[name] = (full, is_boolean)
     return out
 
 
