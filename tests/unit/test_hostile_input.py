@@ -79,3 +79,30 @@ def test_wrong_typed_values_in_the_first_events_do_not_retype_a_field(
 
 def _payloads(train: list[dict[str, Any]], score: list[dict[str, Any]]) -> tuple[list[bytes], ...]:
     return [orjson.dumps(e) for e in train], [orjson.dumps(e) for e in score]
+
+
+def test_dead_letter_records_stay_below_the_producers_default_size(tmp_path: Path) -> None:
+    from streamfit.runtime.outputs import MAX_RECORD_PAYLOAD
+
+    spec = validate_spec(
+        {
+            "name": "dead",
+            "topics": {"score": "score"},
+            "models": [{"name": "lr", "builtin": "logistic_regression"}],
+            "outputs": {
+                "database": f"sqlite:///{tmp_path / 'db.sqlite'}",
+                "dead_letter_topic": "d",
+            },
+        }
+    )
+    broker = MemoryBroker()
+    small, large = b"[" + b"1," * 1000 + b"1]", b"[" + b"1," * 400_000 + b"1]"
+    broker.append("score", [small, large])
+    worker = build_worker(spec, broker=broker)
+    worker.run(until=lambda w: w.read.get(("score", 0), 0) >= 2)
+    records = [orjson.loads(value or b"") for _, value in broker.read("d")]
+    assert [r["payload_bytes"] for r in records] == [len(small), len(large)]
+    assert len(large) > MAX_RECORD_PAYLOAD and records[1]["payload_base64"] is None
+    assert records[0]["payload_base64"] is not None
+    assert all(len(value or b"") < 1_000_000 for _, value in broker.read("d"))
+    assert [d.value for d in worker.store.read_dead_letters()] == [small, large]

@@ -2,9 +2,11 @@
 
 ``Outputs`` writes a scored batch (a results row per event in the database, a record per
 event on the predictions topic), writes dead letters (the ``dead_letters`` table, and the
-dead-letter topic when there is one: a JSON record with the reason and the original bytes in
-base64), flushes the topics before a checkpoint, and closes them. Database writes go through
-``Outages.call``, so a database that is down pauses the worker instead of failing it.
+dead-letter topic when there is one: a JSON record with the reason and the original bytes
+in base64, ``payload_base64``, up to ``MAX_RECORD_PAYLOAD`` bytes; past that it is null,
+and the table alone has them), flushes the topics before a checkpoint, and closes them.
+Database writes go through ``Outages.call``, so a database that is down pauses the worker
+instead of failing it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from streamfit.spec.model import PipelineSpec
 from streamfit.store import ModelPredictions, Store
 from streamfit.streams.base import OutRecord, RecordSink
 
-__all__ = ["Outputs"]
+__all__ = ["MAX_RECORD_PAYLOAD", "Outputs"]
+
+#: The largest payload a dead-letter record carries: its base64 keeps the record below the
+#: 1,000,000 bytes a Kafka producer sends by default (``message.max.bytes``).
+MAX_RECORD_PAYLOAD = 512 * 1024
 
 log = logging.getLogger("streamfit.worker")
 
@@ -105,13 +111,17 @@ class Outputs:
             )
 
     def _record(self, letter: DeadLetter) -> OutRecord:
+        payload = letter.value or b""
         value = {
             "pipeline": self.spec.name,
             "reason": letter.reason,
             "topic": letter.topic,
             "partition": letter.partition,
             "offset": letter.offset,
-            "payload_base64": base64.b64encode(letter.value or b"").decode(),
+            "payload_bytes": len(payload),
+            "payload_base64": base64.b64encode(payload).decode()
+            if len(payload) <= MAX_RECORD_PAYLOAD
+            else None,
         }
         return OutRecord(letter.key, orjson.dumps(value))
 
