@@ -473,11 +473,11 @@ class Featurizer:
             if kind is None:
                 if not learn:
                     continue
-                kind = self._infer(name, column, boolean)
-                if kind is None:
-                    continue
                 if len(self._schema) >= MAX_FEATURE_FIELDS:
                     self._untrack(name)
+                    continue
+                kind = self._infer(name, column, boolean)
+                if kind is None:
                     continue
                 self._add_field(name, kind)
             if not hashed and kind in ("categorical", "text"):

@@ -173,6 +173,7 @@ class Store:
         self.retry_after = retry_after
         self._lock = threading.RLock()
         self._results: dict[str, _Results] = {}
+        self._warned: set[str] = set()  # results tables said to have fields without a column
         self._training: dict[str, sa.Table] = {}
         self._exploration: dict[str, sa.Table] = {}  # field statistics, schema changes
         self._fixed = fixed_metadata()
@@ -501,7 +502,8 @@ class Store:
         untracked = {f for f in kinds if f not in fields}
         if known is not None and len(known.untracked) < _UNTRACKED_KEPT:
             untracked |= known.untracked
-        if untracked - (known.untracked if known else set()):
+        if untracked and table not in self._warned:
+            self._warned.add(table)
             log.warning(
                 "%s: fields such as %r have no column (at most %d fields a table, names of at "
                 "most %d characters without control characters); rows that have them keep "
