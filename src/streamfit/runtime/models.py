@@ -11,7 +11,7 @@ workers' latest states (``refresh_serving``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,11 +116,21 @@ class ModelSet:
 
     # -- scoring and learning
 
-    def predict(self, X: sp.csr_matrix, records: RecordsOf | None = None) -> list[ModelPredictions]:
-        """Every model's predictions for the rows of ``X``, champion first; a model that
-        ``reads_records`` gets ``records()`` instead of ``X``."""
+    def predict(
+        self,
+        X: sp.csr_matrix,
+        records: RecordsOf | None = None,
+        names: Collection[str] | None = None,
+    ) -> list[ModelPredictions]:
+        """Every model's predictions for the rows of ``X`` (only those in ``names``, when
+        given), champion first; a model that ``reads_records`` gets ``records()``
+        instead of ``X``."""
         inputs = _Inputs(X, records)
-        return [self._predict(slot, inputs) for slot in self.slots]
+        return [
+            self._predict(slot, inputs)
+            for slot in self.slots
+            if names is None or slot.name in names
+        ]
 
     def _predict(self, slot: ModelSlot, inputs: _Inputs) -> ModelPredictions:
         model = self.serving.get(slot.name, slot.model)
@@ -158,6 +168,25 @@ class ModelSet:
         return outcomes
 
     # -- state
+
+    def copy(self) -> ModelSet:
+        """An independent copy of what serves now (each model through its state, with its
+        counters): it predicts as this set does at this moment, whatever this set learns
+        next. What a server in another thread scores with while the worker learns."""
+        clone = ModelSet.__new__(ModelSet)
+        clone.task = self.task
+        clone.serving = {}
+        clone.slots = [
+            ModelSlot(
+                slot.name,
+                slot.kind,
+                model_from_state(self.serving.get(slot.name, slot.model).state()),
+                slot.version,
+                slot.events_learned,
+            )
+            for slot in self.slots
+        ]
+        return clone
 
     def states(self) -> dict[str, bytes]:
         """Each model's state, by model name."""

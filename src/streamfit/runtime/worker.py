@@ -83,6 +83,7 @@ class RunStats:
     dead_letters: int = 0
     batches: int = 0
     checkpoints: int = 0
+    last_checkpoint_seconds: float = 0.0  # how long the last checkpoint took
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -516,6 +517,7 @@ class Worker:
 
             return call
 
+        started = time.monotonic()
         learned = dict(self.read)
         for head in self.heads:
             for tp, offset in head.learned_frontier(self.read).items():
@@ -551,8 +553,9 @@ class Worker:
                 self.source.commit(dict(learned), wait=wait)
             except StreamError as exc:
                 log.warning("committing offsets to Kafka failed (the checkpoint holds): %s", exc)
-        self.stats.checkpoints += 1
         self._last_checkpoint = time.monotonic()
+        self.stats.last_checkpoint_seconds = self._last_checkpoint - started
+        self.stats.checkpoints += 1
         self._events_at_checkpoint = self.stats.events_in
 
     def _merge_other_workers(self) -> None:
