@@ -66,6 +66,15 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     return f"sf_{slug}_{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(autouse=True)
+def _reap_worker_processes() -> Iterator[None]:
+    """No worker process a test started outlives it, whatever the test's outcome."""
+    yield
+    from tests.integration.support import reap_workers
+
+    reap_workers()
+
+
 # ------------------------------------------------------------------------------------ Kafka
 
 

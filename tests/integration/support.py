@@ -304,7 +304,21 @@ def start_worker(
             stderr=stderr,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
-    return WorkerProcess(f"worker {worker_id}", proc, log)
+    worker = WorkerProcess(f"worker {worker_id}", proc, log)
+    STARTED.append(worker)
+    return worker
+
+
+#: every worker process a test started; ``reap_workers`` kills those still running after it
+STARTED: list[WorkerProcess] = []
+
+
+def reap_workers() -> None:
+    """SIGKILL the workers tests started that still run (a failed test leaves them behind)."""
+    while STARTED:
+        worker = STARTED.pop()
+        if worker.running:
+            worker.kill()
 
 
 # ------------------------------------------------------------- the store, read while it is written
