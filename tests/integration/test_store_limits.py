@@ -167,3 +167,32 @@ def test_names_that_fold_or_cut_to_one_column_get_their_own(store: Store, result
     for i, name in enumerate(names):
         assert rows[0][columns[name]] == float(i), name
     assert rows[0]["event_payload"] is None and store.count("models") == 0
+
+
+def test_states_larger_than_a_packet_are_stored_in_parts(store: Store) -> None:
+    # a four-class softmax model over 2**18 features is a 19 MB state: more than MariaDB's
+    # 16 MiB packets, and more than twice that once PyMySQL escapes it
+    big, other = random.Random(1).randbytes(19_000_000), b"small"
+    store.save_checkpoint({("t", 0): 5}, {"0/model/lr": big}, {"0/featurizer": other})
+    checkpoint = store.load_checkpoint()
+    assert checkpoint is not None
+    assert checkpoint.model_states == {"0/model/lr": big}
+    assert checkpoint.extra == {"0/featurizer": other}
+    assert store.load_states(suffix="/model/lr", exclude_prefix="1/") == {"0/model/lr": big}
+    # smaller again: the parts of the large one are not read as states
+    store.save_checkpoint({("t", 0): 6}, {"0/model/lr": b"now small"})
+    checkpoint = store.load_checkpoint()
+    assert checkpoint is not None and checkpoint.model_states == {"0/model/lr": b"now small"}
+    store.save_model("lr", 3, "builtin", big)
+    store.save_model("lr", 4, "builtin", big[::-1])
+    assert store.load_model("lr") == (4, "builtin", big[::-1])
+
+
+def test_dead_letters_keep_their_first_4_mib(store: Store) -> None:
+    from streamfit.batch import DeadLetter
+
+    huge = b"x" * (5 << 20)
+    store.write_dead_letters([DeadLetter("t", 0, 1, None, huge, 0, "too large")])
+    [letter] = store.read_dead_letters()
+    assert letter.value == huge[: 4 << 20]
+    assert letter.reason == f"too large (payload cut to its first {4 << 20} of {5 << 20} bytes)"

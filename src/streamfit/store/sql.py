@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from streamfit.batch import Batch, DeadLetter, Offsets
 from streamfit.errors import DatabaseUnavailableError, StoreError, StreamfitError
 from streamfit.limits import MAX_NAME_CHARS, MAX_RESULT_FIELDS
-from streamfit.store import _bulk
+from streamfit.store import _bulk, _parts
 from streamfit.store import _values as values
 from streamfit.store.tables import (
     FIELD_STATS_JSON,
@@ -893,9 +893,9 @@ class Store:
                 "source_partition": d.partition,
                 "source_offset": d.offset,
                 "event_key": d.key,
-                "payload": d.value,
+                "payload": d.value if d.value is None else d.value[: _parts.PART_BYTES],
                 "preview": _preview(d.value),
-                "reason": d.reason.replace("\x00", "\ufffd"),
+                "reason": _dead_letter_reason(d),
                 "event_time": time,
                 "recorded_at": now,
             }
@@ -931,17 +931,22 @@ class Store:
     # -- models ---------------------------------------------------------------------------------
 
     def save_model(self, name: str, version: int, kind: str, state: bytes) -> None:
-        """Store a model's state as (this pipeline, ``name``, ``version``); upsert."""
-        row = {
-            "pipeline": self.pipeline,
-            "name": name,
-            "version": int(version),
-            "kind": kind,
-            "state": bytes(state),
-            "saved_at": _utcnow(),
-        }
+        """Store a model's state as (this pipeline, ``name``, ``version``); upsert. A state
+        past ``_parts.PART_BYTES`` is stored in parts (``store._parts``)."""
+        now = _utcnow()
+        rows = [
+            {
+                "pipeline": self.pipeline,
+                "name": row_name,
+                "version": int(version),
+                "kind": kind,
+                "state": blob,
+                "saved_at": now,
+            }
+            for row_name, blob in _parts.split(name, bytes(state))
+        ]
         with self._guard(f"saving model {name} v{version}"):
-            self._write(self._fixed.tables["models"], [row])
+            self._write(self._fixed.tables["models"], rows)
 
     def load_model(self, name: str) -> tuple[int, str, bytes] | None:
         """(version, kind, state) of the highest saved version of ``name``, or None."""
@@ -954,7 +959,16 @@ class Store:
         )
         with self._guard(f"loading model {name}"), self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else (int(row.version), str(row.kind), bytes(row.state))
+            if row is None:
+                return None
+            stored = {name: bytes(row.state)}
+            names = _parts.part_names(name, stored[name])
+            if names:
+                parts = sa.select(t.c.name, t.c.state).where(
+                    t.c.pipeline == self.pipeline, t.c.version == row.version, t.c.name.in_(names)
+                )
+                stored |= {str(r.name): bytes(r.state) for r in conn.execute(parts)}
+        return int(row.version), str(row.kind), _parts.joined(stored)[name]
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -985,10 +999,11 @@ class Store:
             for (topic, partition), offset in offsets.items()
         ]
         state_rows = [
-            {"pipeline": self.pipeline, "slot": slot, "name": name, "state": bytes(state)}
+            {"pipeline": self.pipeline, "slot": slot, "name": row_name, "state": blob}
             | {"written_at": now}
             for slot, states in (("model", model_states), ("extra", extra or {}))
             for name, state in states.items()
+            for row_name, blob in _parts.split(name, bytes(state))
         ]
         checkpoints = self._fixed.tables["checkpoints"]
         states_table = self._fixed.tables["checkpoint_states"]
@@ -1014,7 +1029,16 @@ class Store:
             sa.not_(states.c.name.startswith(exclude_prefix, autoescape=True)),
         )
         with self._guard("loading model states"), self._engine.connect() as conn:
-            return {str(r.name): bytes(r.state) for r in conn.execute(query)}
+            found = {str(r.name): bytes(r.state) for r in conn.execute(query)}
+            names = [p for name, blob in found.items() for p in _parts.part_names(name, blob)]
+            if names:
+                parts = sa.select(states.c.name, states.c.state).where(
+                    states.c.pipeline == self.pipeline,
+                    states.c.slot == slot,
+                    states.c.name.in_(names),
+                )
+                found |= {str(r.name): bytes(r.state) for r in conn.execute(parts)}
+        return _parts.joined(found)
 
     def delete_checkpoint(self) -> None:
         """Forget this pipeline's progress and state (the next run starts from scratch)."""
@@ -1046,8 +1070,10 @@ class Store:
             )
             for r in offset_rows
         }
-        model_states = {r.name: bytes(r.state) for r in state_rows if r.slot == "model"}
-        extra = {r.name: bytes(r.state) for r in state_rows if r.slot == "extra"}
+        model_states = _parts.joined(
+            {r.name: bytes(r.state) for r in state_rows if r.slot == "model"}
+        )
+        extra = _parts.joined({r.name: bytes(r.state) for r in state_rows if r.slot == "extra"})
         written = [_as_utc(r.written_at) for r in [*offset_rows, *state_rows]]
         return Checkpoint(offsets, model_states, extra, max(written) if written else None, emitted)
 
@@ -1111,6 +1137,13 @@ class _Changed:
             value = originals[i]
             out[i] = None if value is None else values.clean(value.decode("utf-8", "replace"))
         return out
+
+
+def _dead_letter_reason(letter: DeadLetter) -> str:
+    reason = values.clean(letter.reason)
+    if letter.value is not None and len(letter.value) > _parts.PART_BYTES:
+        reason += f" (payload cut to its first {_parts.PART_BYTES} of {len(letter.value)} bytes)"
+    return reason
 
 
 def _make_engine(url: str, connect_timeout: float) -> sa.Engine:
