@@ -26,6 +26,8 @@ with a column in a results table                   (``event_payload``; counted, 
 statistics, per pipeline                           logged once)
 ``MAX_CORRELATED_FIELDS``: numeric      50         later numeric fields have no correlations
 fields with correlations
+``MAX_KEY_BYTES``: the spec's ``key:``  1 KiB      the event keeps its Kafka key (predictions
+field's value, as text                             topic, ``event_key``)
 ``MAX_MAGNITUDE``: a numeric feature's  1e100      missing for the model, counted as invalid
 value                                              (stored as it is)
 ... and a regression target             1e100      dead letter: ``target 'y' is 1e+300; a
@@ -63,6 +65,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_EVENT_BYTES",
     "MAX_FEATURE_FIELDS",
+    "MAX_KEY_BYTES",
     "MAX_MAGNITUDE",
     "MAX_NAME_CHARS",
     "MAX_RESULT_FIELDS",
@@ -76,5 +79,6 @@ MAX_BATCH_FIELDS: Final = 2_000
 MAX_FEATURE_FIELDS: Final = 1_000
 MAX_RESULT_FIELDS: Final = 250
 MAX_MAGNITUDE: Final = 1e100
+MAX_KEY_BYTES: Final = 1024
 MAX_STATS_FIELDS: Final = 200
 MAX_CORRELATED_FIELDS: Final = 50

@@ -106,3 +106,32 @@ def test_dead_letter_records_stay_below_the_producers_default_size(tmp_path: Pat
     assert records[0]["payload_base64"] is not None
     assert all(len(value or b"") < 1_000_000 for _, value in broker.read("d"))
     assert [d.value for d in worker.store.read_dead_letters()] == [small, large]
+
+
+def test_a_key_too_long_for_a_record_leaves_the_event_its_own_key(tmp_path: Path) -> None:
+    from streamfit.limits import MAX_KEY_BYTES
+
+    spec = validate_spec(
+        {
+            "name": "keys",
+            "topics": {"score": "score"},
+            "key": "id",
+            "models": [{"name": "lr", "builtin": "logistic_regression"}],
+            "outputs": {
+                "database": f"sqlite:///{tmp_path / 'db.sqlite'}",
+                "predictions_topic": "p",
+            },
+        }
+    )
+    broker = MemoryBroker()
+    ids = ["a" * MAX_KEY_BYTES, "b" * (MAX_KEY_BYTES + 1), "c" * 900_000]
+    events = [orjson.dumps({"id": i, "x": 1.0, "bad\x01name": 1}) for i in ids]
+    broker.append("score", events, keys=[b"k0", b"k1", b"k2"], partition=0)
+    worker = build_worker(spec, broker=broker)
+    worker.run(until=lambda w: w.read.get(("score", 0), 0) >= 3)
+    records = broker.read("p")
+    assert [key for key, _ in records] == [ids[0].encode(), b"k1", b"k2"]
+    assert all(len(value or b"") < 10_000 for _, value in records)
+    rows = worker.store.read_results("keys_results")
+    assert [r["event_key"] for r in rows] == [ids[0], "k1", "k2"]
+    assert [r["event_payload"] for r in rows] == [e.decode() for e in events]  # "bad\x01name"

@@ -3,7 +3,9 @@
 With ``key: id`` in the spec, an event's key is its ``id`` value, as text: it is the key of
 its record on the predictions topic, the ``key`` field of that record, and ``event_key`` in
 the results table. Whole numbers read without a decimal point (``4500``, not ``4500.0``: JSON
-numbers reach the batch as floats). An event without the field keeps its Kafka key.
+numbers reach the batch as floats). An event without the field keeps its Kafka key, and so
+does one whose value is longer than ``limits.MAX_KEY_BYTES`` as text (its record would not
+fit in a Kafka message otherwise).
 
 >>> import numpy as np
 >>> from streamfit.batch import Batch, Messages
@@ -23,6 +25,7 @@ import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch
+from streamfit.limits import MAX_KEY_BYTES
 
 __all__ = ["key_text", "keyed", "keys_of", "payload_keys"]
 
@@ -59,7 +62,9 @@ def keys_of(
         return out
     for i, value in enumerate(values.tolist()):
         if value is not None:
-            out[i] = key_text(value).encode()
+            key = key_text(value).encode()
+            if len(key) <= MAX_KEY_BYTES:
+                out[i] = key
     return out
 
 
@@ -69,7 +74,7 @@ def keyed(batch: Batch, key_field: str | None) -> Batch:
         return batch
     keys = keys_of(batch.columns[key_field], batch.meta.keys)
     meta = dataclasses.replace(batch.meta, keys=keys)
-    return Batch(batch.columns, meta, batch.booleans)
+    return Batch(batch.columns, meta, batch.booleans, batch.partial)
 
 
 def payload_keys(events: list[bytes], key_field: str) -> list[bytes | None]:

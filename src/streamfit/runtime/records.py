@@ -29,6 +29,7 @@ import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch
+from streamfit.limits import MAX_KEY_BYTES
 from streamfit.runtime.keys import key_text
 from streamfit.store import ModelPredictions
 from streamfit.streams.base import Record
@@ -117,7 +118,9 @@ def _keys(own: list[bytes | None], values: npt.NDArray[Any] | None) -> list[byte
     for i, value in enumerate(values.tolist()):
         if value is None or (isinstance(value, float) and value != value):
             continue
-        out[i] = key_text(value).encode()  # 4500.0 reads 4500, True reads true
+        key = key_text(value).encode()  # 4500.0 reads 4500, True reads true
+        if len(key) <= MAX_KEY_BYTES:  # else the event's own key: the record must fit
+            out[i] = key
     return out
 
 
