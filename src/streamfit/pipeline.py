@@ -222,6 +222,11 @@ class Pipeline:
         row per event, ``prediction`` and ``probability`` of the champion, then the others'
         as ``prediction__<model>``."""
         values = _encode(events)
+        if self.spec.task == "anomaly":
+            raise ValueError(
+                "Pipeline.predict is for classification and regression pipelines: an anomaly "
+                "pipeline's scores are in its results table (Pipeline.results())"
+            )
         decoded = decode_json(Messages.from_values(values), self.spec.target, self.spec.task)
         if decoded.dead_letters:
             first = decoded.dead_letters[0]

@@ -34,6 +34,7 @@ from streamfit.errors import ModelError
 
 __all__ = [
     "Classifier",
+    "Detector",
     "Features",
     "Mergeable",
     "Model",
@@ -99,6 +100,32 @@ class Classifier(Model, Protocol):
     def predict_proba_many(self, X: sp.csr_matrix) -> npt.NDArray[np.float64]:
         """``(n_rows, len(classes))`` probabilities, columns in ``classes`` order."""
         ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An anomaly detector: no labels, a score per event (higher is more unusual).
+
+    ``score_learn_many`` is its prequential step: each event scored by the detector as it
+    was just before that event, then learned (or, for a detector without per-event
+    learning, the whole batch scored, then learned). What ``X`` is depends on ``reads``:
+    ``"columns"`` the decoded batch itself (``streamfit.batch.Batch``), ``"records"`` one
+    dict of fields per event (River's input), ``"matrix"`` the hashed feature matrix.
+    """
+
+    task: Literal["anomaly"]
+    reads: str
+
+    def score_learn_many(self, X: Any) -> npt.NDArray[np.float64]: ...
+
+    def score_many(self, X: Any) -> npt.NDArray[np.float64]: ...
+
+    def learn_many(self, X: Any) -> None: ...
+
+    def state(self) -> bytes: ...
+
+    @classmethod
+    def from_state(cls, blob: bytes) -> Self: ...
 
 
 @runtime_checkable

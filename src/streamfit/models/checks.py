@@ -10,7 +10,9 @@ test suite can parametrize over ``CHECKS``.
 
 ``make`` builds a fresh model; ``problem`` draws a labeled problem (``binary_problem``,
 ``multiclass_problem`` and ``regression_problem`` are here, over ``N_FEATURES`` hashed
-columns).
+columns). Anomaly detectors have checks of their own (``check_detector``, ``DETECTOR_CHECKS``,
+on ``anomaly_problem``): the contract, an empty batch, finding planted anomalies, the state
+read back, a corrupt state refused.
 
 >>> from streamfit.models import LogisticRegression
 >>> check_model(lambda: LogisticRegression(n_features=N_FEATURES), binary_problem)
@@ -34,9 +36,12 @@ from streamfit.models.factory import model_from_state
 
 __all__ = [
     "CHECKS",
+    "DETECTOR_CHECKS",
     "N_FEATURES",
     "Options",
+    "anomaly_problem",
     "binary_problem",
+    "check_detector",
     "check_model",
     "multiclass_problem",
     "regression_problem",
@@ -263,5 +268,133 @@ def check_model(make: Make, problem: Problem, options: Options | None = None) ->
     for check in CHECKS:
         try:
             check(make, problem, options or Options())
+        except AssertionError as exc:
+            raise AssertionError(f"{check.__name__}: {exc}") from exc
+
+
+# -- anomaly detectors --------------------------------------------------------------------------
+
+MakeDetector = Callable[[], Any]
+
+
+def anomaly_problem(rng: np.random.Generator, n: int) -> tuple[Any, npt.NDArray[np.int64]]:
+    """A decoded batch of ``n`` sensor events, 2% of them anomalies (a reading far off, or a
+    valve state never seen otherwise), and which ones they are."""
+    import orjson
+
+    from streamfit.batch import Messages
+    from streamfit.codecs import decode_json
+
+    outlier = (rng.random(n) < 0.02).astype(np.int64)
+    temp = rng.normal(20.0, 1.0, size=n) + outlier * rng.choice([-8.0, 8.0], size=n)
+    flow = rng.gamma(4.0, 2.0, size=n)
+    valve = np.where(outlier & (rng.random(n) < 0.5), "stuck", rng.choice(["open", "shut"], n))
+    rows = [
+        orjson.dumps({"temp": float(t), "flow": float(f), "valve": str(v)})
+        for t, f, v in zip(temp, flow, valve, strict=True)
+    ]
+    return decode_json(Messages.from_values(rows), None, "classification").batch, outlier
+
+
+def _detector_input(detector: Any, batch: Any) -> Any:
+    """What ``detector`` reads of ``batch``: the batch, or its numeric fields as records
+    (River's detectors take numbers)."""
+    if getattr(detector, "reads", "columns") == "columns":
+        return batch
+    names = [name for name, column in batch.columns.items() if column.dtype.kind == "f"]
+    columns = [batch.columns[name].tolist() for name in names]
+    return [
+        {k: v for k, v in zip(names, row, strict=True) if v is not None and v == v}
+        for row in zip(*columns, strict=True)
+    ]
+
+
+def _scored(make: MakeDetector, n: int = 3000, seed: int = 0) -> tuple[Any, Any, Any]:
+    detector = make()
+    batch, outlier = anomaly_problem(np.random.default_rng(seed), n)
+    scores = np.concatenate(
+        [
+            detector.score_learn_many(_detector_input(detector, batch.rows(a, a + 250)))
+            for a in range(0, n, 250)
+        ]
+    )
+    return detector, scores, outlier
+
+
+def check_detector_contract(make: MakeDetector, threshold: float) -> None:
+    """A ``Detector``: task ``anomaly``, ``reads``, and one finite score per event."""
+    from streamfit.models.base import Detector
+
+    detector = make()
+    assert isinstance(detector, Detector), f"{type(detector).__name__} is not a Detector"
+    assert detector.task == "anomaly"
+    batch, _ = anomaly_problem(np.random.default_rng(1), 10)
+    scores = np.asarray(detector.score_learn_many(_detector_input(detector, batch)))
+    assert scores.shape == (10,) and np.isfinite(scores).all()
+
+
+def check_detector_empty_batch(make: MakeDetector, threshold: float) -> None:
+    """Scoring no events gives no scores and changes nothing."""
+    detector, _, _ = _scored(make, n=500)
+    batch, _ = anomaly_problem(np.random.default_rng(2), 10)
+    before = detector.state()
+    assert len(detector.score_learn_many(_detector_input(detector, batch.rows(0, 0)))) == 0
+    assert detector.state() == before or type(detector).__name__.startswith("River")
+
+
+def check_detector_finds_anomalies(make: MakeDetector, threshold: float) -> None:
+    """Prequential ROC AUC of ``threshold`` at least on ``anomaly_problem``."""
+    from sklearn.metrics import roc_auc_score
+
+    _, scores, outlier = _scored(make)
+    auc = float(roc_auc_score(outlier[500:], scores[500:]))
+    assert auc >= threshold, f"ROC AUC {auc:.3f}"
+
+
+def check_detector_state_round_trip(make: MakeDetector, threshold: float) -> None:
+    """Read back from its state, it scores and goes on learning as the original."""
+    from streamfit.models.factory import model_from_state
+
+    detector, _, _ = _scored(make, n=1500)
+    restored = model_from_state(detector.state())
+    assert type(restored) is type(detector)
+    batch, _ = anomaly_problem(np.random.default_rng(3), 300)
+    got = restored.score_learn_many(_detector_input(restored, batch))
+    want = detector.score_learn_many(_detector_input(detector, batch))
+    assert np.array_equal(got, want), "the restored detector scores otherwise"
+
+
+def check_detector_state_rejects_garbage(make: MakeDetector, threshold: float) -> None:
+    """A truncated or corrupt blob raises ``StateFormatError``."""
+    from streamfit.models.factory import model_from_state
+
+    blob = _scored(make, n=300)[0].state()
+    flipped = blob[:20] + bytes([blob[20] ^ 0xFF]) + blob[21:]
+    for bad in (b"", blob[:-1], flipped, blob[: len(blob) // 2]):
+        try:
+            model_from_state(bad)
+        except StateFormatError:
+            continue
+        raise AssertionError(f"a corrupt state ({len(bad)} B) was accepted")
+
+
+DETECTOR_CHECKS: list[Callable[[MakeDetector, float], None]] = [
+    check_detector_contract,
+    check_detector_empty_batch,
+    check_detector_finds_anomalies,
+    check_detector_state_round_trip,
+    check_detector_state_rejects_garbage,
+]
+
+
+def check_detector(make: MakeDetector, threshold: float = 0.9) -> None:
+    """Run every check of ``DETECTOR_CHECKS`` on the detectors ``make`` builds.
+
+    >>> from streamfit.explore.detector import HistogramDetector
+    >>> check_detector(HistogramDetector)
+    """
+    for check in DETECTOR_CHECKS:
+        try:
+            check(make, threshold)
         except AssertionError as exc:
             raise AssertionError(f"{check.__name__}: {exc}") from exc

@@ -38,10 +38,15 @@ import re
 from typing import Any
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Model, Task
+from streamfit.models.base import Detector, Model, Task
 from streamfit.models.binned import BinnedLogisticRegression
 from streamfit.models.linear import LinearRegression, LogisticRegression
-from streamfit.models.river_adapter import RiverModel
+from streamfit.models.river_adapter import (
+    RiverDetector,
+    RiverModel,
+    final_step,
+    is_river_detector,
+)
 from streamfit.models.sklearn_adapter import SklearnModel
 from streamfit.models.state import peek_model
 from streamfit.spec.model import (
@@ -52,7 +57,7 @@ from streamfit.spec.model import (
     default_models,
 )
 
-__all__ = ["BUILTINS", "build_model", "default_model_spec", "model_from_state"]
+__all__ = ["BUILTINS", "build_detector", "build_model", "default_model_spec", "model_from_state"]
 
 #: builtin name -> (class, the task it serves)
 BUILTINS: dict[str, tuple[type[LogisticRegression] | type[LinearRegression], Task]] = {
@@ -84,14 +89,54 @@ def build_model(spec: ModelSpec, task: Task, n_features: int) -> Model:
     raise ModelError(f"unknown model spec {type(spec).__name__}")
 
 
+def build_detector(spec: ModelSpec) -> Detector:
+    """The anomaly detector ``spec`` describes (a pipeline of ``task: anomaly``):
+    ``builtin: histogram_detector`` (``streamfit.explore.detector.HistogramDetector``) or a
+    River anomaly detector (``river: anomaly.HalfSpaceTrees``, or a ``compose.Pipeline``
+    ending with one). Anything else raises ``ModelError``.
+
+    >>> from streamfit.spec.model import BuiltinModelSpec
+    >>> type(build_detector(BuiltinModelSpec(name="d", builtin="histogram_detector"))).__name__
+    'HistogramDetector'
+    """
+    if isinstance(spec, BuiltinModelSpec):
+        where = f"model {spec.name!r} (builtin: {spec.builtin})"
+        if spec.builtin != "histogram_detector":
+            task = BUILTINS[spec.builtin][1]
+            raise ModelError(f"{where}: is a {task} model, the pipeline's task is anomaly")
+        from streamfit.explore.detector import HistogramDetector
+
+        _check_names(where, HistogramDetector, spec.params)
+        try:
+            return HistogramDetector(**spec.params)
+        except (ModelError, TypeError) as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+    if isinstance(spec, RiverModelSpec):
+        where = f"model {spec.name!r} (river: {spec.river})"
+        estimator = _river_estimator(where, spec.river, spec.params)
+        if not is_river_detector(estimator):
+            name = type(final_step(estimator)).__name__
+            raise ModelError(f"{where}: {name} is not a River anomaly detector")
+        return RiverDetector(estimator, reads=spec.reads)
+    raise ModelError(
+        f"model {spec.name!r}: an anomaly pipeline's models are 'builtin: histogram_detector' "
+        "or River anomaly detectors"
+    )
+
+
 def model_from_state(blob: bytes) -> Model:
-    """Any model back from its ``state()`` bytes, by the name in the blob's header."""
+    """Any model (or detector) back from its ``state()`` bytes, by the name in the blob's
+    header."""
+    from streamfit.explore.detector import HistogramDetector
+
     name = peek_model(blob)
     readers: dict[str, Any] = {
         "builtin.LogisticRegression": LogisticRegression.from_state,
         "builtin.LinearRegression": LinearRegression.from_state,
         "builtin.BinnedLogisticRegression": BinnedLogisticRegression.from_state,
+        "builtin.HistogramDetector": HistogramDetector.from_state,
         "river": RiverModel.from_state,
+        "river_anomaly": RiverDetector.from_state,
         "sklearn": SklearnModel.from_state,
     }
     reader = readers.get(name)
@@ -103,6 +148,8 @@ def model_from_state(blob: bytes) -> Model:
 
 def _builtin(spec: BuiltinModelSpec, task: Task, n_features: int) -> Model:
     where = f"model {spec.name!r} (builtin: {spec.builtin})"
+    if spec.builtin not in BUILTINS:
+        raise ModelError(f"{where}: is an anomaly detector, the pipeline's task is {task}")
     cls, serves = BUILTINS[spec.builtin]
     if serves != task:
         raise ModelError(f"{where}: is a {serves} model, the pipeline's task is {task}")
@@ -119,8 +166,6 @@ def _river(spec: RiverModelSpec, task: Task) -> Model:
     where = f"model {spec.name!r} (river: {spec.river})"
     estimator = _river_estimator(where, spec.river, spec.params)
     import river.base
-
-    from streamfit.models.river_adapter import final_step
 
     final = final_step(estimator)
     if not isinstance(final, river.base.Classifier | river.base.Regressor):

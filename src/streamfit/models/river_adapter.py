@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import pickle
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +40,10 @@ from streamfit.errors import ModelError, StateFormatError
 from streamfit.models.base import Features, Task, as_csr
 from streamfit.models.state import check_library, decode_state, encode_state
 
-__all__ = ["RiverModel", "csr_rows", "final_step"]
+__all__ = ["RiverDetector", "RiverModel", "csr_rows", "final_step"]
 
 _STATE_NAME = "river"
+_DETECTOR_STATE_NAME = "river_anomaly"
 
 
 def csr_rows(X: sp.csr_matrix) -> list[dict[int, float]]:
@@ -336,3 +337,117 @@ class RiverModel:
     def _need_classifier(self) -> None:
         if self.task != "classification":
             raise ModelError(f"{type(self._estimator).__name__} is a regressor: no probabilities")
+
+
+def is_river_detector(estimator: Any) -> bool:
+    """Whether ``estimator`` (or a pipeline's last step) is a River anomaly detector."""
+    from river.base import AnomalyDetector
+
+    return isinstance(final_step(estimator), AnomalyDetector)
+
+
+class RiverDetector:
+    """A River anomaly detector behind streamfit's ``Detector`` contract.
+
+    Each event is scored (``score_one``) then learned (``learn_one``), one at a time, so its
+    prequential scores are River's own. By default it reads each event's fields whole
+    (``Featurizer.records``: numbers unscaled, strings as they are, a missing value left
+    out), as River expects. Half-Space Trees assume every feature in [0, 1]: put a River
+    ``preprocessing.MinMaxScaler`` before it (a ``compose.Pipeline``), and give it numeric
+    fields only (``features.include``), as ``streamfit demo shuttle`` does. The state frames
+    a pickle of the estimator tied to the River version, as ``RiverModel``'s does.
+
+    >>> from river import anomaly, compose, preprocessing
+    >>> detector = RiverDetector(
+    ...     compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=1)))
+    >>> rows = [{"x": float(i % 10)} for i in range(300)] + [{"x": 50.0}]
+    >>> scores = detector.score_learn_many(rows)
+    >>> bool(scores[-1] > scores[100:300].mean()), detector.n_seen
+    (True, 301)
+    >>> type(RiverDetector.from_state(detector.state()).estimator).__name__
+    'Pipeline'
+    """
+
+    task: Literal["anomaly"] = "anomaly"
+
+    def __init__(self, estimator: Any, reads: str = "records") -> None:
+        if reads not in ("records", "matrix"):
+            raise ModelError(f"reads must be 'records' or 'matrix', got {reads!r}")
+        _river()
+        if not is_river_detector(estimator):
+            raise ModelError(f"{type(estimator).__name__} is not a River anomaly detector")
+        self.reads = reads
+        self._estimator = estimator
+        self._n_seen = 0
+
+    @property
+    def estimator(self) -> Any:
+        return self._estimator
+
+    @property
+    def n_seen(self) -> int:
+        return self._n_seen
+
+    def score_learn_many(self, X: Features) -> npt.NDArray[np.float64]:
+        """Per row: ``score_one``, then ``learn_one``."""
+        rows = _as_rows(X)
+        out = np.empty(len(rows))
+        score, learn = self._estimator.score_one, self._estimator.learn_one
+        try:
+            for i, row in enumerate(rows):
+                out[i] = score(row)
+                learn(row)
+        except Exception as exc:
+            raise ModelError(
+                f"River {type(self._estimator).__name__} failed to score or learn: {exc!r}"
+            ) from exc
+        self._n_seen += len(rows)
+        return out
+
+    def score_many(self, X: Features) -> npt.NDArray[np.float64]:
+        rows = _as_rows(X)
+        score = self._estimator.score_one
+        try:
+            return np.array([score(row) for row in rows], dtype=np.float64)
+        except Exception as exc:
+            raise ModelError(
+                f"River {type(self._estimator).__name__} failed to score: {exc!r}"
+            ) from exc
+
+    def learn_many(self, X: Features) -> None:
+        rows = _as_rows(X)
+        learn = self._estimator.learn_one
+        try:
+            for row in rows:
+                learn(row)
+        except Exception as exc:
+            raise ModelError(
+                f"River {type(self._estimator).__name__} failed to learn: {exc!r}"
+            ) from exc
+        self._n_seen += len(rows)
+
+    def state(self) -> bytes:
+        river = _river()
+        kind = type(self._estimator)
+        return encode_state(
+            _DETECTOR_STATE_NAME,
+            params={"estimator": f"{kind.__module__}.{kind.__qualname__}", "reads": self.reads},
+            counters={"n_seen": self._n_seen},
+            payload=pickle.dumps(self._estimator, protocol=5),
+            library={"name": "river", "version": river.__version__},
+        )
+
+    @classmethod
+    def from_state(cls, blob: bytes) -> RiverDetector:
+        state = decode_state(blob, expect_model=_DETECTOR_STATE_NAME)
+        check_library(state, "river", _river().__version__)
+        try:
+            estimator = pickle.loads(state.payload)
+        except Exception as exc:
+            raise StateFormatError(f"model state: cannot unpickle the estimator: {exc}") from exc
+        try:
+            detector = cls(estimator, reads=str(state.params.get("reads", "records")))
+        except ModelError as exc:
+            raise StateFormatError(f"model state: {exc}") from exc
+        detector._n_seen = int(state.counters.get("n_seen", 0))
+        return detector

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from functools import partial
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from streamfit.batch import Batch, DeadLetter, Offsets
 from streamfit.features import Featurizer
+from streamfit.models.base import Task
 from streamfit.runtime.blocks import BlockBuffer
 from streamfit.runtime.component import Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
@@ -68,7 +69,8 @@ class Head:
         self.train_topics = set(spec.topics.train)
         excluded = {field for field in (spec.target, spec.key) if field}
         self.featurizer = Featurizer(spec.features, exclude=excluded)
-        self.models = ModelSet(spec.models, spec.task, self.featurizer.n_features)
+        task = cast(Task, spec.task)  # task: anomaly has a head of its own (runtime.anomaly)
+        self.models = ModelSet(spec.models, task, self.featurizer.n_features)
         self.evaluation = EvaluationComponent(
             self.models,
             spec.outputs.training_table_name(spec.name),

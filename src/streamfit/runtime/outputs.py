@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch, DeadLetter
-from streamfit.models.base import Task
 from streamfit.runtime.keys import keyed
 from streamfit.runtime.records import prediction_records
 from streamfit.runtime.retry import Outages
@@ -63,7 +62,7 @@ class Outputs:
         predictions: list[ModelPredictions],
         labels: npt.NDArray[Any] | None,
         table: str | None = None,
-        task: Task | None = None,
+        task: Literal["classification", "regression", "anomaly"] | None = None,
     ) -> None:
         """A results row (in ``table``: by default the pipeline's results table) and a
         prediction record per event of ``batch``, both keyed by the spec's ``key`` field where

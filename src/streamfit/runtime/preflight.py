@@ -28,8 +28,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from streamfit.errors import ModelError, SpecError, StreamfitError
+from streamfit.errors import SpecError, StreamfitError
 from streamfit.models import build_model
+from streamfit.models.factory import build_detector
 from streamfit.spec.model import (
     FileSourceSpec,
     KafkaSourceSpec,
@@ -197,17 +198,23 @@ def _features(spec: PipelineSpec) -> str:
 def _models(spec: PipelineSpec) -> str:
     n_features = 2**spec.features.hash_bits
     lines = []
-    for i, model_spec in enumerate(spec.models):
-        _check_files(model_spec, f"models.{i}")
-        try:
-            build_model(model_spec, spec.task, n_features)
-        except ModelError as exc:
-            raise SpecError(str(exc), path=f"models.{i}") from None
-        except StreamfitError as exc:
-            raise SpecError(str(exc), path=f"models.{i}") from None
-        kind = _model_kind(model_spec)
-        role = "serves (the champion)" if i == 0 else "runs alongside"
-        lines.append(f"{model_spec.name} ({kind}) {role}")
+    heads = [("", spec.task, spec.models)]
+    heads += [(f"targets.{j}.", t.task, t.models) for j, t in enumerate(spec.targets)]
+    for prefix, task, models in heads:
+        for i, model_spec in enumerate(models):
+            path = f"{prefix}models.{i}"
+            _check_files(model_spec, path)
+            try:
+                if task == "anomaly":
+                    build_detector(model_spec)
+                else:
+                    build_model(model_spec, task, n_features)
+            except StreamfitError as exc:
+                raise SpecError(str(exc), path=path) from None
+            kind = _model_kind(model_spec)
+            role = "serves (the champion)" if i == 0 else "runs alongside"
+            of = f" of target {spec.targets[int(prefix.split('.')[1])].target!r}" if prefix else ""
+            lines.append(f"{model_spec.name} ({kind}) {role}{of}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Prediction records for the predictions topic, built a batch at a time.
 
-One record per scored event: its key, the champion's prediction and probability, the model's
+One record per scored event: its key, the champion's prediction and probability (for an
+anomaly detector: ``anomaly_score``, ``score_quantile`` and ``is_anomaly``), the model's
 name and version, where the event came from, and the challengers' predictions. Every value
 becomes JSON text once per batch (numbers through one ``orjson`` call per column, labels and
 topics once per distinct value, keys that need no escaping as they are); what is the same in
@@ -41,6 +42,8 @@ _NULL = b"null"
 #: backslash (escaped), and non-ASCII (decoded as UTF-8 first, invalid bytes replaced).
 _ESCAPED = re.compile(rb'[\x00-\x1f"\\\x80-\xff]')
 _CHALLENGER = b'%b:{"prediction":%b,"probability":%b,"model_version":%d}'
+_DETECTOR = b'%b:{"anomaly_score":%b,"score_quantile":%b,"is_anomaly":%b,"model_version":%d}'
+_SCORE, _QUANTILE, _ALARM = b',"anomaly_score":', b',"score_quantile":', b',"is_anomaly":'
 
 #: What goes before each field's value in a record, in record order.
 _KEY, _PREDICTION, _PROBABILITY = b'{"key":', b',"prediction":', b',"probability":'
@@ -67,8 +70,13 @@ def prediction_records(
         record.column(_KEY + b'"', keys, b'%b"')  # each key is its own JSON string's text
     else:
         record.column(_KEY, [_NULL if k is None else _key_text(k) for k in keys])
-    record.column(_PREDICTION, _texts_of_values(champion.prediction))
-    record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
+    if champion.alarms is not None:  # an anomaly detector's
+        record.column(_SCORE, _texts_of_numbers(champion.prediction, n))
+        record.column(_QUANTILE, _texts_of_numbers(champion.probability, n))
+        record.column(_ALARM, _flags(champion.alarms))
+    else:
+        record.column(_PREDICTION, _texts_of_values(champion.prediction))
+        record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
     record.constant(_MODEL, orjson.dumps(champion.name))
     record.constant(_VERSION, b"%d" % champion.version)
     topic = meta.single_topic()
@@ -142,9 +150,25 @@ def _challengers(others: list[ModelPredictions], n: int) -> list[bytes]:
                 strict=True,
             )
         ]
+        if p.alarms is None
+        else [
+            _DETECTOR % row
+            for row in zip(
+                [orjson.dumps(p.name)] * n,
+                _texts_of_numbers(p.prediction, n),
+                _texts_of_numbers(p.probability, n),
+                _flags(p.alarms),
+                [p.version] * n,
+                strict=True,
+            )
+        ]
         for p in others
     ]
     return [b',"challengers":{' + b",".join(row) + b"}" for row in zip(*parts, strict=True)]
+
+
+def _flags(values: npt.NDArray[np.bool_]) -> list[bytes]:
+    return [b"true" if v else b"false" for v in np.asarray(values, dtype=bool).tolist()]
 
 
 def _texts_of_numbers(values: npt.NDArray[Any] | None, n: int) -> list[bytes]:

@@ -60,6 +60,7 @@ from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
 from streamfit.runtime.routing import among, any_known, not_emitted, rows_of
 from streamfit.runtime.snapshot import Snapshot
+from streamfit.runtime.targets import build_heads
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
@@ -125,6 +126,7 @@ class Worker:
         self.emitted: Offsets = {}  # outputs written below these
         self._replay_emitted: Offsets = {}  # from the checkpoint: do not write again below
         self._metrics_mark = 0  # events the first head learned when metrics were last written
+        self._events_at_metrics = 0  # events read when metrics were last written
         self.rewinds = 0  # times the worker went back to its last checkpoint (``rewind``)
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
@@ -142,8 +144,8 @@ class Worker:
         self.restore()
 
     def _new_heads(self) -> list[Head]:
-        """The heads as they are before any event."""
-        return [Head(self.spec, self.worker_id, is_events_fault=_is_events_fault)]
+        """The heads as they are before any event (``runtime.targets``)."""
+        return build_heads(self.spec, self.worker_id, is_events_fault=_is_events_fault)
 
     @property
     def head(self) -> Head:
@@ -317,8 +319,10 @@ class Worker:
         """The batch's good rows; its bad ones go to the dead letters."""
         parts: list[Batch] = []
 
+        task = "classification" if self.task == "anomaly" else self.task  # no target to read
+
         def decode(some: Messages) -> None:
-            decoded = decode_json(some, self.spec.target, self.task)
+            decoded = decode_json(some, self.spec.target, task)
             if decoded.dead_letters:
                 self._dead_letter(decoded.dead_letters)
             parts.append(decoded.batch)
@@ -463,24 +467,31 @@ class Worker:
         pipeline's own target: the same points in every run, so a replay rewrites identical
         rows), or after ``interval_seconds``, or when forced."""
         learned = self.head.events_learned
-        if learned - self._metrics_mark <= 0 and not (force and self.components):
-            return
         every = self.spec.evaluation.interval_events
         crossed = learned // every > self._metrics_mark // every
         stale = (
             not interval_only
             and time.monotonic() - self._last_metrics >= self.spec.evaluation.interval_seconds
         )
+        if learned - self._metrics_mark <= 0 and not force:
+            # nothing learned since: the components still write what they saw (the field
+            # statistics of a stream that is only scored)
+            if self.components and stale and self.stats.events_in > self._events_at_metrics:
+                self._write_metrics(self.components)
+            return
         if force or crossed or stale:
-            now = time.time()
-            writers = [head.evaluation for head in self.heads] + self.components
-            for writer in writers:
-                self.outages.call(
-                    "writing metrics",
-                    lambda writer=writer: writer.write_metrics(self.store, now),  # type: ignore[misc]
-                )
+            self._write_metrics([head.evaluation for head in self.heads] + self.components)
             self._metrics_mark = learned
-            self._last_metrics = time.monotonic()
+
+    def _write_metrics(self, writers: Sequence[Any]) -> None:
+        now = time.time()
+        for writer in writers:
+            self.outages.call(
+                "writing metrics",
+                lambda writer=writer: writer.write_metrics(self.store, now),  # type: ignore[misc]
+            )
+        self._last_metrics = time.monotonic()
+        self._events_at_metrics = self.stats.events_in
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "RESERVED_TABLES",
+    "AnomalySpec",
     "BatchSpec",
     "BuiltinModelSpec",
     "CheckpointSpec",
@@ -49,6 +50,7 @@ __all__ = [
     "SklearnModelSpec",
     "SourceSpec",
     "StatsSpec",
+    "TargetSpec",
     "TopicsSpec",
     "default_models",
 ]
@@ -151,7 +153,12 @@ class _ModelBase(_Frozen):
 class BuiltinModelSpec(_ModelBase):
     """A learner shipped with streamfit."""
 
-    builtin: Literal["logistic_regression", "binned_logistic_regression", "linear_regression"]
+    builtin: Literal[
+        "logistic_regression",
+        "binned_logistic_regression",
+        "linear_regression",
+        "histogram_detector",
+    ]
 
 
 class RiverModelSpec(_ModelBase):
@@ -332,18 +339,78 @@ class BatchSpec(_Frozen):
     timeout: float = Field(default=0.2, gt=0, le=60)
 
 
+Label = str | int | bool
+
+
 def default_models(task: str) -> list[dict[str, Any]]:
-    """What a spec without ``models:`` runs: one built-in learner, named ``default``, with its
-    default settings (how they were chosen: ``bench/README.md``).
+    """What a spec without ``models:`` runs: one built-in learner (or, for ``task: anomaly``,
+    the built-in detector), named ``default``, with its default settings (how they were
+    chosen: ``bench/README.md``).
 
     >>> default_models("classification")
     [{'name': 'default', 'builtin': 'binned_logistic_regression'}]
+    >>> default_models("anomaly")[0]["builtin"]
+    'histogram_detector'
     """
-    builtin = "linear_regression" if task == "regression" else "binned_logistic_regression"
+    builtin = {
+        "regression": "linear_regression",
+        "anomaly": "histogram_detector",
+    }.get(task, "binned_logistic_regression")
     return [{"name": "default", "builtin": builtin}]
 
 
-Label = str | int | bool
+class AnomalySpec(_Frozen):
+    """When a ``task: anomaly`` pipeline raises an alarm (``is_anomaly``): when an event's
+    score is above ``alarm_quantile`` of the last ``window`` scores (its ``score_quantile``),
+    or, with ``alarm_score`` set, above that fixed score instead."""
+
+    alarm_quantile: float = Field(default=0.99, gt=0.0, lt=1.0)
+    alarm_score: float | None = None
+    window: int = Field(default=10_000, ge=100, le=100_000_000)
+
+
+class TargetSpec(_Frozen):
+    """Another field of the same stream to model from the others (``targets:``): its own
+    models, tables and metrics, over the pipeline's topics, decoded and described once.
+
+    Every event that has a value of ``target`` is learned from (predicted first:
+    prequential), every other event is scored. ``name`` (default: the target field) names
+    its tables: ``<pipeline>_<name>_results`` and ``<pipeline>_<name>_training`` unless
+    ``results_table`` / ``training_table`` say otherwise.
+    """
+
+    target: str
+    name: str | None = None
+    task: Literal["classification", "regression"] = "classification"
+    classes: list[Label] | None = Field(default=None, min_length=1)
+    models: list[ModelSpec] = Field(default_factory=list)  # empty: ``default_models``
+    results_table: str | None = None
+    training_table: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("models"):
+            task = data.get("task", "classification")
+            data = {**data, "models": default_models(task if isinstance(task, str) else "")}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("a target's name is letters, digits and '_', at most 41 characters")
+        return value
+
+    @field_validator("results_table", "training_table")
+    @classmethod
+    def _valid_table(cls, value: str | None) -> str | None:
+        return OutputsSpec._valid_table(value)
+
+    @property
+    def head(self) -> str:
+        """Its name: ``name``, else the target field made a name."""
+        return self.name or (re.sub(r"[^A-Za-z0-9_]", "_", self.target)[:41] or "target")
 
 
 class PipelineSpec(_Frozen):
@@ -363,9 +430,12 @@ class PipelineSpec(_Frozen):
     topics: TopicsSpec
     key: str | None = None
     target: str | None = None
-    task: Literal["classification", "regression"] = "classification"
+    task: Literal["classification", "regression", "anomaly"] = "classification"
     classes: list[Label] | None = Field(default=None, min_length=1)
     missing_label: Literal["dead_letter", "score"] = "dead_letter"
+    label: str | None = None  # task: anomaly: the field that says which events are anomalies
+    anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
+    targets: list[TargetSpec] = Field(default_factory=list)
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     models: list[ModelSpec] = Field(default_factory=list)  # empty: ``default_models``
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
@@ -394,6 +464,7 @@ class PipelineSpec(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:
+        self._check_anomaly()
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
@@ -419,6 +490,36 @@ class PipelineSpec(_Frozen):
             )
         stats = self.stats
         taken = {results.lower(), outputs.training_table_name(self.name).lower()}
+        heads = {""}
+        for i, extra in enumerate(self.targets):
+            where = ("targets", str(i))
+            if extra.head in heads:
+                raise _error_at(self, (*where, "name"), "each target's name once", extra.head)
+            heads.add(extra.head)
+            if extra.target in (self.target, self.key, self.label):
+                raise _error_at(
+                    self,
+                    (*where, "target"),
+                    "is the pipeline's own target, key or label already",
+                    extra.target,
+                )
+            for key, table in (
+                ("results_table", self.target_results_table(extra)),
+                ("training_table", self.target_training_table(extra)),
+            ):
+                if not _TABLE.match(table) or table.lower() in taken:
+                    raise _error_at(
+                        self,
+                        (*where, key),
+                        f"{table!r} is not a table name this target can have (letters, digits "
+                        "and '_', at most 60 characters, and none of the pipeline's other "
+                        "tables): set it",
+                        getattr(extra, key),
+                    )
+                taken.add(table.lower())
+            names = [m.name for m in extra.models]
+            if len(set(names)) != len(names):
+                raise _error_at(self, (*where, "models"), "model names must be unique", names)
         for key, table in (
             ("table", stats.table_name(self.name)),
             ("schema_changes_table", stats.schema_changes_table_name(self.name)),
@@ -454,6 +555,67 @@ class PipelineSpec(_Frozen):
                         getattr(self.outputs, key),
                     )
         return self
+
+    def _check_anomaly(self) -> None:
+        if self.task != "anomaly":
+            if self.label is not None:
+                raise _error_at(
+                    self,
+                    ("label",),
+                    "only a task: anomaly pipeline has a label field (for evaluation); "
+                    "a model's target is 'target'",
+                    self.label,
+                )
+            return
+        if self.target is not None:
+            raise _error_at(
+                self,
+                ("target",),
+                "task: anomaly learns without a target; a field that says which events are "
+                "anomalies, used for evaluation only, is 'label'",
+                self.target,
+            )
+        if self.topics.train:
+            raise _error_at(
+                self,
+                ("topics", "train"),
+                "task: anomaly scores every event, then learns from it: name the topics "
+                "under 'score'",
+                self.topics.train,
+            )
+        if self.label is not None and self.label == self.key:
+            raise _error_at(self, ("label",), "the label cannot be the key", self.label)
+
+    def target_spec(self, extra: TargetSpec) -> PipelineSpec:
+        """The spec of one of ``targets``: this one with its target, task, models and
+        tables, learning from every event that has its target (every topic is a ``train``
+        and a ``score`` topic for it), and no further targets."""
+        topics = self.topics.all
+        outputs = self.outputs.model_copy(
+            update={
+                "results_table": self.target_results_table(extra),
+                "training_table": self.target_training_table(extra),
+            }
+        )
+        return self.model_copy(
+            update={
+                "target": extra.target,
+                "task": extra.task,
+                "classes": extra.classes,
+                "models": extra.models,
+                "missing_label": "score",
+                "label": None,
+                "topics": TopicsSpec(train=topics, score=topics),
+                "outputs": outputs,
+                "targets": [],
+            }
+        )
+
+    def target_results_table(self, extra: TargetSpec) -> str:
+        return extra.results_table or f"{self.name}_{extra.head}_results"
+
+    def target_training_table(self, extra: TargetSpec) -> str:
+        return extra.training_table or f"{self.name}_{extra.head}_training"
 
     @property
     def source_given(self) -> bool:

@@ -59,7 +59,7 @@ __all__ = ["Checkpoint", "ModelPredictions", "Store"]
 
 log = logging.getLogger(__name__)
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "anomaly"]
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 _RESULTS_KEY: Final = ("source_topic", "source_partition", "source_offset")
@@ -84,19 +84,23 @@ class ModelPredictions:
 
     ``prediction`` holds class labels (classification) or numbers (regression);
     ``probability`` the probability of the predicted class, as a 1-d array, or a 2-d
-    (rows x classes) array of which the store keeps each row's largest value.
+    (rows x classes) array of which the store keeps each row's largest value. For an anomaly
+    detector, ``prediction`` is each event's anomaly score, ``probability`` its
+    ``score_quantile`` and ``alarms`` its ``is_anomaly``.
     """
 
     name: str
     version: int
     prediction: npt.NDArray[Any]
     probability: npt.NDArray[Any] | None = None
+    alarms: npt.NDArray[np.bool_] | None = None
 
     def take(self, index: npt.NDArray[np.intp]) -> ModelPredictions:
         """The rows at ``index``."""
         probability = None if self.probability is None else np.asarray(self.probability)[index]
+        alarms = None if self.alarms is None else np.asarray(self.alarms)[index]
         return ModelPredictions(
-            self.name, self.version, np.asarray(self.prediction)[index], probability
+            self.name, self.version, np.asarray(self.prediction)[index], probability, alarms
         )
 
 
@@ -348,8 +352,8 @@ class Store:
             return 0
         if not predictions:
             raise StoreError("write_results needs the predictions of at least one model")
-        if task not in ("classification", "regression"):
-            raise StoreError(f"task is 'classification' or 'regression', not {task!r}")
+        if task not in ("classification", "regression", "anomaly"):
+            raise StoreError(f"task is 'classification', 'regression' or 'anomaly', not {task!r}")
         keep = _bulk.last_of_each_offset(batch.meta)
         if keep is not None:  # one statement must not upsert a row twice (PostgreSQL refuses)
             batch = batch.take(keep)
@@ -445,8 +449,11 @@ class Store:
             changed.add(values.nul_rows(np.asarray(labels)), "has a label with NUL", "label")
         params["event_payload"] = changed.payloads(batch.meta.values)
         champion = predictions[0]
-        params["prediction"] = outcome(np.asarray(champion.prediction))
-        params["probability"] = _probabilities(champion.probability, n)
+        if info.task == "anomaly":
+            params.update(_anomaly_params(champion, n))
+        else:
+            params["prediction"] = outcome(np.asarray(champion.prediction))
+            params["probability"] = _probabilities(champion.probability, n)
         params["model"] = [champion.name] * n
         params["model_version"] = [int(champion.version)] * n
         if labels is not None:
@@ -459,6 +466,11 @@ class Store:
         params["event_time"] = self._bulk.times(meta.timestamps)
         params["processed_at"] = [self._bulk.time(_utcnow())] * n
         for other in predictions[1:]:
+            if info.task == "anomaly":
+                suffix = _model_suffix(other.name)
+                for name, value in _anomaly_params(other, n).items():
+                    params[f"{name}__{suffix}"[:60]] = value
+                continue
             params[prediction_column(other.name)] = outcome(np.asarray(other.prediction))
             params[probability_column(other.name)] = _probabilities(other.probability, n)
         return params
@@ -532,6 +544,13 @@ class Store:
     def _check_task(self, table: str, task: Task) -> None:
         with self._engine.connect() as conn:
             columns = {c["name"].lower(): c["type"] for c in sa.inspect(conn).get_columns(table)}
+        if "anomaly_score" in columns or task == "anomaly":
+            holds = "anomaly" if "anomaly_score" in columns else "classification or regression"
+            if (task == "anomaly") != ("anomaly_score" in columns):
+                raise StoreError(
+                    f"{table} holds {holds} results; cannot write {task} results to it"
+                )
+            return
         made_for = columns.get("prediction")
         if made_for is None:
             return
@@ -1094,6 +1113,20 @@ class Store:
 _UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per table
 _QUANTILE = re.compile(r"^p\d\d(_\d+)?$")  # a quantile column: p01, p50, p99_9
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def _anomaly_params(predictions: ModelPredictions, n: int) -> dict[str, list[Any]]:
+    """A detector's columns: its scores, their quantiles and its alarms."""
+    alarms = predictions.alarms
+    return {
+        "anomaly_score": values.float_list(np.asarray(predictions.prediction)),
+        "score_quantile": _probabilities(predictions.probability, n),
+        "is_anomaly": [None] * n if alarms is None else np.asarray(alarms, dtype=bool).tolist(),
+    }
+
+
+def _model_suffix(model: str) -> str:
+    return prediction_column(model).removeprefix("prediction__")
 
 
 def _unwindowed(column: str) -> str:

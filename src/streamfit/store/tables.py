@@ -59,6 +59,7 @@ __all__ = [
     "FIELD_STATS_JSON",
     "MAX_IDENTIFIER",
     "RESERVED_COLUMNS",
+    "SCORE_QUANTILE_COLUMNS",
     "TRAINING_METRICS",
     "ColumnKind",
     "UTCDateTime",
@@ -212,10 +213,15 @@ def fixed_metadata() -> sa.MetaData:
 
 # -- results ------------------------------------------------------------------------------------
 
-#: Columns of every results table, in table order after the event fields.
+#: Columns of every results table, in table order after the event fields (an anomaly
+#: detector's table has ``anomaly_score``, ``score_quantile`` and ``is_anomaly`` instead of
+#: ``prediction`` and ``probability``).
 RESERVED_COLUMNS: Final = (
     "prediction",
     "probability",
+    "anomaly_score",
+    "score_quantile",
+    "is_anomaly",
     "model",
     "model_version",
     "label",
@@ -227,7 +233,16 @@ RESERVED_COLUMNS: Final = (
     "processed_at",
     "event_payload",
 )
-_RESERVED_PREFIXES: Final = ("prediction__", "probability__")
+_RESERVED_PREFIXES: Final = (
+    "prediction__",
+    "probability__",
+    "anomaly_score__",
+    "score_quantile__",
+    "is_anomaly__",
+)
+#: The columns of an anomaly detector's results, each also ``<column>__<model>`` for the
+#: models after the first.
+ANOMALY_COLUMNS: Final = ("anomaly_score", "score_quantile", "is_anomaly")
 _INVALID = re.compile(r"[^a-z0-9_]+")
 
 
@@ -295,9 +310,11 @@ def results_table(
     """
     outcome = _outcome_type(task)
     columns: list[sa.Column[Any]] = [sa.Column(c, column_type(k)) for c, k in fields]
+    if task == "anomaly":
+        columns += _anomaly_columns("")
+    else:
+        columns += [sa.Column("prediction", outcome), sa.Column("probability", _double())]
     columns += [
-        sa.Column("prediction", outcome),
-        sa.Column("probability", _double()),
         sa.Column("model", sa.String(_NAME)),
         sa.Column("model_version", sa.BigInteger),
         sa.Column("label", outcome),
@@ -311,9 +328,21 @@ def results_table(
         sa.Column("event_payload", _text()),
     ]
     for model in models:
+        if task == "anomaly":
+            columns += _anomaly_columns(prediction_column(model).removeprefix("prediction"))
+            continue
         columns.append(sa.Column(prediction_column(model), _outcome_type(task)))
         columns.append(sa.Column(probability_column(model), _double()))
     return sa.Table(name, sa.MetaData(), *columns)
+
+
+def _anomaly_columns(suffix: str) -> list[sa.Column[Any]]:
+    """``anomaly_score``, ``score_quantile``, ``is_anomaly``, each with ``suffix``."""
+    return [
+        sa.Column(f"anomaly_score{suffix}"[:MAX_IDENTIFIER], _double()),
+        sa.Column(f"score_quantile{suffix}"[:MAX_IDENTIFIER], _double()),
+        sa.Column(f"is_anomaly{suffix}"[:MAX_IDENTIFIER], sa.Boolean(create_constraint=False)),
+    ]
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -328,9 +357,14 @@ _METRICS: Final = (
     "mae",
     "rmse",
     "r2",
+    "average_precision",
+    "alarm_rate",
 )
-#: Metric columns of a training table: each metric, cumulative and over the last window.
-TRAINING_METRICS: Final = _METRICS + tuple(f"window_{m}" for m in _METRICS)
+#: An anomaly detector's recent scores' quantiles, in its training table.
+SCORE_QUANTILE_COLUMNS: Final = ("score_p50", "score_p90", "score_p99", "score_p99_9")
+#: Metric columns of a training table: each metric, cumulative and over the last window,
+#: and (anomaly detectors) the recent scores' quantiles.
+TRAINING_METRICS: Final = _METRICS + tuple(f"window_{m}" for m in _METRICS) + SCORE_QUANTILE_COLUMNS
 
 
 def training_table(name: str, keyed_by_worker: bool = True) -> sa.Table:
