@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,13 @@ def test_scores_do_not_depend_on_where_batches_are_cut() -> None:
     one, many = HistogramDetector(), HistogramDetector()
     whole = one.score_learn_many(batch)
     cuts = [0, 1, 7, 64, 65, 300, 1999, 2000]
-    pieces = np.concatenate(
-        [many.score_learn_many(batch.rows(a, b)) for a, b in zip(cuts, cuts[1:], strict=False)]
-    )
+    pieces = np.concatenate([many.score_learn_many(batch.rows(a, b)) for a, b in pairwise(cuts)])
     assert np.array_equal(whole, pieces)
     assert one.state() == many.state()
 
 
 def test_merged_detectors_score_like_one_over_both_halves() -> None:
-    batch, outlier = anomaly_problem(np.random.default_rng(5), 4000)
+    batch, _ = anomaly_problem(np.random.default_rng(5), 4000)
     left, right, both = HistogramDetector(), HistogramDetector(), HistogramDetector()
     left.learn_many(batch.rows(0, 2000))
     right.learn_many(batch.rows(2000, 4000))
@@ -89,7 +88,7 @@ def test_score_quantiles_rank_alarm_and_merge() -> None:
     assert ranks == pytest.approx([0.01, 0.5, 0.99, 1.0], abs=0.02)
     assert alarms.tolist() == [False, False, ranks[2] > 0.99, True]
     assert quantiles.scores <= 4000
-    p50, p90, p99, p999 = quantiles.quantiles() or []
+    p50, _, p99, _ = quantiles.quantiles() or []
     assert p50 == pytest.approx(np.log(2.0), rel=0.1) and p99 == pytest.approx(4.6, rel=0.1)
     fixed = ScoreQuantiles(window=100, alarm_score=3.0)
     assert fixed.rank_then_add(np.array([2.0, 4.0]))[1].tolist() == [False, True]
@@ -258,7 +257,7 @@ def test_bad_anomaly_specs_are_refused_with_the_path_of_the_key(tmp_path: Path) 
                 {"name": "t", "river": "tree.HoeffdingTreeClassifier"},
             ],
             "models.1",
-        ),  # noqa: E501
+        ),
     ):
         with pytest.raises(SpecError) as caught:
             preflight(anomaly_spec(db, models=models, source={"kind": "memory"}))

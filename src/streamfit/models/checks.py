@@ -356,7 +356,7 @@ def check_detector_state_round_trip(make: MakeDetector, threshold: float) -> Non
     from streamfit.models.factory import model_from_state
 
     detector, _, _ = _scored(make, n=1500)
-    restored = model_from_state(detector.state())
+    restored: Any = model_from_state(detector.state())
     assert type(restored) is type(detector)
     batch, _ = anomaly_problem(np.random.default_rng(3), 300)
     got = restored.score_learn_many(_detector_input(restored, batch))
