@@ -196,3 +196,13 @@ def test_dead_letters_keep_their_first_4_mib(store: Store) -> None:
     [letter] = store.read_dead_letters()
     assert letter.value == huge[: 4 << 20]
     assert letter.reason == f"too large (payload cut to its first {4 << 20} of {5 << 20} bytes)"
+
+
+def test_fields_most_events_have_get_the_last_columns_first(store: Store, results: str) -> None:
+    junk = [{f"j{i}_{k}": k for k in range(60)} for i in range(5)]  # 300 names, first
+    good = [{"x": i, "c": "red"} for i in range(100)]
+    rows = write(store, results, decoded([*junk, *good], target=None))
+    columns = store.field_columns(results)
+    assert len(columns) == MAX_RESULT_FIELDS and {"x", "c"} <= set(columns)
+    assert all(r["event_payload"] is None for r in rows[5:])
+    assert [r["x"] for r in rows[5:]] == [float(i) for i in range(100)]

@@ -753,3 +753,15 @@ def test_long_values_are_hashed_but_not_remembered() -> None:
     columns = vocab.indices([long_value, short])
     assert columns.tolist() == [feature_index("f=" + long_value, N), feature_index("f=short", N)]
     assert list(vocab._known) == [short]
+
+
+def test_past_the_limit_the_fields_most_rows_have_join_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("streamfit.features.featurizer.MAX_FEATURE_FIELDS", 5)
+    junk = [{f"j{i}_{k}": 1.0 for k in range(3)} for i in range(4)]
+    good = [{"a": float(i), "b": "x"} for i in range(50)]
+    f = featurizer()
+    f.learn_transform(batch(*junk, *good))
+    assert list(f.schema)[:2] == ["j0_0", "j0_1"] and {"a", "b"} <= set(f.schema)
+    assert len(f.schema) == 5 and f.untracked_fields == 9

@@ -465,6 +465,7 @@ class Featurizer:
         """The batch's columns read as their fields' kinds; ``hashed=False`` leaves out the
         categorical and text fields (their entries are known already)."""
         prepared = _Prepared()
+        room = self._room(batch) if learn else None
         for name, column in batch.columns.items():
             if not self._wanted(name):
                 continue
@@ -473,7 +474,9 @@ class Featurizer:
             if kind is None:
                 if not learn:
                     continue
-                if len(self._schema) >= MAX_FEATURE_FIELDS:
+                if len(self._schema) >= MAX_FEATURE_FIELDS or (
+                    room is not None and name not in room
+                ):
                     self._untrack(name)
                     continue
                 kind = self._infer(name, column, boolean)
@@ -499,6 +502,18 @@ class Featurizer:
             else:
                 prepared.texts[name] = as_texts(column, boolean=boolean)
         return prepared
+
+    def _room(self, batch: Batch) -> set[str] | None:
+        """The new fields of ``batch`` that may join the schema, when not all of them fit:
+        those most of its rows have (the first of them on a tie); ``None`` when all fit."""
+        new = [n for n in batch.columns if n not in self._schema and self._wanted(n)]
+        room = MAX_FEATURE_FIELDS - len(self._schema)
+        if len(new) <= room:
+            return None
+        if room <= 0:
+            return set()
+        present = {n: int(np.count_nonzero(pd.notna(batch.columns[n]))) for n in new}
+        return set(sorted(new, key=lambda n: -present[n])[:room])
 
     def _numbers(self, prepared: _Prepared, n_rows: int) -> Floats:
         """Every numeric field of the schema as one ``(fields, rows)`` matrix, NaN missing."""

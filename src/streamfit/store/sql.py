@@ -509,7 +509,9 @@ class Store:
         evidence = {  # a new field's column type: the type most of its values have
             f: values.column_kind(batch.columns[f], f in batch.booleans) for f in new
         }
-        fields = self._assign_columns(table, {**kinds, **evidence})
+        # past the limit, the fields most events of the batch have get the columns left
+        frequent = sorted(new, key=lambda f: -int(values.present(batch.columns[f]).sum()))
+        fields = self._assign_columns(table, {**kinds, **evidence}, frequent)
         all_models = sorted(set(models) | (known.models if known else set()))
         untracked = {f for f in kinds if f not in fields}
         if known is not None and len(known.untracked) < _UNTRACKED_KEPT:
@@ -562,14 +564,15 @@ class Store:
             )
 
     def _assign_columns(
-        self, table: str, kinds: dict[str, ColumnKind]
+        self, table: str, kinds: dict[str, ColumnKind], first: Sequence[str] = ()
     ) -> dict[str, tuple[str, ColumnKind]]:
         """Every field's (column, kind) for ``table``, giving new fields their columns.
 
         The mapping lives in ``result_fields``, so it is the same for every worker and after
         every restart: a field keeps the column it got first. A table has columns for at most
-        ``MAX_RESULT_FIELDS`` fields, the first that come (in a batch, in its order), and for
-        none whose name is longer than ``MAX_NAME_CHARS`` or has a control character; the
+        ``MAX_RESULT_FIELDS`` fields, the first that come (in a batch, those of ``first``
+        first, then in its order), and for none whose name is longer than ``MAX_NAME_CHARS``
+        or has a control character; the
         others are left out of the mapping. New fields of one batch are named in a fixed
         order (already-clean names first, then by name); the registry is locked while fields
         are added, so that two workers adding fields at once never pass the limit, and a
@@ -579,7 +582,8 @@ class Store:
         for _attempt in range(10):
             with self._engine.connect() as conn:
                 mapping = self._field_mapping(conn, table)
-            missing = [f for f in kinds if f not in mapping and _may_have_column(f)]
+            ranked = [*dict.fromkeys([*(f for f in first if f in kinds), *kinds])]
+            missing = [f for f in ranked if f not in mapping and _may_have_column(f)]
             if not missing or len(mapping) >= MAX_RESULT_FIELDS:
                 return mapping
             try:
