@@ -135,3 +135,13 @@ def test_a_key_too_long_for_a_record_leaves_the_event_its_own_key(tmp_path: Path
     rows = worker.store.read_results("keys_results")
     assert [r["event_key"] for r in rows] == [ids[0], "k1", "k2"]
     assert [r["event_payload"] for r in rows] == [e.decode() for e in events]  # "bad\x01name"
+
+
+@pytest.mark.parametrize("value", [1e6, 1e77, 1e99])
+def test_one_large_number_stops_no_step(tmp_path: Path, value: float) -> None:
+    events, labels = numeric_events(1500, seed=1)
+    train = [{**event, "y": label} for event, label in zip(events, labels, strict=True)]
+    train[100]["x1"] = value
+    score, _ = numeric_events(100, seed=2)
+    worker = run_pipeline(tmp_path / "run", *_payloads(train, score))  # warnings are errors
+    assert worker.stats.dead_letters == 0 and worker.store.count("hostile_results") == 100

@@ -130,7 +130,8 @@ class CoMoments:
     def correlation(self) -> Floats:
         """Pearson correlations, ``(fields, fields)``; NaN where a pair has no spread."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            out: Floats = self.c / np.sqrt(self.m2 * self.m2.T)
+            spread = np.sqrt(self.m2)  # not sqrt(m2 * m2.T): that overflows from 1e77
+            out: Floats = self.c / (spread * spread.T)
         out[~np.isfinite(out)] = np.nan
         return out
 
