@@ -8,8 +8,12 @@ results table back and reports how well those dates were classified.
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -123,8 +127,15 @@ def run_demo(
     kafka: str | None = None,
     database: str | None = None,
     progress: bool = True,
+    serve: str | None = None,
+    stop: threading.Event | None = None,
+    show: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; return its summary (what ``--json`` prints)."""
+    """Run the demo; return its summary (what ``--json`` prints), after ``show(summary)``.
+
+    ``serve`` (``[HOST:]PORT``): serve the dashboard and the API from the worker while the
+    demo runs, and after its stream ends until ``stop`` is set (its address is printed).
+    """
     spec = demo_spec(kafka=kafka, database=database)
     settings = Settings()
     demo = prepare_events(spec)
@@ -139,18 +150,38 @@ def run_demo(
     worker = build_worker(spec, settings, broker=broker)
     total = len(demo.events)
     started = time.monotonic()
-    try:
+    with ExitStack() as stack:
+        stack.callback(worker.close)
+        live = None
+        if serve is not None:
+            from streamfit.api import serve_live
+
+            live = stack.enter_context(serve_live(worker, serve, broker=broker))
+            print(f"streamfit demo: the dashboard is at {live.url}", file=sys.stderr, flush=True)
         with event_progress("speed dating", total, enabled=progress) as bar:
             task = bar.task_ids[0]
 
             def on_batch(w: Worker, n: int) -> None:
                 bar.update(task, completed=w.stats.events_in)
+                if live is not None:
+                    live.source.on_batch(w, n)
 
             worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
         elapsed = time.monotonic() - started
-        return _summary(worker, demo, elapsed)
-    finally:
-        worker.close()
+        summary = _summary(worker, demo, elapsed)
+        if show is not None:
+            show(summary)
+        if live is not None:
+            live.source.running = False
+            live.source.publish(worker, force=True)
+            print(
+                f"streamfit demo: the stream has ended; the dashboard stays up at {live.url} "
+                "(Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            (stop or threading.Event()).wait()
+        return summary
 
 
 def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:

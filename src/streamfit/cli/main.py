@@ -171,10 +171,14 @@ def run(
             show_default=False,
         ),
     ] = None,
+    serve: ServeOption = None,
+    api_keys: ApiKeysOption = None,
 ) -> int:
     """Run a pipeline until stopped (Ctrl-C, SIGTERM) or idle.
 
     Runs the same checks as 'streamfit check' first, before joining the consumer group.
+    With --serve, the REST API, /metrics and the dashboard answer from this worker's
+    live models while it runs.
     """
     stop = _stop_on_signals()  # first: a stop asked for while starting up is a clean stop
     from streamfit.cli.progress import RateMeter
@@ -206,12 +210,85 @@ def run(
             )
 
     with Pipeline(spec_checked, worker_id=worker_id) as pipeline:
-        stats = pipeline.run(idle=stop_when_idle, stop=stop, on_batch=on_batch)
+        if serve is None:
+            stats = pipeline.run(idle=stop_when_idle, stop=stop, on_batch=on_batch)
+        else:
+            from streamfit.api import serve_live
+
+            with serve_live(pipeline, serve, api_keys) as live:
+                print(f"{name}: serving on {live.url}", file=sys.stderr, flush=True)
+
+                def both(w: Worker, n: int) -> None:
+                    on_batch(w, n)
+                    live.source.on_batch(w, n)
+
+                stats = pipeline.run(idle=stop_when_idle, stop=stop, on_batch=both)
     print(
         f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
         f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
         file=sys.stderr,
     )
+    return 0
+
+
+ServeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="Serve the REST API, /metrics and the dashboard on this address while running "
+        "(host 127.0.0.1 unless given).",
+        show_default=False,
+    ),
+]
+ApiKeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-keys",
+        metavar="FILE",
+        help="API keys for writes, one a line with its rights (besides STREAMFIT_API_KEYS). "
+        "Default: STREAMFIT_API_KEYS_FILE.",
+        show_default=False,
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+@app.command()
+def serve(
+    specs: Annotated[
+        list[Path],
+        typer.Argument(help="The pipeline specs (YAML).", show_default=False, metavar="SPEC..."),
+    ],
+    db: DatabaseOption = None,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="Port to listen on.")
+    ] = 8000,
+    api_keys: ApiKeysOption = None,
+) -> int:
+    """Serve the REST API, /metrics and the dashboard over pipelines' stores.
+
+    Predictions use the models of each pipeline's latest checkpoint, reloaded as new ones
+    land. Runs until Ctrl-C or SIGTERM.
+    """
+    from streamfit.api import build_app
+    from streamfit.api.server import serve_forever, url_of
+    from streamfit.api.sources import StoreSource
+
+    sources = [StoreSource(_load(spec, db)) for spec in specs]
+    try:
+        application = build_app(sources, api_keys)
+        print(
+            f"streamfit: serving {', '.join(s.name for s in sources)} on {url_of(host, port)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        serve_forever(application, host, port)
+    finally:
+        for source in sources:
+            source.close()
     return 0
 
 
@@ -401,6 +478,16 @@ def demo(
     json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            "--serve",
+            metavar="[HOST:]PORT",
+            help="Serve the dashboard and the REST API while the demo runs, and keep them "
+            "up when its stream ends, until Ctrl-C.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """The speed-dating demo on the bundled data: learn from dates, classify others."""
     from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
@@ -409,8 +496,19 @@ def demo(
     broker = None
     if kafka:
         broker = find_bootstrap(None if kafka == "local" else kafka).bootstrap
-    summary = run_demo(kafka=broker, database=db or default_demo_db(), progress=not json)
-    print(summary_json(summary) if json else render_summary(summary))
+    stop = _stop_on_signals() if serve is not None else None
+
+    def show(summary: dict[str, Any]) -> None:
+        print(summary_json(summary) if json else render_summary(summary), flush=True)
+
+    run_demo(
+        kafka=broker,
+        database=db or default_demo_db(),
+        progress=not json,
+        serve=serve,
+        stop=stop,
+        show=show,
+    )
     return 0
 
 
