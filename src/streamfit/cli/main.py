@@ -237,7 +237,7 @@ ServeOption = Annotated[
         "--serve",
         metavar="[HOST:]PORT",
         help="Serve the REST API, /metrics and the dashboard on this address while running "
-        "(host 127.0.0.1 unless given).",
+        "(host 127.0.0.1 unless given). Default: no serving.",
         show_default=False,
     ),
 ]
@@ -484,7 +484,7 @@ def demo(
             "--serve",
             metavar="[HOST:]PORT",
             help="Serve the dashboard and the REST API while the demo runs, and keep them "
-            "up when its stream ends, until Ctrl-C.",
+            "up when its stream ends, until Ctrl-C. Default: no serving.",
             show_default=False,
         ),
     ] = None,
