@@ -124,7 +124,8 @@ class Served:
         as the worker would score them now. Raises ``EventRejectedError`` for an event the
         decoder would send to the dead letters."""
         values = [orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY) for event in events]
-        decoded = decode_json(Messages.from_values(values, topic="api"), spec.target, spec.task)
+        task = "classification" if spec.task == "anomaly" else spec.task  # as the worker reads
+        decoded = decode_json(Messages.from_values(values, topic="api"), spec.target, task)
         if decoded.dead_letters:
             first = decoded.dead_letters[0]
             raise EventRejectedError(first.offset, first.reason)
