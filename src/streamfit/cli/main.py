@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from typer.exceptions import TyperException
 
 from streamfit import __version__
@@ -457,7 +458,89 @@ def produce(
 
 
 @app.command()
+def stats(
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="The pipeline spec (YAML), or a demo's name (shuttle, speed-dating).",
+            show_default=False,
+            metavar="SPEC",
+        ),
+    ],
+    db: DatabaseOption = None,
+    field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Show this field whole. Default: every field, a line each.",
+            show_default=False,
+        ),
+    ] = None,
+) -> int:
+    """The latest statistics of each field of a pipeline's stream: counts, missing values,
+    mean, quantiles, top values and a small histogram."""
+    from streamfit.cli.progress import stderr_console
+    from streamfit.cli.stats import field_stats_rows, render_field, render_fields
+    from streamfit.runtime.build import database_url
+    from streamfit.spec.settings import Settings
+
+    path = Path(spec)
+    if not path.exists() and spec in {d.value for d in DemoName}:
+        from streamfit.cli.demo import default_demo_db
+
+        loaded = _demo_spec(DemoName(spec))
+        db = db or default_demo_db()
+    else:
+        loaded = _load(path, None)
+    if db:
+        outputs = loaded.outputs.model_copy(update={"database": db})
+        loaded = loaded.model_copy(update={"outputs": outputs})
+    rows = field_stats_rows(loaded, database_url(loaded, Settings()), field)
+    table = loaded.stats.table_name(loaded.name)
+    if not rows:
+        what = f"field {field!r}" if field else "any field"
+        stderr_console().print(
+            f"no statistics of {what} in {table} yet: run the pipeline first (stats are on "
+            "unless its spec says 'stats: false')",
+            highlight=False,
+        )
+        return 1
+    console = Console(highlight=False)
+    console.width = max(console.width, 140)  # a wide table reads better cut than wrapped
+    if field:
+        render_field(rows[0], loaded, console)
+    else:
+        render_fields(rows, loaded, console)
+    return 0
+
+
+def _demo_spec(name: DemoName) -> Any:
+    if name is DemoName.shuttle:
+        from streamfit.cli.shuttle import shuttle_spec
+
+        return shuttle_spec()
+    from streamfit.cli.demo import demo_spec
+
+    return demo_spec()
+
+
+class DemoName(StrEnum):
+    """The demos: the bundled streams."""
+
+    speed_dating = "speed-dating"
+    shuttle = "shuttle"
+
+
+@app.command()
 def demo(
+    name: Annotated[
+        DemoName,
+        typer.Argument(
+            help="speed-dating (default): learn from dates and classify others; shuttle: "
+            "score a space shuttle's sensor readings for anomalies, two detectors side by side.",
+            show_default=False,
+        ),
+    ] = DemoName.speed_dating,
     kafka: Annotated[
         str | None,
         typer.Option(
@@ -489,13 +572,27 @@ def demo(
         ),
     ] = None,
 ) -> int:
-    """The speed-dating demo on the bundled data: learn from dates, classify others."""
+    """A demo on bundled data: speed-dating (learn from dates, classify others) or shuttle
+    (anomalies in a sensor stream)."""
     from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
     from streamfit.streams.local_kafka import find_bootstrap
 
     broker = None
     if kafka:
         broker = find_bootstrap(None if kafka == "local" else kafka).bootstrap
+    database = db or default_demo_db()
+    if name is DemoName.shuttle:
+        from streamfit.cli.shuttle import render_shuttle_summary, run_shuttle_demo
+
+        if serve is not None:
+            raise typer.BadParameter(
+                "the shuttle demo has no dashboard yet: run it without --serve, then "
+                "'streamfit stats shuttle' or SQL on its tables",
+                param_hint="--serve",
+            )
+        summary = run_shuttle_demo(kafka=broker, database=database, progress=not json)
+        print(summary_json(summary) if json else render_shuttle_summary(summary))
+        return 0
     stop = _stop_on_signals() if serve is not None else None
 
     def show(summary: dict[str, Any]) -> None:
@@ -503,7 +600,7 @@ def demo(
 
     run_demo(
         kafka=broker,
-        database=db or default_demo_db(),
+        database=database,
         progress=not json,
         serve=serve,
         stop=stop,

@@ -24,6 +24,7 @@ mergeable models do. Checkpoint names, besides the head's model and featurizer n
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -141,6 +142,7 @@ class AnomalyHead(Head):
         self._is_events_fault = is_events_fault
         self.train_topics: set[str] = set()
         self.excluded = {field for field in (spec.key, spec.label) if field}
+        self._wanted: dict[str, bool] = {}
         self.featurizer = Featurizer(spec.features, exclude=self.excluded)
         self.models = DetectorSet(spec.models)  # type: ignore[assignment]
         anomaly = spec.anomaly
@@ -156,6 +158,22 @@ class AnomalyHead(Head):
         self.blocks = BlockBuffer(1)  # always empty: events are learned as they are scored
         self.results_table = spec.outputs.results_table_name(spec.name)
         self.events_learned = 0
+
+    def wanted(self, field: str) -> bool:
+        """Whether a detector reads ``field``: ``features.include`` (names or glob patterns;
+        all fields by default) less ``features.exclude``, the label and the key."""
+        known = self._wanted.get(field)
+        if known is None:
+            if len(self._wanted) >= 10_000:  # a stream of ever new names
+                self._wanted.clear()
+            features = self.spec.features
+            known = (
+                field not in self.excluded
+                and not _matches(field, features.exclude)
+                and (features.include is None or _matches(field, features.include))
+            )
+            self._wanted[field] = known
+        return known
 
     def roles(self, batch: Batch) -> Roles:
         """Every event is scored (and learned from, as it is scored)."""
@@ -223,6 +241,10 @@ class AnomalyHead(Head):
         return restored
 
 
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
 class _NoLabelRules:
     """An anomaly pipeline has no target: no event is rejected for its label."""
 
@@ -245,10 +267,10 @@ class _Inputs:
         reads = getattr(detector, "reads", "columns")
         if reads == "columns":
             if self._columns is None:
-                excluded = self.head.excluded
+                wanted = self.head.wanted
                 batch = self.batch
                 self._columns = Batch(
-                    {k: v for k, v in batch.columns.items() if k not in excluded},
+                    {k: v for k, v in batch.columns.items() if wanted(k)},
                     batch.meta,
                     batch.booleans,
                     batch.partial,
