@@ -184,7 +184,9 @@ def test_no_input_stops_the_pipeline(
 
     # every bad message is a dead letter, with its reason and its original bytes
     dead = {i for i, e in enumerate(expected) if e.dead}
-    assert set(letters) == dead
+    unexpected = {o: (expected[o].kind, letters[o].reason) for o in set(letters) - dead}
+    assert not unexpected, f"accepted messages set aside: {list(unexpected.items())[:5]}"
+    assert set(letters) == dead, f"{len(dead - set(letters))} bad messages not set aside"
     for offset in sorted(dead):
         letter, rule = letters[offset], expected[offset]
         assert letter.reason.startswith(rule.reason), (rule.kind, letter.reason)
