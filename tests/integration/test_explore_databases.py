@@ -120,3 +120,43 @@ def test_a_pipeline_fills_its_field_stats_table(database_url: str, unique_name: 
         }
     finally:
         worker.close()
+
+
+def test_anomaly_results_on_every_database(store: Store, unique_name: str) -> None:
+    from streamfit.batch import Batch, Messages
+    from streamfit.store import ModelPredictions
+
+    table = f"{unique_name}_results"
+    batch = Batch(
+        {"temp": np.array([20.5, 99.0, np.nan])},
+        Messages.from_values([b"{}"] * 3, topic="Sensors", first_offset=7),
+    )
+    champion = ModelPredictions(
+        "histogram",
+        4,
+        np.array([1.5, 30.25, 2.0]),
+        np.array([np.nan, 0.999, 0.5]),
+        np.array([False, True, False]),
+    )
+    other = ModelPredictions(
+        "Half Space",
+        4,
+        np.array([0.1, 0.9, 0.2]),
+        np.array([0.1, 0.99, 0.3]),
+        np.array([False, True, False]),
+    )
+    labels = np.array([0, 1, None], dtype=object)
+    assert store.write_results(table, batch, [champion, other], labels, "anomaly") == 3
+    rows = store.read_results(table)
+    assert [r["anomaly_score"] for r in rows] == [1.5, 30.25, 2.0]
+    assert [r["score_quantile"] for r in rows] == [None, 0.999, 0.5]
+    assert [bool(r["is_anomaly"]) for r in rows] == [False, True, False]
+    assert [r["is_anomaly__half_space"] for r in rows][1] in (True, 1)
+    assert [r["label"] for r in rows] == ["0", "1", None]
+    with pytest.raises(Exception, match="anomaly results"):
+        store.write_results(table, batch, [champion], None, "classification")
+    with store.engine.connect() as conn:
+        top = conn.execute(
+            sa.text(f"SELECT source_offset FROM {table} ORDER BY anomaly_score DESC LIMIT 1")
+        ).scalar_one()
+    assert top == 8

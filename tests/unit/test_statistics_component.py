@@ -109,3 +109,41 @@ def test_stats_off_and_bad_stats_specs(tmp_path: Path) -> None:
         with pytest.raises(SpecError) as caught:
             make_spec(db, stats=bad)
         assert caught.value.path == path
+
+
+def test_a_schema_that_changes_under_a_running_pipeline(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    rng = np.random.default_rng(3)
+    before = [
+        {"a": float(x), "b": "xy"[i % 2], "y": int(x > 0)}
+        for i, x in enumerate(rng.normal(size=600))
+    ]
+    after = [  # b is gone, c appears, a comes as words now
+        {"a": "high" if x > 0 else "low", "c": float(x), "y": int(x > 0)}
+        for x in rng.normal(size=900)
+    ]
+    broker = MemoryBroker()
+    broker.append("t", [orjson.dumps(e) for e in before + after])
+    worker = build_worker(make_spec(db, stats={"window": 400}), broker=broker)
+    try:
+        worker.run(until=lambda w: w.read.get(("t", 0), 0) >= 1500)
+        assert worker.stats.dead_letters == 0 and worker.stats.events_trained == 1500
+        changes = {
+            (r["field"], r["old_type"], r["new_type"], r["first_offset"])
+            for r in worker.store.read_schema_changes("st_schema_changes")
+        }
+        assert changes >= {
+            ("c", None, "numeric", 600),  # appeared
+            ("b", "categorical", None, 600),  # gone: missing from 400 events in a row
+            ("a", "numeric", "categorical", 600),  # retyped: 20 words in a row
+        }
+        rows = {r["field"]: r for r in worker.store.read_field_stats("st_field_stats")}
+        assert rows["a"]["kind"] == "categorical"
+        assert {v["value"] for v in rows["a"]["top_values"]} == {"high", "low"}
+        assert rows["b"]["window_count"] == 0 and rows["c"]["count"] == 900
+        # the models keep a field's first kind: words in a numeric field are invalid there
+        assert worker.featurizer.schema["a"] == "numeric"
+        assert worker.featurizer.invalid_values["a"] == 900
+        assert worker.featurizer.schema["c"] == "numeric"
+    finally:
+        worker.close()

@@ -678,6 +678,11 @@ class Store:
                 sa.Column(name, UTCDateTime()) for name in ("event_time", "processed_at")
             ]
             typed += [sa.Column(r.column_name, column_type(r.kind)) for r in kinds]
+            typed += [  # numbers, not MariaDB's Decimals
+                sa.Column(c["name"], sa.Double())
+                for c in sa.inspect(conn).get_columns(table)
+                if str(c["name"]).startswith(_DOUBLE_OUTPUTS)
+            ]
             reflected = sa.Table(table, sa.MetaData(), *typed, autoload_with=conn)
             query = sa.select(reflected).order_by(*[reflected.c[c] for c in _RESULTS_KEY])
             if limit is not None:
@@ -1115,6 +1120,7 @@ class Store:
 
 
 _UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per table
+_DOUBLE_OUTPUTS = ("probability", "anomaly_score", "score_quantile")  # and their __<model>
 _QUANTILE = re.compile(r"^p\d\d(_\d+)?$")  # a quantile column: p01, p50, p99_9
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
