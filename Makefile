@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench bench-quick bench-delivery bench-quality kafka-start kafka-stop kafka-status clean
+.PHONY: demo test check lint typecheck bench bench-quick bench-delivery bench-quality bench-serving kafka-start kafka-stop kafka-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -34,10 +34,15 @@ bench: $(STAMP)
 	bench/setup $(BIN)/python $(PYTHON)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.serving
 
 # learning quality against River on the shared streams (../shared/datasets), in process
 bench-quality: $(STAMP)
 	$(BIN)/python -m bench.quality
+
+# single-event POST /predict latency at 500 requests/s, against a bare FastAPI endpoint
+bench-serving: $(STAMP)
+	$(BIN)/python -m bench.serving
 
 bench-delivery: $(STAMP)
 	$(BIN)/python -m bench.delivery

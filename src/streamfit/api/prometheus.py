@@ -21,6 +21,8 @@ Each scrape reads what the sources last published (a running worker) or what the
                                                evaluation window) or ``"all"``: accuracy,
                                                precision, recall, f1, log_loss, roc_auc, mae,
                                                rmse, r2 (those the task has)
+``streamfit_anomaly_score_quantile``           an anomaly detector's recent scores at
+                                               ``quantile`` 0.5, 0.9, 0.99, 0.999
 =============================================  ============================================
 """
 
@@ -42,6 +44,12 @@ __all__ = ["PipelineMetrics"]
 log = logging.getLogger("streamfit.api")
 
 _QUALITY = ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "mae", "rmse", "r2")
+_SCORE_QUANTILES = {
+    "score_p50": "0.5",
+    "score_p90": "0.9",
+    "score_p99": "0.99",
+    "score_p99_9": "0.999",
+}
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _CHECKPOINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -117,6 +125,11 @@ class _Families:
             )
             for metric in _QUALITY
         }
+        self.scores = gauge(
+            "streamfit_anomaly_score_quantile",
+            "An anomaly detector's recent scores at a quantile",
+            [*m, "version", "quantile"],
+        )
 
     def add(self, name: str, source: PipelineSource) -> None:
         status = source.status()
@@ -151,6 +164,10 @@ class _Families:
                 value = row.get(column)
                 if value is not None and value == value:  # not NaN
                     family.add_metric([name, str(row["model"]), version, window], float(value))
+        for column, quantile in _SCORE_QUANTILES.items():
+            value = row.get(column)
+            if value is not None and value == value:
+                self.scores.add_metric([name, str(row["model"]), version, quantile], float(value))
 
     def all(self) -> Iterator[Metric]:
         yield from (
@@ -166,3 +183,4 @@ class _Families:
             self.model_learned,
         )
         yield from self.quality.values()
+        yield self.scores
