@@ -629,14 +629,15 @@ class Store:
         if self._dialect not in ("mysql", "mariadb"):
             yield
             return
-        got = conn.exec_driver_sql("SELECT GET_LOCK('streamfit.result_fields', 60)").scalar()
+        # one lock per database of the server: MD5 keeps the name within 64 characters
+        got = conn.exec_driver_sql(f"SELECT GET_LOCK({_FIELDS_LOCK}, 60)").scalar()
         conn.commit()  # the lock is the session's; the fields' transaction begins after
         if got != 1:
             raise DatabaseUnavailableError("waiting for another writer of result_fields", 1.0)
         try:
             yield
         finally:
-            conn.exec_driver_sql("SELECT RELEASE_LOCK('streamfit.result_fields')")
+            conn.exec_driver_sql(f"SELECT RELEASE_LOCK({_FIELDS_LOCK})")
 
     def _field_mapping(self, conn: sa.Connection, table: str) -> dict[str, tuple[str, ColumnKind]]:
         registry = self._fixed.tables["result_fields"]
@@ -1119,6 +1120,7 @@ class Store:
 # -- helpers ------------------------------------------------------------------------------------
 
 
+_FIELDS_LOCK: Final = "CONCAT('streamfit.result_fields.', MD5(DATABASE()))"
 _UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per table
 _DOUBLE_OUTPUTS = ("probability", "anomaly_score", "score_quantile")  # and their __<model>
 _QUANTILE = re.compile(r"^p\d\d(_\d+)?$")  # a quantile column: p01, p50, p99_9
