@@ -233,6 +233,40 @@ def test_model_states_of_several_megabytes(store: Store) -> None:
     assert store.load_model("nope") is None
 
 
+def test_model_versions_commands_and_events(store: Store, unique_name: str) -> None:
+    """The lifecycle's tables: versions with metrics and pruned states, the operator's
+    commands in order, model events upserted by their number."""
+    for version in range(1, 5):
+        store.save_model(
+            "lr", version, "builtin", b"s%d" % version, worker="0", metrics={"f1": 0.5}
+        )
+    assert store.prune_model_states("lr", keep=2) == 2
+    versions = store.model_versions("lr")
+    assert [(v["version"], v["state_bytes"]) for v in versions] == [(1, 0), (2, 0), (3, 2), (4, 2)]
+    assert versions[-1]["metrics"] == {"f1": 0.5} and versions[-1]["worker"] == "0"
+    assert store.load_model("lr", 3) == (3, "builtin", b"s3")
+    first = store.add_model_command("promote", "gbm")
+    second = store.add_model_command("rollback", "lr", 3)
+    assert second > first
+    store.mark_model_command(first, "gbm is the champion")
+    store.mark_model_command(first, "a second worker's word")
+    commands = store.model_commands()
+    assert [(c["command"], c["model"], c["version"]) for c in commands] == [
+        ("promote", "gbm", None),
+        ("rollback", "lr", 3),
+    ]
+    assert commands[0]["result"] == "gbm is the champion" and commands[1]["applied_at"] is None
+    assert [c["id"] for c in store.model_commands(after=first)] == [second]
+    table = f"{unique_name}_model_events"
+    row = {"worker": "0", "head": "", "seq": 1, "events_seen": 500, "kind": "gate_rejected"}
+    row |= {"model": "lr", "score": 0.2, "threshold": 0.7, "detail": {"held_out": 99}}
+    store.write_model_events(table, [row])
+    store.write_model_events(table, [row | {"score": float("nan")}])  # a replay upserts
+    events = store.read_model_events(table)
+    assert len(events) == 1 and events[0]["score"] is None
+    assert events[0]["detail"] == {"held_out": 99}
+
+
 def test_checkpoint_round_trip_and_atomicity(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     store.save_checkpoint({("a", 0): 10, ("A", 0): 11}, {"lr": b"\x00" * 3_000_000}, {"x": b"1"})
     cp = store.load_checkpoint()

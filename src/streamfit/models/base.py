@@ -23,7 +23,7 @@ class from the blob). ``Mergeable`` learners fold another worker's model into th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, Self, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -35,24 +35,33 @@ from streamfit.errors import ModelError
 __all__ = [
     "Classifier",
     "Detector",
+    "Columns",
     "Features",
     "Mergeable",
     "Model",
     "Prequential",
     "Records",
     "Task",
+    "align_classes",
     "as_csr",
     "check_labels",
     "predict_learn_many",
+    "prequential",
+    "reads_columns",
     "reads_records",
+    "take_rows",
 ]
 
 Task = Literal["classification", "regression"]
 
 #: The events' typed fields, one dict per row (``Featurizer.records``)
 Records: TypeAlias = Sequence[dict[str, Any]]
-#: What a model learns from: the hashed matrix, or records for a model that ``reads_records``
-Features: TypeAlias = sp.csr_matrix | Records
+#: The events' fields as the batch holds them, one array per field (``Batch.columns``)
+Columns: TypeAlias = Mapping[str, npt.NDArray[Any]]
+#: What a model learns from: the hashed matrix, records for a model that ``reads_records``,
+#: the batch's columns for one that ``reads_columns`` (a pretrained model reading its inputs
+#: by name)
+Features: TypeAlias = sp.csr_matrix | Records | Columns
 
 
 def reads_records(model: object) -> bool:
@@ -64,6 +73,50 @@ def reads_records(model: object) -> bool:
     False
     """
     return getattr(model, "reads", "matrix") == "records"
+
+
+def reads_columns(model: object) -> bool:
+    """Whether ``model`` reads the events' fields by name, a column each (``reads`` is
+    ``"columns"``): pretrained models whose inputs are named fields.
+
+    >>> from streamfit.models import LogisticRegression
+    >>> reads_columns(LogisticRegression())
+    False
+    """
+    return getattr(model, "reads", "matrix") == "columns"
+
+
+def take_rows(X: Features, index: npt.NDArray[np.intp]) -> Features:
+    """The rows ``index`` of a matrix, of records or of columns.
+
+    >>> take_rows({"x": np.array([1.0, 2.0, 3.0])}, np.array([2, 0]))["x"].tolist()
+    [3.0, 1.0]
+    """
+    if isinstance(X, sp.csr_matrix | sp.csr_array):
+        return sp.csr_matrix(X[index])
+    if isinstance(X, Mapping):
+        return {name: column[index] for name, column in X.items()}
+    records = list(X)
+    return [records[i] for i in index.tolist()]
+
+
+def align_classes(
+    proba: npt.NDArray[np.float64], classes: Sequence[object], to: Sequence[object]
+) -> npt.NDArray[np.float64]:
+    """Probabilities whose columns stand for ``classes``, laid out for the classes ``to`` (0
+    where a class of ``to`` is not among ``classes``).
+
+    >>> align_classes(np.array([[0.3, 0.7]]), ["a", "b"], ["b", "c", "a"]).tolist()
+    [[0.7, 0.0, 0.3]]
+    """
+    if list(classes) == list(to):
+        return proba
+    out = np.zeros((proba.shape[0], len(to)))
+    position = {label: i for i, label in enumerate(to)}
+    for j, label in enumerate(classes):
+        if label in position:
+            out[:, position[label]] = proba[:, j]
+    return out
 
 
 @runtime_checkable
@@ -181,6 +234,27 @@ def predict_learn_many(model: Model, X: Features, y: npt.NDArray[Any]) -> npt.ND
     for j, label in enumerate(before):
         out[:, position[label]] = proba[:, j]
     return out
+
+
+def prequential(
+    model: Model, X: Features, y: npt.NDArray[Any]
+) -> tuple[npt.NDArray[np.float64], list[object]]:
+    """The prequential step: each row predicted by ``model`` as it was just before that row,
+    then learned (``predict_learn_many``). Returns what was predicted (a classifier's
+    probabilities, a regressor's values) and the classes the probabilities' columns stand
+    for (empty for a regressor).
+
+    >>> from streamfit.models import LogisticRegression
+    >>> proba, classes = prequential(LogisticRegression(), sp.csr_matrix(np.eye(2)),
+    ...                              np.array(["a", "b"]))
+    >>> proba.shape, classes
+    ((2, 2), ['a', 'b'])
+    """
+    if isinstance(model, Classifier) and model.task == "classification":
+        proba = np.asarray(predict_learn_many(model, X, y), dtype=np.float64)
+        return proba, list(model.classes)
+    predicted = predict_learn_many(model, X, y.astype(np.float64))
+    return np.asarray(predicted, dtype=np.float64), []
 
 
 def as_csr(X: object) -> sp.csr_matrix:

@@ -61,6 +61,7 @@ class Outcome:
     classifier a ``(rows, len(classes))`` probability matrix, for a regressor the values.
     ``head`` names the target the model learns (``runtime.head``).
     ``version`` and ``events_learned`` are the model's counters after the block.
+    ``served``: with A/B serving, the rows of the block this model served (its arm's).
     """
 
     model: str
@@ -70,6 +71,7 @@ class Outcome:
     predicted: npt.NDArray[np.float64]
     classes: Sequence[object] = ()
     head: str = ""  # the target's head ("": the pipeline's own target)
+    served: npt.NDArray[np.bool_] | None = None
 
     def of_head(self, head: str) -> Outcome:
         """The same outcome, from the head named ``head``."""

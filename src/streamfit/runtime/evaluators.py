@@ -2,8 +2,13 @@
 
 Each time a model is tested on a block and learns it, its evaluator records how it did
 (``learned``); at the metrics interval each model's figures become a row of the pipeline's
-training table (``write_metrics``); the evaluators are part of every checkpoint under
-``evaluator/<model>``.
+training table (``write_metrics``), with its ``role`` (``champion`` or ``challenger``); the
+evaluators are part of every checkpoint under ``evaluator/<model>``.
+
+With A/B serving, each arm also has an evaluator of the labeled events it served (its rows
+of each block, ``Outcome.served``): a row of its own in the training table, ``model``
+``<arm>:served``, ``role`` ``arm``, ``arm`` the model's name, ``events_seen`` the events it
+served; saved under ``evaluator/served/<model>``.
 """
 
 from __future__ import annotations
@@ -48,27 +53,38 @@ class EvaluationComponent(Component):
         self.evaluators: dict[str, AnyEvaluator] = {
             name: make_evaluator(models.task, window) for name in models.names
         }
+        arms = models.split.arms if models.split is not None else []
+        self.arms: dict[str, AnyEvaluator] = {
+            name: make_evaluator(models.task, window) for name in arms
+        }
 
     def learned(self, outcome: Outcome) -> None:
-        evaluator = self.evaluators[outcome.model]
-        if isinstance(evaluator, ClassificationEvaluator):
-            evaluator.update(outcome.labels, outcome.predicted, list(outcome.classes))
-        else:
-            evaluator.update(outcome.labels.astype(np.float64), outcome.predicted)
+        _update(self.evaluators[outcome.model], outcome.labels, outcome.predicted, outcome.classes)
+        arm = self.arms.get(outcome.model)
+        if arm is not None and outcome.served is not None and outcome.served.any():
+            rows = np.flatnonzero(outcome.served)
+            _update(arm, outcome.labels[rows], outcome.predicted[rows], outcome.classes)
 
     def state(self) -> dict[str, bytes]:
-        return {f"{self._key}{name}": ev.state() for name, ev in self.evaluators.items()}
+        states = {f"{self._key}{name}": ev.state() for name, ev in self.evaluators.items()}
+        states.update({f"{self._key}served/{n}": ev.state() for n, ev in self.arms.items()})
+        return states
 
     def restore(self, states: Mapping[str, bytes]) -> None:
         for name in self.evaluators:
             blob = states.get(f"{self._key}{name}")
             if blob is not None:
                 self.evaluators[name] = evaluator_from_state(blob)
+        for name in self.arms:
+            blob = states.get(f"{self._key}served/{name}")
+            if blob is not None:
+                self.arms[name] = evaluator_from_state(blob)
 
     def rows(self, now: float | None = None) -> list[dict[str, Any]]:
         """Each model's current metrics, as rows of the training table."""
         recorded = time.time() if now is None else now
         rows = []
+        champion = self.models.policy.champion
         for slot in self.models.slots:
             snapshot = dict(self.evaluators[slot.name].snapshot())
             snapshot.pop("events_seen", None)
@@ -79,6 +95,24 @@ class EvaluationComponent(Component):
                     "model_version": slot.version,
                     "events_seen": slot.events_learned,
                     "recorded_at": recorded,
+                    "role": "champion" if slot.name == champion else "challenger",
+                    **snapshot,
+                }
+            )
+        for name, evaluator in self.arms.items():
+            snapshot = dict(evaluator.snapshot())
+            served = int(snapshot.pop("events_seen", 0) or 0)
+            if not served:
+                continue
+            rows.append(
+                {
+                    "model": f"{name}:served",
+                    "worker": self.worker,
+                    "model_version": self.models.slot(name).version,
+                    "events_seen": served,
+                    "recorded_at": recorded,
+                    "role": "arm",
+                    "arm": name,
                     **snapshot,
                 }
             )
@@ -86,3 +120,10 @@ class EvaluationComponent(Component):
 
     def write_metrics(self, store: Store, now: float) -> None:
         store.write_training(self.table, self.rows(now))
+
+
+def _update(evaluator: AnyEvaluator, labels: Any, predicted: Any, classes: Any) -> None:
+    if isinstance(evaluator, ClassificationEvaluator):
+        evaluator.update(labels, predicted, list(classes))
+    else:
+        evaluator.update(labels.astype(np.float64), predicted)

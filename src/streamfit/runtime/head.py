@@ -10,9 +10,9 @@ the pipeline's with the target-specific keys replaced (``target``, ``task``, ``m
 tables).
 
 Checkpoint names, relative to the worker's prefix: the first head keeps the names a single
-target always had (``model/<m>``, ``featurizer``, ``evaluator/<m>``); head ``h`` uses
-``model@h/<m>``, ``featurizer@h`` and ``evaluator@h/<m>``, so that no key of one head is a
-suffix of another's.
+target always had (``model/<m>``, ``featurizer``, ``evaluator/<m>``, ``lifecycle/...``);
+head ``h`` uses ``model@h/<m>``, ``featurizer@h``, ``evaluator@h/<m>`` and
+``lifecycle@h/...``, so that no key of one head is a suffix of another's.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from streamfit.runtime.blocks import BlockBuffer
 from streamfit.runtime.component import Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.isolation import batch_halves, dead_letters_for, isolate
+from streamfit.runtime.keys import keyed
 from streamfit.runtime.labels import LabelPolicy
 from streamfit.runtime.models import ModelSet
 from streamfit.runtime.routing import Roles, split_roles
@@ -70,7 +71,9 @@ class Head:
         excluded = {field for field in (spec.target, spec.key) if field}
         self.featurizer = Featurizer(spec.features, exclude=excluded)
         task = cast(Task, spec.task)  # task: anomaly has a head of its own (runtime.anomaly)
-        self.models = ModelSet(spec.models, task, self.featurizer.n_features)
+        self.models = ModelSet(
+            spec.models, task, self.featurizer.n_features, spec.promotion, spec.serving
+        )
         self.evaluation = EvaluationComponent(
             self.models,
             spec.outputs.training_table_name(spec.name),
@@ -94,6 +97,10 @@ class Head:
     def featurizer_key(self) -> str:
         return f"featurizer{self._at}"
 
+    @property
+    def lifecycle_prefix(self) -> str:
+        return f"lifecycle{self._at}/"
+
     # -- scoring -------------------------------------------------------------------------------
 
     def roles(self, batch: Batch) -> Roles:
@@ -113,7 +120,9 @@ class Head:
             X = self.featurizer.transform(batch, remember=learned)
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
-        return self.models.predict(X, partial(self.featurizer.records, batch))
+        return self.models.predict(
+            X, partial(self.featurizer.records, batch), keyed(batch, self.spec.key)
+        )
 
     def forget_scored(self, partitions: list[TopicPartition]) -> None:
         """Drop the features kept from scoring for ``partitions`` (learning hashes again)."""
@@ -172,7 +181,10 @@ class Head:
     def _learn_block(self, X: sp.csr_matrix, block: Batch, tell: Callable[[Outcome], None]) -> int:
         labels = block.columns[self.spec.target or ""]
         records = partial(self.featurizer.records, block)  # made if a model reads records
-        for outcome in self.models.predict_then_learn(X, labels, records):
+        outcomes = self.models.predict_then_learn(
+            X, labels, records, keyed(block, self.spec.key), self.events_learned
+        )
+        for outcome in outcomes:
             outcome = outcome.of_head(self.name)
             self.evaluation.learned(outcome)
             tell(outcome)
@@ -198,10 +210,17 @@ class Head:
         """The featurizer and the evaluators, under their checkpoint keys."""
         states = {self.featurizer_key: self.featurizer.state()}
         states.update(self.evaluation.state())
+        prefix = self.lifecycle_prefix
+        states.update({prefix + k: v for k, v in self.models.lifecycle_states().items()})
         return states
 
     def counters(self) -> dict[str, Any]:
-        return {"events_learned": self.events_learned, "models": self.models.counters()}
+        return {
+            "events_learned": self.events_learned,
+            "models": self.models.counters(),
+            "model_events": self.models.event_seq,
+            "commands": self.models.command_cursor,
+        }
 
     def restore(
         self, models: Mapping[str, bytes], extra: Mapping[str, bytes], counters: Mapping[str, Any]
@@ -219,7 +238,13 @@ class Head:
             }
         )
         self.evaluation.restore(extra)
+        prefix = self.lifecycle_prefix
+        self.models.restore_lifecycle(
+            {k.removeprefix(prefix): v for k, v in extra.items() if k.startswith(prefix)}
+        )
         if counters:
             self.models.restore_counters(counters.get("models", {}))
             self.events_learned = int(counters.get("events_learned", 0))
+            self.models.event_seq = int(counters.get("model_events", 0))
+            self.models.command_cursor = int(counters.get("commands", 0))
         return restored

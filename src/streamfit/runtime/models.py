@@ -1,24 +1,37 @@
 """The worker's models: each one's slot, how the set predicts, learns, saves and merges.
 
-Every model of a spec gets a ``ModelSlot`` (the model, its kind, its counters). The first is
-the champion: its prediction is the one written as ``prediction``; the others' go beside it.
-A ``ModelSet`` predicts a batch with every model (``predict``), tests and trains each model on
-a block of labeled events, event by event (``predict_then_learn``), saves and restores the
-models with a checkpoint, and keeps, per mergeable model, a serving copy merged with the other
-workers' latest states (``refresh_serving``).
+Every model of a spec gets a ``ModelSlot`` (the model, its kind, its counters, its update
+gate if it has one). A ``ModelSet`` predicts a batch with every model (``predict``): the
+champion's prediction first (the one written as ``prediction``), or, with A/B serving, each
+event's prediction by the model that serves it; the others' go beside it. It tests and trains
+each model on a block of labeled events, event by event (``predict_then_learn``), a gated
+model through its gate (``streamfit.lifecycle.gate``), and lets the champion policy see how
+every model did (``streamfit.lifecycle.promotion``); the decisions wait in ``events`` until
+the worker writes them. It saves and restores the models with a checkpoint, and keeps, per
+mergeable model, a serving copy merged with the other workers' latest states
+(``refresh_serving``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from streamfit.batch import Batch
+from streamfit.lifecycle import (
+    ChampionPolicy,
+    ModelEvent,
+    ServingSplit,
+    UpdateGate,
+    gated_update,
+    holdout_rows,
+)
 from streamfit.models import build_model, model_from_state
 from streamfit.models.base import (
     Classifier,
@@ -27,11 +40,12 @@ from streamfit.models.base import (
     Model,
     Records,
     Task,
-    predict_learn_many,
+    prequential,
+    reads_columns,
     reads_records,
 )
 from streamfit.runtime.component import Outcome
-from streamfit.spec.model import ModelSpec
+from streamfit.spec.model import ModelSpec, PromotionSpec, ServingSpec
 from streamfit.store import ModelPredictions
 
 __all__ = ["ModelSet", "ModelSlot", "model_kind", "predict_then_learn"]
@@ -41,21 +55,28 @@ log = logging.getLogger("streamfit.worker")
 
 def model_kind(spec: ModelSpec) -> str:
     """``builtin:logistic_regression``, ``river:tree.HoeffdingTreeClassifier``, ..."""
-    for kind in ("builtin", "river", "sklearn"):
+    for kind in ("builtin", "river", "sklearn_file", "sklearn", "onnx"):
         if hasattr(spec, kind):
             return f"{kind}:{getattr(spec, kind)}"
     return "unknown"
 
 
+def learns(model: Model) -> bool:
+    """Whether ``model`` changes when it learns (a frozen pretrained model does not)."""
+    return bool(getattr(model, "learns", True))
+
+
 @dataclass(slots=True)
 class ModelSlot:
-    """A model with its counters: updates applied (``version``) and events learned."""
+    """A model with its counters: updates applied (``version``) and events learned; its
+    update gate, if it has one."""
 
     name: str
     kind: str
     model: Model
     version: int = 0
     events_learned: int = 0
+    gate: UpdateGate | None = None
 
 
 #: the batch's rows as records, made on first demand (``Featurizer.records``)
@@ -63,14 +84,20 @@ RecordsOf = Callable[[], Records]
 
 
 class _Inputs:
-    """What each model reads of one batch: the matrix, or its records (made once)."""
+    """What each model reads of one batch: the matrix, its records (made once), or its
+    columns."""
 
-    def __init__(self, X: sp.csr_matrix, records: RecordsOf | None) -> None:
+    def __init__(self, X: sp.csr_matrix, records: RecordsOf | None, batch: Batch | None) -> None:
         self.X = X
         self._records = records
         self._made: Records | None = None
+        self.batch = batch
 
     def of(self, model: Model) -> Features:
+        if reads_columns(model):
+            if self.batch is None:
+                raise ValueError(f"{type(model).__name__} reads columns: give the batch")
+            return self.batch.columns
         if self._records is None or not reads_records(model):
             return self.X
         if self._made is None:
@@ -81,31 +108,42 @@ class _Inputs:
 def predict_then_learn(
     model: Model, X: Features, y: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.float64], list[object]]:
-    """The prequential step: each row predicted by ``model`` as it was just before that row,
-    then learned (``streamfit.models.base.predict_learn_many``; a model without per-event
-    learning predicts the whole block, then learns it).
-
-    Returns what was predicted (a classifier's probabilities, a regressor's values) and the
-    classes the probabilities' columns stand for (empty for a regressor).
-    """
-    if isinstance(model, Classifier) and model.task == "classification":
-        proba = np.asarray(predict_learn_many(model, X, y), dtype=np.float64)
-        return proba, list(model.classes)
-    predicted = predict_learn_many(model, X, y.astype(np.float64))
-    return np.asarray(predicted, dtype=np.float64), []
+    """The prequential step (``streamfit.models.base.prequential``)."""
+    return prequential(model, X, y)
 
 
 class ModelSet:
-    """The models of one pipeline, side by side; the first is the champion."""
+    """The models of one target, side by side; the champion serves (first in the spec,
+    until the promotion rule or an operator says otherwise)."""
 
-    def __init__(self, specs: Sequence[ModelSpec], task: Task, n_features: int) -> None:
+    def __init__(
+        self,
+        specs: Sequence[ModelSpec],
+        task: Task,
+        n_features: int,
+        promotion: PromotionSpec | None = None,
+        serving: ServingSpec | None = None,
+    ) -> None:
         self.task = task
         self.slots = [
-            ModelSlot(m.name, model_kind(m), build_model(m, task, n_features)) for m in specs
+            ModelSlot(
+                m.name,
+                model_kind(m),
+                build_model(m, task, n_features),
+                gate=None if m.gate is None else UpdateGate(m.gate, task),
+            )
+            for m in specs
         ]
         # per model: what scores events (the local model merged with the other workers'
         # ones, for a mergeable learner, refreshed at each checkpoint), else the local model
         self.serving: dict[str, Model] = {}
+        self.policy = ChampionPolicy(self.names, task, promotion)
+        self.split = None if serving is None else ServingSplit(serving.split)
+        #: decisions not written yet: (number, events learned by the head then, event)
+        self.events: list[tuple[int, int, ModelEvent]] = []
+        self.event_seq = 0  # decisions noted so far (each one's number)
+        self.command_cursor = 0  # the last operator's command taken
+        self.saved_versions: dict[str, int] = {}  # what the models table has, per model
 
     def __iter__(self) -> Any:
         return iter(self.slots)
@@ -114,6 +152,17 @@ class ModelSet:
     def names(self) -> list[str]:
         return [slot.name for slot in self.slots]
 
+    @property
+    def champion(self) -> ModelSlot:
+        """The slot of the model that serves (without A/B serving)."""
+        return self.slot(self.policy.champion)
+
+    def slot(self, name: str) -> ModelSlot:
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise KeyError(name)
+
     # -- scoring and learning
 
     def predict(
@@ -121,16 +170,23 @@ class ModelSet:
         X: sp.csr_matrix,
         records: RecordsOf | None = None,
         names: Collection[str] | None = None,
+        batch: Batch | None = None,
     ) -> list[ModelPredictions]:
-        """Every model's predictions for the rows of ``X`` (only those in ``names``, when
-        given), champion first; a model that ``reads_records`` gets ``records()``
-        instead of ``X``."""
-        inputs = _Inputs(X, records)
-        return [
-            self._predict(slot, inputs)
-            for slot in self.slots
-            if names is None or slot.name in names
-        ]
+        """Every model's predictions for the rows of ``X``, what is served first: the
+        champion's, or with A/B serving each row's by its arm's model (then every model's
+        beside it). A model that ``reads_records`` gets ``records()`` instead of ``X``, one
+        that ``reads_columns`` the columns of ``batch`` (whose keys choose the arms).
+        ``names``: only these models, in the spec's order, nothing served (what a server
+        asks for)."""
+        inputs = _Inputs(X, records, batch)
+        if names is not None:
+            return [self._predict(slot, inputs) for slot in self.slots if slot.name in names]
+        by_name = {slot.name: self._predict(slot, inputs) for slot in self.slots}
+        if self.split is None or batch is None:
+            champion = self.policy.champion
+            return [by_name[champion], *[p for n, p in by_name.items() if n != champion]]
+        arms = self.split.assign(batch.meta.keys, batch.meta.partitions, batch.meta.offsets)
+        return [_served(by_name, self.split.arms, arms), *by_name.values()]
 
     def _predict(self, slot: ModelSlot, inputs: _Inputs) -> ModelPredictions:
         model = self.serving.get(slot.name, slot.model)
@@ -152,20 +208,144 @@ class ModelSet:
         return ModelPredictions(slot.name, slot.version, values, None)
 
     def predict_then_learn(
-        self, X: sp.csr_matrix, y: npt.NDArray[Any], records: RecordsOf | None = None
+        self,
+        X: sp.csr_matrix,
+        y: npt.NDArray[Any],
+        records: RecordsOf | None = None,
+        batch: Batch | None = None,
+        learned_before: int = 0,
     ) -> list[Outcome]:
         """Test every model on a block of labeled rows, then train it on them (event by
-        event where the model can); a model that ``reads_records`` gets ``records()``."""
-        inputs = _Inputs(X, records)
+        event where the model can; a gated model through its gate); a model that
+        ``reads_records`` gets ``records()``, one that ``reads_columns`` the columns of
+        ``batch`` (the block, whose offsets choose a gate's held-out rows and whose keys
+        the A/B arms). ``learned_before``: events the target had learned before the block
+        (the champion policy's evaluation points fall on its multiples)."""
+        inputs = _Inputs(X, records, batch)
+        n = X.shape[0]
+        arms = None
+        if self.split is not None and batch is not None:
+            arms = self.split.assign(batch.meta.keys, batch.meta.partitions, batch.meta.offsets)
         outcomes = []
         for slot in self.slots:
-            predicted, classes = predict_then_learn(slot.model, inputs.of(slot.model), y)
-            slot.version += 1
-            slot.events_learned += X.shape[0]
+            features = inputs.of(slot.model)
+            if slot.gate is not None and batch is not None:
+                predicted, classes = self._gated(
+                    slot, slot.gate, features, y, batch, learned_before
+                )
+            else:
+                predicted, classes = prequential(slot.model, features, y)
+                if learns(slot.model):
+                    slot.version += 1
+                    slot.events_learned += n
+            served = None
+            if arms is not None and self.split is not None and slot.name in self.split.arms:
+                served = arms == self.split.arms.index(slot.name)
             outcomes.append(
-                Outcome(slot.name, slot.version, slot.events_learned, y, predicted, classes)
+                Outcome(
+                    slot.name,
+                    slot.version,
+                    slot.events_learned,
+                    y,
+                    predicted,
+                    classes,
+                    served=served,
+                )
             )
+        for event in self.policy.observe(outcomes, learned_before, learned_before + n):
+            self.note(learned_before + n, event)
         return outcomes
+
+    def _gated(
+        self,
+        slot: ModelSlot,
+        gate: UpdateGate,
+        features: Features,
+        y: npt.NDArray[Any],
+        block: Batch,
+        learned_before: int,
+    ) -> tuple[npt.NDArray[np.float64], list[object]]:
+        meta = block.meta
+        topic = str(meta.topics[0]) if len(meta) else ""
+        holdout = holdout_rows(meta.partitions, meta.offsets, gate.spec.holdout, topic)
+        update = gated_update(slot.model, features, y, holdout, gate)
+        decision = update.decision
+        slot.model = update.model
+        if decision.kept:
+            slot.version += 1
+            slot.events_learned += decision.learned
+        where = {}
+        if len(meta):
+            where = {
+                "topic": topic,
+                "partition": int(meta.partitions[0]),
+                "first_offset": int(meta.offsets[0]),
+                "last_offset": int(meta.offsets[-1]),
+            }
+        self.note(
+            learned_before + len(y),
+            ModelEvent(
+                "gate_kept" if decision.kept else "gate_rejected",
+                slot.name,
+                slot.version,
+                self.policy.champion,
+                metric=gate.spec.metric,
+                score=decision.score,
+                baseline=decision.baseline,
+                threshold=decision.threshold,
+                detail={
+                    "reason": decision.reason,
+                    "current_score": decision.current,
+                    "held_out": decision.held_out,
+                    "learned": decision.learned,
+                    **where,
+                },
+            ),
+        )
+        return update.predicted, update.classes
+
+    def note(self, events_seen: int, event: ModelEvent) -> None:
+        """Keep a decision to write; a promotion or rollback gets its model's version."""
+        if event.kind in ("promoted", "rolled_back", "operator_promoted", "operator_rolled_back"):
+            event = replace(event, version=self.slot(event.model).version)
+        self.event_seq += 1
+        self.events.append((self.event_seq, events_seen, event))
+
+    def take_events(self) -> list[tuple[int, int, ModelEvent]]:
+        """The decisions not written yet (and forget them)."""
+        events, self.events = self.events, []
+        return events
+
+    # -- the operator's hand
+
+    def promote(self, name: str, events_seen: int) -> None:
+        """Make ``name`` the champion now."""
+        self.note(events_seen, self.policy.promote(name))
+
+    def rollback(self, events_seen: int) -> bool:
+        """Reinstate the previous champion; False if there is none."""
+        event = self.policy.rollback()
+        if event is None:
+            return False
+        self.note(events_seen, event)
+        return True
+
+    def restore_version(self, name: str, version: int, blob: bytes, events_seen: int) -> None:
+        """Replace model ``name`` by its saved ``version`` (``blob``): a new version of it."""
+        slot = self.slot(name)
+        slot.model = model_from_state(blob)
+        slot.version += 1
+        self.serving.pop(name, None)
+        self.note(
+            events_seen,
+            ModelEvent(
+                "operator_rolled_back",
+                name,
+                slot.version,
+                self.policy.champion,
+                detail={"restored_from": version},
+            ),
+        )
 
     # -- state
 
@@ -176,6 +356,13 @@ class ModelSet:
         clone = ModelSet.__new__(ModelSet)
         clone.task = self.task
         clone.serving = {}
+        clone.policy = ChampionPolicy(self.names, self.task, None)
+        clone.policy.champion = self.policy.champion
+        clone.split = self.split
+        clone.events = []
+        clone.event_seq = self.event_seq
+        clone.command_cursor = self.command_cursor
+        clone.saved_versions = dict(self.saved_versions)
         clone.slots = [
             ModelSlot(
                 slot.name,
@@ -206,6 +393,21 @@ class ModelSet:
         for slot in self.slots:
             slot.version, slot.events_learned = counters.get(slot.name, [0, 0])
 
+    def lifecycle_states(self) -> dict[str, bytes]:
+        """The gates' and the champion policy's blobs, by key (``gate/<model>``,
+        ``policy``, ``window/<model>``)."""
+        states = {f"gate/{s.name}": s.gate.state() for s in self.slots if s.gate is not None}
+        states.update(self.policy.state())
+        return states
+
+    def restore_lifecycle(self, states: Mapping[str, bytes]) -> None:
+        """Take back ``lifecycle_states()``'s blobs."""
+        for slot in self.slots:
+            blob = states.get(f"gate/{slot.name}")
+            if slot.gate is not None and blob is not None:
+                slot.gate.restore(blob)
+        self.policy.restore(states)
+
     def refresh_serving(self, others_of: Callable[[str], Mapping[str, bytes]]) -> None:
         """Serve each mergeable model merged with the other workers' latest states.
 
@@ -228,3 +430,28 @@ class ModelSet:
                 if type(other) is type(merged):
                     merged.merge(other)
             self.serving[slot.name] = merged
+
+
+def _served(
+    by_name: Mapping[str, ModelPredictions], names: list[str], arms: npt.NDArray[np.intp]
+) -> ModelPredictions:
+    """Each row's prediction by the model of its arm, with that model's name and version."""
+    n = len(arms)
+    first = by_name[names[0]]
+    prediction = np.empty(n, dtype=np.asarray(first.prediction).dtype)
+    probability = None if first.probability is None else np.full(n, np.nan)
+    models = np.empty(n, dtype=object)
+    versions = np.zeros(n, dtype=np.int64)
+    for i, name in enumerate(names):
+        rows = arms == i
+        if not rows.any():
+            continue
+        own = by_name[name]
+        prediction[rows] = np.asarray(own.prediction)[rows]
+        if probability is not None and own.probability is not None:
+            probability[rows] = np.asarray(own.probability)[rows]
+        models[rows] = name
+        versions[rows] = own.version
+    return ModelPredictions(
+        first.name, first.version, prediction, probability, models=models, versions=versions
+    )

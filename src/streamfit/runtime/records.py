@@ -77,8 +77,12 @@ def prediction_records(
     else:
         record.column(_PREDICTION, _texts_of_values(champion.prediction))
         record.column(_PROBABILITY, _texts_of_numbers(champion.probability, n))
-    record.constant(_MODEL, orjson.dumps(champion.name))
-    record.constant(_VERSION, b"%d" % champion.version)
+    if champion.models is None or champion.versions is None:
+        record.constant(_MODEL, orjson.dumps(champion.name))
+        record.constant(_VERSION, b"%d" % champion.version)
+    else:  # A/B serving: each row's own model
+        record.column(_MODEL, _texts_of_values(champion.models))
+        record.column(_VERSION, champion.versions.tolist(), b"%d")
     topic = meta.single_topic()
     if topic is not None:
         record.constant(_TOPIC, orjson.dumps(topic))

@@ -55,6 +55,7 @@ from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.head import Head
 from streamfit.runtime.isolation import dead_letters_for, isolate, reason_for
+from streamfit.runtime.lifecycle import at_checkpoint, take_commands
 from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
@@ -142,6 +143,11 @@ class Worker:
             source.on_assign = self._on_assign
             source.on_revoke = self._on_revoke
         self.restore()
+        for head in self.heads:  # the operator's commands queued while it was stopped
+            self.outages.call(
+                "taking the operator's commands",
+                lambda head=head: take_commands(head, self.store),  # type: ignore[misc]
+            )
 
     def _new_heads(self) -> list[Head]:
         """The heads as they are before any event (``runtime.targets``)."""
@@ -546,6 +552,16 @@ class Worker:
                 )
         except _Rewound:
             return
+        try:
+            for head in self.heads:  # operator's commands, model events, model versions
+                self.outages.call(
+                    "recording the model lifecycle",
+                    unless_rewound(
+                        lambda head=head: at_checkpoint(head, self.store, self.worker_id)  # type: ignore[misc]
+                    ),
+                )
+        except _Rewound:
+            return
         model_states, extra = self.snapshot.gather(self.heads, self.components, self._metrics_mark)
         try:
             self.outages.call(
@@ -639,20 +655,12 @@ class Worker:
         return self.stats
 
     def finish(self, drain: bool = True) -> None:
-        """Learn what is pending (if ``drain``), write the last metrics, save the models,
-        checkpoint."""
+        """Learn what is pending (if ``drain``), write the last metrics, checkpoint (the
+        models' last versions go to the ``models`` table with it)."""
         if drain:
             self.learn_pending()
         self._maybe_write_metrics(force=True)
-        for head in self.heads:
-            for slot in head.models.slots:
-                self.outages.call(
-                    "saving a model",
-                    lambda slot=slot: self.store.save_model(  # type: ignore[misc]
-                        slot.name, slot.version, slot.kind, slot.model.state()
-                    ),
-                )
-        self.checkpoint()
+        self.checkpoint()  # saves each model's last version too
 
     def close(self) -> None:
         """Leave the consumer group, then close the outputs and the store.

@@ -40,13 +40,19 @@ __all__ = [
     "EvaluationSpec",
     "FeaturesSpec",
     "FileSourceSpec",
+    "GateSpec",
     "KafkaSourceSpec",
     "LearningSpec",
     "MemorySourceSpec",
     "ModelSpec",
+    "OnnxModelSpec",
     "OutputsSpec",
     "PipelineSpec",
+    "PretrainedSklearnSpec",
+    "PromotionSpec",
     "RiverModelSpec",
+    "RollbackSpec",
+    "ServingSpec",
     "SklearnModelSpec",
     "SourceSpec",
     "StatsSpec",
@@ -61,7 +67,14 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
 #: The tables streamfit keeps for every pipeline of a database (``streamfit.store.tables``):
 #: no results or training table may take one of these names, in any case.
 RESERVED_TABLES = frozenset(
-    {"checkpoint_states", "checkpoints", "dead_letters", "models", "result_fields"}
+    {
+        "checkpoint_states",
+        "checkpoints",
+        "dead_letters",
+        "model_commands",
+        "models",
+        "result_fields",
+    }
 )
 
 
@@ -138,9 +151,34 @@ class FeaturesSpec(_Frozen):
     text_fields_min_tokens: int = Field(default=4, ge=1)
 
 
-class _ModelBase(_Frozen):
+#: Metrics a gate or a promotion rule can judge by: the first group for classifiers, the second
+#: for regressors. ``log_loss``, ``mae`` and ``rmse`` are better when lower.
+CLASSIFICATION_SCORES = ("f1", "accuracy", "precision", "recall", "roc_auc", "log_loss")
+REGRESSION_SCORES = ("rmse", "mae", "r2")
+ScoreName = Literal[
+    "f1", "accuracy", "precision", "recall", "roc_auc", "log_loss", "rmse", "mae", "r2"
+]
+
+
+class GateSpec(_Frozen):
+    """An update gate on one model (``streamfit.lifecycle.gate``): each learned block is
+    applied to a copy of the model; the copy is scored on a held-out share of the block
+    (``holdout``, chosen by offset, never learned by this model) and replaces the model only
+    if its score beats ``ratio`` x the mean score of the updates kept so far (for a metric
+    that is better when lower, ``log_loss``, ``mae``, ``rmse``: is below that mean / ``ratio``).
+    Otherwise the model stays exactly as it was. After ``reset_after`` rejections in a row the
+    next update is kept and the mean starts again from it (the stream has shifted: the old
+    mean no longer says what a good score is); ``null`` never resets."""
+
+    metric: ScoreName = "f1"
+    ratio: float = Field(default=0.95, gt=0, le=10)
+    holdout: float = Field(default=0.2, gt=0, lt=1)
+    reset_after: int | None = Field(default=20, ge=1)
+
+
+class _NamedModel(_Frozen):
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    gate: GateSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -148,6 +186,10 @@ class _ModelBase(_Frozen):
         if not _NAME.match(value):
             raise ValueError("a model name is letters, digits and '_', at most 41 characters")
         return value
+
+
+class _ModelBase(_NamedModel):
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class BuiltinModelSpec(_ModelBase):
@@ -186,9 +228,52 @@ class SklearnModelSpec(_ModelBase):
     sklearn: str
 
 
+Label = str | int | bool
+FillValue = float | int | str | bool
+
+
+class _PretrainedBase(_NamedModel):
+    """What every pretrained model has: the event fields it reads, and what a missing one is.
+
+    ``inputs``: the event fields the model reads, in the order of its input columns; by
+    default its own input names (an ONNX graph's inputs, a scikit-learn estimator's
+    ``feature_names_in_``). ``fill_missing``: the value a missing field takes, by field;
+    otherwise NaN for a number, 0 for an integer and ``""`` for a string.
+    """
+
+    inputs: list[str] | None = Field(default=None, min_length=1)
+    fill_missing: dict[str, FillValue] = Field(default_factory=dict)
+
+
+class OnnxModelSpec(_PretrainedBase):
+    """A model trained elsewhere, exported to ONNX, scored through onnxruntime (one session
+    run per poll). Frozen: it never learns. ``classes``: the labels of the probability
+    columns, where the graph does not name them."""
+
+    onnx: str
+    classes: list[Label] | None = Field(default=None, min_length=2)
+
+
+class PretrainedSklearnSpec(_PretrainedBase):
+    """A fitted scikit-learn estimator from a file. ``.skops`` files load through skops,
+    which builds only the types it trusts: scikit-learn's, NumPy's and SciPy's here, plus
+    ``trusted_types``. A joblib or pickle file (``.joblib``, ``.pkl``, ``.pickle``) runs
+    whatever code it holds as it loads: it is refused unless ``trusted: true`` says that
+    you know where it came from. Frozen unless ``learn: true`` and the estimator has
+    ``partial_fit``."""
+
+    sklearn_file: str
+    trusted: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+    learn: bool = False
+
+
+_MODEL_KINDS = ("builtin", "river", "sklearn_file", "sklearn", "onnx")
+
+
 def _model_kind(value: Any) -> str | None:
     keys = value if isinstance(value, dict) else vars(value) if hasattr(value, "__dict__") else {}
-    for kind in ("builtin", "river", "sklearn"):
+    for kind in _MODEL_KINDS:
         if kind in keys:
             return kind
     return None
@@ -197,13 +282,58 @@ def _model_kind(value: Any) -> str | None:
 ModelSpec = Annotated[
     Annotated[BuiltinModelSpec, Tag("builtin")]
     | Annotated[RiverModelSpec, Tag("river")]
-    | Annotated[SklearnModelSpec, Tag("sklearn")],
+    | Annotated[SklearnModelSpec, Tag("sklearn")]
+    | Annotated[PretrainedSklearnSpec, Tag("sklearn_file")]
+    | Annotated[OnnxModelSpec, Tag("onnx")],
     Discriminator(
         _model_kind,
         custom_error_type="model_kind",
-        custom_error_message="a model names one of 'builtin', 'river' or 'sklearn'",
+        custom_error_message="a model names one of 'builtin', 'river', 'sklearn', "
+        "'sklearn_file' or 'onnx'",
     ),
 ]
+
+
+class RollbackSpec(_Frozen):
+    """After a promotion, the previous champion is reinstated if, at any of the next
+    ``within`` evaluation points, the new champion's windowed score is worse than the
+    previous champion's by more than ``margin``."""
+
+    within: int = Field(default=10, ge=1)
+    margin: float = Field(default=0.0, ge=0)
+
+
+class PromotionSpec(_Frozen):
+    """Champion and challengers (``streamfit.lifecycle.promotion``). Every ``every`` labeled
+    events learned is an evaluation point; a challenger whose score over the last ``window``
+    events beats the champion's by ``margin`` at ``patience`` points in a row becomes the
+    champion. ``rollback``: when to undo a promotion (``null``: never)."""
+
+    metric: ScoreName = "roc_auc"
+    window: int = Field(default=5000, ge=10)
+    margin: float = Field(default=0.01, ge=0)
+    patience: int = Field(default=3, ge=1)
+    every: int = Field(default=1000, ge=1)
+    rollback: RollbackSpec | None = Field(default_factory=RollbackSpec)
+
+
+class ServingSpec(_Frozen):
+    """A/B serving (``streamfit.lifecycle.serving``): ``split`` gives each model named its
+    share of the scored events (shares add up to 1). An event goes to the same model every
+    time: chosen by a hash of its key (the spec's ``key`` field, else its Kafka key), or of
+    its offset when it has no key."""
+
+    split: dict[str, float] = Field(min_length=1)
+
+    @field_validator("split")
+    @classmethod
+    def _shares(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(share <= 0 or share > 1 for share in value.values()):
+            raise ValueError("each share is above 0 and at most 1")
+        total = sum(value.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"the shares add up to {total:g}, not 1")
+        return value
 
 
 class EvaluationSpec(_Frozen):
@@ -312,10 +442,17 @@ class StatsSpec(_Frozen):
 
 
 class CheckpointSpec(_Frozen):
-    """How often model state and input offsets are written, together, to the database."""
+    """How often model state and input offsets are written, together, to the database.
+
+    Each checkpoint also records every model whose version changed as a version in the
+    ``models`` table, with its metrics; ``keep_model_versions``: how many versions of each
+    model keep their state there (older ones keep their metrics, their state is emptied), so
+    that ``streamfit models rollback NAME --to VERSION`` can go back to them.
+    """
 
     interval_events: int = Field(default=50_000, ge=1)
     interval_seconds: float = Field(default=5.0, gt=0)
+    keep_model_versions: int = Field(default=20, ge=1)
 
 
 class LearningSpec(_Frozen):
@@ -445,6 +582,8 @@ class PipelineSpec(_Frozen):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     stats: StatsSpec = Field(default_factory=StatsSpec)
     processing: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    promotion: PromotionSpec | None = None
+    serving: ServingSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -470,6 +609,7 @@ class PipelineSpec(_Frozen):
             raise ValueError(f"model names must be unique, got {names}")
         if self.topics.train and not self.target:
             raise ValueError("a 'train' topic needs a 'target' field")
+        self._check_lifecycle(names)
         outputs = self.outputs
         results = outputs.results_table_name(self.name)
         if results.lower() == outputs.training_table_name(self.name).lower():
@@ -616,6 +756,44 @@ class PipelineSpec(_Frozen):
 
     def target_training_table(self, extra: TargetSpec) -> str:
         return extra.training_table or f"{self.name}_{extra.head}_training"
+    def _check_lifecycle(self, names: list[str]) -> None:
+        """Gates, promotion and serving name metrics of the task and models of the spec."""
+        allowed = CLASSIFICATION_SCORES if self.task == "classification" else REGRESSION_SCORES
+        for i, model in enumerate(self.models):
+            if model.gate is None:
+                continue
+            if model.gate.metric not in allowed:
+                raise _error_at(
+                    self,
+                    ("models", str(i), "gate", "metric"),
+                    f"a {self.task} gate judges by one of {', '.join(allowed)}",
+                    model.gate.metric,
+                )
+            if isinstance(model, OnnxModelSpec) or (
+                isinstance(model, PretrainedSklearnSpec) and not model.learn
+            ):
+                raise _error_at(
+                    self,
+                    ("models", str(i), "gate"),
+                    "a frozen pretrained model never learns: there is no update to gate",
+                    "gate",
+                )
+        if self.promotion is not None and self.promotion.metric not in allowed:
+            raise _error_at(
+                self,
+                ("promotion", "metric"),
+                f"a {self.task} promotion rule judges by one of {', '.join(allowed)}",
+                self.promotion.metric,
+            )
+        if self.serving is not None:
+            for arm in self.serving.split:
+                if arm not in names:
+                    raise _error_at(
+                        self,
+                        ("serving", "split", arm),
+                        f"no model {arm!r} in models (there are {', '.join(names)})",
+                        arm,
+                    )
 
     @property
     def source_given(self) -> bool:

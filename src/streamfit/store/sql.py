@@ -48,6 +48,7 @@ from streamfit.store.tables import (
     field_key,
     field_stats_table,
     fixed_metadata,
+    model_events_table,
     prediction_column,
     probability_column,
     results_table,
@@ -86,7 +87,9 @@ class ModelPredictions:
     ``probability`` the probability of the predicted class, as a 1-d array, or a 2-d
     (rows x classes) array of which the store keeps each row's largest value. For an anomaly
     detector, ``prediction`` is each event's anomaly score, ``probability`` its
-    ``score_quantile`` and ``alarms`` its ``is_anomaly``.
+    ``score_quantile`` and ``alarms`` its ``is_anomaly``. ``models`` and ``versions``, when
+    given, name per row the model (and its version) that made the prediction, in place of
+    ``name`` and ``version`` (A/B serving: each row its arm's model).
     """
 
     name: str
@@ -94,14 +97,34 @@ class ModelPredictions:
     prediction: npt.NDArray[Any]
     probability: npt.NDArray[Any] | None = None
     alarms: npt.NDArray[np.bool_] | None = None
+    models: npt.NDArray[Any] | None = None
+    versions: npt.NDArray[np.int64] | None = None
 
     def take(self, index: npt.NDArray[np.intp]) -> ModelPredictions:
         """The rows at ``index``."""
         probability = None if self.probability is None else np.asarray(self.probability)[index]
         alarms = None if self.alarms is None else np.asarray(self.alarms)[index]
         return ModelPredictions(
-            self.name, self.version, np.asarray(self.prediction)[index], probability, alarms
+            self.name,
+            self.version,
+            np.asarray(self.prediction)[index],
+            probability,
+            alarms,
+            None if self.models is None else self.models[index],
+            None if self.versions is None else self.versions[index],
         )
+
+    def model_names(self, n: int) -> list[str]:
+        """The model of each of ``n`` rows."""
+        if self.models is None:
+            return [self.name] * n
+        return [str(m) for m in self.models.tolist()]
+
+    def model_versions(self, n: int) -> list[int]:
+        """The model version of each of ``n`` rows."""
+        if self.versions is None:
+            return [int(self.version)] * n
+        return [int(v) for v in self.versions.tolist()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,8 +477,8 @@ class Store:
         else:
             params["prediction"] = outcome(np.asarray(champion.prediction))
             params["probability"] = _probabilities(champion.probability, n)
-        params["model"] = [champion.name] * n
-        params["model_version"] = [int(champion.version)] * n
+        params["model"] = champion.model_names(n)
+        params["model_version"] = champion.model_versions(n)
         if labels is not None:
             params["label"] = outcome(np.asarray(labels))
         meta = batch.meta
@@ -707,6 +730,8 @@ class Store:
             "model_version",
             "events_seen",
             "recorded_at",
+            "role",
+            "arm",
             *TRAINING_METRICS,
         }
         params = []
@@ -727,6 +752,8 @@ class Store:
             }
             for metric in TRAINING_METRICS:
                 record[metric] = _metric(row.get(metric))
+            record["role"] = row.get("role")
+            record["arm"] = row.get("arm")
             params.append(record)
         with self._guard(f"writing {len(params)} rows to {table}"):
             self._write(self._training_table(table), params)
@@ -959,9 +986,19 @@ class Store:
 
     # -- models ---------------------------------------------------------------------------------
 
-    def save_model(self, name: str, version: int, kind: str, state: bytes) -> None:
-        """Store a model's state as (this pipeline, ``name``, ``version``); upsert. A state
-        past ``_parts.PART_BYTES`` is stored in parts (``store._parts``)."""
+    def save_model(
+        self,
+        name: str,
+        version: int,
+        kind: str,
+        state: bytes,
+        *,
+        worker: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store a model's state as (this pipeline, ``name``, ``version``), with the
+        ``worker`` that saved it and its ``metrics`` at that version; upsert. A state past
+        ``_parts.PART_BYTES`` is stored in parts (``store._parts``)."""
         now = _utcnow()
         rows = [
             {
@@ -971,21 +1008,25 @@ class Store:
                 "kind": kind,
                 "state": blob,
                 "saved_at": now,
+                "worker": worker,
+                "metrics": None if metrics is None else _json_text(metrics),
             }
             for row_name, blob in _parts.split(name, bytes(state))
         ]
         with self._guard(f"saving model {name} v{version}"):
             self._write(self._fixed.tables["models"], rows)
 
-    def load_model(self, name: str) -> tuple[int, str, bytes] | None:
-        """(version, kind, state) of the highest saved version of ``name``, or None."""
+    def load_model(self, name: str, version: int | None = None) -> tuple[int, str, bytes] | None:
+        """(version, kind, state) of ``version`` of ``name`` (by default its highest saved
+        version), or None. A pruned version's state is empty."""
         t = self._fixed.tables["models"]
-        query = (
-            sa.select(t.c.version, t.c.kind, t.c.state)
-            .where(t.c.pipeline == self.pipeline, t.c.name == name)
-            .order_by(t.c.version.desc())
-            .limit(1)
+        query = sa.select(t.c.version, t.c.kind, t.c.state).where(
+            t.c.pipeline == self.pipeline, t.c.name == name
         )
+        if version is None:
+            query = query.order_by(t.c.version.desc()).limit(1)
+        else:
+            query = query.where(t.c.version == int(version))
         with self._guard(f"loading model {name}"), self._engine.connect() as conn:
             row = conn.execute(query).first()
             if row is None:
@@ -998,6 +1039,170 @@ class Store:
                 )
                 stored |= {str(r.name): bytes(r.state) for r in conn.execute(parts)}
         return int(row.version), str(row.kind), _parts.joined(stored)[name]
+
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        """This pipeline's saved model versions (of ``name``), without their states: name,
+        version, kind, worker, saved_at, metrics (a dict), state_bytes (0 once pruned); by
+        name and version."""
+        t = self._fixed.tables["models"]
+        query = (
+            sa.select(
+                t.c.name,
+                t.c.version,
+                t.c.kind,
+                t.c.worker,
+                t.c.saved_at,
+                t.c.metrics,
+                sa.func.length(t.c.state).label("state_bytes"),
+            )
+            .where(
+                t.c.pipeline == self.pipeline,
+                sa.not_(t.c.name.contains("#part-", autoescape=True)),
+            )
+            .order_by(t.c.name, t.c.version)
+        )
+        if name is not None:
+            query = query.where(t.c.name == name)
+        with self._guard("reading model versions"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "name": str(r.name),
+                "version": int(r.version),
+                "kind": str(r.kind),
+                "worker": r.worker,
+                "saved_at": _as_time(r.saved_at),
+                "metrics": orjson.loads(r.metrics) if r.metrics else {},
+                "state_bytes": int(r.state_bytes or 0),
+            }
+            for r in rows
+        ]
+
+    def prune_model_states(self, name: str, keep: int) -> int:
+        """Empty the state of every version of ``name`` but the ``keep`` highest (their
+        metrics stay); return how many were emptied."""
+        t = self._fixed.tables["models"]
+        mine = sa.and_(t.c.pipeline == self.pipeline, t.c.name == name)
+        with self._guard(f"pruning model {name}"), self._engine.begin() as conn:
+            kept = conn.execute(
+                sa.select(t.c.version).where(mine).order_by(t.c.version.desc()).limit(keep)
+            ).all()
+            if len(kept) < keep:
+                return 0
+            lowest = min(int(r.version) for r in kept)
+            done = conn.execute(
+                sa.update(t)
+                .where(mine, t.c.version < lowest, sa.func.length(t.c.state) > 0)
+                .values(state=b"")
+            )
+            conn.execute(  # the parts of states stored in parts (store._parts)
+                sa.update(t)
+                .where(
+                    t.c.pipeline == self.pipeline,
+                    t.c.name.startswith(f"{name}#part-", autoescape=True),
+                    t.c.version < lowest,
+                )
+                .values(state=b"")
+            )
+        return int(done.rowcount or 0)
+
+    # -- the operator's commands ------------------------------------------------------------------
+
+    def add_model_command(
+        self, command: str, model: str | None = None, version: int | None = None
+    ) -> int:
+        """Queue an operator's ``command`` (``promote``, ``rollback``) for this pipeline's
+        workers; return its id (ids grow in the order of the requests)."""
+        t = self._fixed.tables["model_commands"]
+        row = {
+            "pipeline": self.pipeline,
+            "command": command,
+            "model": model,
+            "version": version,
+            "requested_at": _utcnow(),
+        }
+        with self._guard(f"queueing {command}"), self._engine.begin() as conn:
+            key = conn.execute(sa.insert(t).values(row)).inserted_primary_key
+        return int(key[0]) if key else 0
+
+    def model_commands(self, after: int = 0) -> list[dict[str, Any]]:
+        """This pipeline's commands with an id above ``after``, oldest first."""
+        t = self._fixed.tables["model_commands"]
+        query = sa.select(t).where(t.c.pipeline == self.pipeline, t.c.id > after).order_by(t.c.id)
+        with self._guard("reading model commands"), self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_model_command(self, command_id: int, result: str) -> None:
+        """Record that a worker carried out (or refused) command ``command_id``, and how;
+        the first worker's word stays."""
+        t = self._fixed.tables["model_commands"]
+        with self._guard("marking a model command"), self._engine.begin() as conn:
+            conn.execute(
+                sa.update(t)
+                .where(t.c.id == command_id, t.c.applied_at.is_(None))
+                .values(applied_at=_utcnow(), result=result)
+            )
+
+    # -- model events -----------------------------------------------------------------------------
+
+    def write_model_events(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert lifecycle decisions into ``table``, keyed by (worker, head, seq): each row
+        has those, ``events_seen``, ``kind``, ``model`` and any of ``version``, ``champion``,
+        ``metric``, ``score``, ``baseline``, ``threshold``, ``detail`` (a dict, stored as
+        JSON), ``recorded_at``."""
+        if not rows:
+            return 0
+        now = _utcnow()
+        params = [
+            {
+                "worker": str(row["worker"]),
+                "head": str(row.get("head", "")),
+                "seq": int(row["seq"]),
+                "events_seen": int(row["events_seen"]),
+                "kind": str(row["kind"]),
+                "model": str(row["model"]),
+                "version": row.get("version"),
+                "champion": row.get("champion"),
+                "metric": row.get("metric"),
+                "score": _metric(row.get("score")),
+                "baseline": _metric(row.get("baseline")),
+                "threshold": _metric(row.get("threshold")),
+                "detail": _json_text(row.get("detail") or {}),
+                "recorded_at": _as_time(row.get("recorded_at")) or now,
+            }
+            for row in rows
+        ]
+        with self._guard(f"writing {len(params)} rows to {table}"):
+            self._write(self._events_table(table), params)
+        return len(params)
+
+    def _events_table(self, table: str) -> sa.Table:
+        found = self._training.get(table)
+        if found is not None:
+            return found
+        with self._lock:
+            self._check_table_name(table)
+            definition = model_events_table(table)
+            self._create(definition.metadata)
+            self._training[table] = definition
+            return definition
+
+    def read_model_events(self, table: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Rows of model events ``table`` (of one ``kind``), by worker, head and seq;
+        ``detail`` as a dict."""
+        definition = model_events_table(table)
+        query = sa.select(definition).order_by(
+            definition.c.worker, definition.c.head, definition.c.seq
+        )
+        if kind is not None:
+            query = query.where(definition.c.kind == kind)
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["detail"] = orjson.loads(row["detail"]) if row["detail"] else {}
+        return rows
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -1288,6 +1493,21 @@ def _epoch_ms(value: dt.datetime | None) -> int:
     if value is None:
         return -1
     return (_as_utc(value) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+
+
+def _json_text(value: Mapping[str, Any]) -> str:
+    """``value`` as JSON text (NaN and infinities as null; numpy numbers as numbers)."""
+    return orjson.dumps(_finite(value), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _metric(value: Any) -> float | None:

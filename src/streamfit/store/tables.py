@@ -6,7 +6,9 @@ Fixed tables (one set per database, shared by every pipeline, keyed by ``pipelin
 ``dead_letters``    events that could not be used: original key and payload bytes, a text
                     preview, the reason; unique (pipeline, source_topic, source_partition,
                     source_offset)
-``models``          the model registry: (pipeline, name, version) -> kind, state bytes
+``models``          the model registry: (pipeline, name, version) -> kind, state bytes, the
+                    worker that saved it, its metrics then (JSON)
+``model_commands``  the operator's requests to running workers (promote, rollback), in order
 ``checkpoints``     progress: (pipeline, source_topic, source_partition) -> next_offset
                     (learned up to) and emitted_offset (outputs written up to)
 ``checkpoint_states``  the state blobs saved with those offsets: (pipeline, slot, name)
@@ -14,8 +16,9 @@ Fixed tables (one set per database, shared by every pipeline, keyed by ``pipelin
 ==================  ===========================================================================
 
 Per-pipeline tables, named by the caller: ``<pipeline>_results`` (one row per scored event,
-primary key (source_topic, source_partition, source_offset)) and ``<pipeline>_training`` (a
-time series of metrics, primary key (model, events_seen)).
+primary key (source_topic, source_partition, source_offset)), ``<pipeline>_training`` (a
+time series of metrics, primary key (model, worker, events_seen)) and
+``<pipeline>_model_events`` (the lifecycle's decisions, primary key (worker, head, seq)).
 
 Types are chosen to mean the same thing everywhere:
 
@@ -68,6 +71,7 @@ __all__ = [
     "field_key",
     "field_stats_table",
     "fixed_metadata",
+    "model_events_table",
     "prediction_column",
     "probability_column",
     "results_table",
@@ -173,8 +177,22 @@ def fixed_metadata() -> sa.MetaData:
         sa.Column("name", _key_string(_NAME), primary_key=True),
         sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("kind", sa.String(_NAME), nullable=False),
-        sa.Column("state", _blob(), nullable=False),
+        sa.Column("state", _blob(), nullable=False),  # empty once pruned
         sa.Column("saved_at", UTCDateTime(), nullable=False),
+        sa.Column("worker", _key_string(_NAME), nullable=True),
+        sa.Column("metrics", _text(), nullable=True),  # JSON: the metrics at this version
+    )
+    sa.Table(
+        "model_commands",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("pipeline", _key_string(_NAME), nullable=False),
+        sa.Column("command", sa.String(16), nullable=False),  # promote | rollback
+        sa.Column("model", _key_string(_NAME), nullable=True),
+        sa.Column("version", sa.BigInteger, nullable=True),
+        sa.Column("requested_at", UTCDateTime(), nullable=False),
+        sa.Column("applied_at", UTCDateTime(), nullable=True),
+        sa.Column("result", _text(), nullable=True),
     )
     sa.Table(
         "checkpoints",
@@ -383,6 +401,9 @@ def training_table(name: str, keyed_by_worker: bool = True) -> sa.Table:
         sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
         *[sa.Column(m, _double()) for m in TRAINING_METRICS],
+        # champion or challenger; "arm" for an A/B arm's figures on the events it served
+        sa.Column("role", sa.String(16), nullable=True),
+        sa.Column("arm", _key_string(_NAME), nullable=True),
         sa.PrimaryKeyConstraint(*key),
     )
 
@@ -446,5 +467,28 @@ def schema_changes_table(name: str) -> sa.Table:
         sa.Column("old_type", sa.String(16)),
         sa.Column("new_type", sa.String(16)),
         sa.Column("worker", _key_string(_NAME)),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    )
+
+
+def model_events_table(name: str) -> sa.Table:
+    """A model events table: one row per lifecycle decision (``streamfit.lifecycle.events``),
+    numbered per worker and head, so that a replay rewrites the same rows."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("worker", _key_string(_NAME), primary_key=True),
+        sa.Column("head", _key_string(_NAME), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("events_seen", sa.BigInteger, nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("model", _key_string(_NAME), nullable=False),
+        sa.Column("version", sa.BigInteger),
+        sa.Column("champion", _key_string(_NAME)),
+        sa.Column("metric", sa.String(16)),
+        sa.Column("score", _double()),
+        sa.Column("baseline", _double()),
+        sa.Column("threshold", _double()),
+        sa.Column("detail", _text()),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
     )
