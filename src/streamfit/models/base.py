@@ -34,8 +34,8 @@ from streamfit.errors import ModelError
 
 __all__ = [
     "Classifier",
-    "Detector",
     "Columns",
+    "Detector",
     "Features",
     "Mergeable",
     "Model",

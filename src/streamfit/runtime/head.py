@@ -121,7 +121,7 @@ class Head:
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
         return self.models.predict(
-            X, partial(self.featurizer.records, batch), keyed(batch, self.spec.key)
+            X, partial(self.featurizer.records, batch), batch=keyed(batch, self.spec.key)
         )
 
     def forget_scored(self, partitions: list[TopicPartition]) -> None:
@@ -215,12 +215,14 @@ class Head:
         return states
 
     def counters(self) -> dict[str, Any]:
-        return {
+        counters: dict[str, Any] = {
             "events_learned": self.events_learned,
             "models": self.models.counters(),
-            "model_events": self.models.event_seq,
-            "commands": self.models.command_cursor,
         }
+        if isinstance(self.models, ModelSet):  # the lifecycle's (an anomaly head has none)
+            counters["model_events"] = self.models.event_seq
+            counters["commands"] = self.models.command_cursor
+        return counters
 
     def restore(
         self, models: Mapping[str, bytes], extra: Mapping[str, bytes], counters: Mapping[str, Any]
@@ -238,13 +240,15 @@ class Head:
             }
         )
         self.evaluation.restore(extra)
-        prefix = self.lifecycle_prefix
-        self.models.restore_lifecycle(
-            {k.removeprefix(prefix): v for k, v in extra.items() if k.startswith(prefix)}
-        )
+        models_set = self.models
+        if isinstance(models_set, ModelSet):  # an anomaly head's detectors have no lifecycle
+            prefix = self.lifecycle_prefix
+            models_set.restore_lifecycle(
+                {k.removeprefix(prefix): v for k, v in extra.items() if k.startswith(prefix)}
+            )
+            models_set.event_seq = int(counters.get("model_events", 0))
+            models_set.command_cursor = int(counters.get("commands", 0))
         if counters:
             self.models.restore_counters(counters.get("models", {}))
             self.events_learned = int(counters.get("events_learned", 0))
-            self.models.event_seq = int(counters.get("model_events", 0))
-            self.models.command_cursor = int(counters.get("commands", 0))
         return restored

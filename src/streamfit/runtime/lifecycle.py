@@ -22,6 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from streamfit.lifecycle import ModelEvent
+from streamfit.runtime.models import ModelSet
 
 if TYPE_CHECKING:
     from streamfit.runtime.head import Head
@@ -44,6 +45,8 @@ def model_events_table(pipeline: str) -> str:
 def at_checkpoint(head: Head, store: Store, worker: str) -> None:
     """Steps 1 to 3 of the module docstring, for ``head`` (the versions that served until
     now are saved before a command replaces them: a rollback can be undone)."""
+    if not isinstance(head.models, ModelSet):  # an anomaly head's detectors: no lifecycle
+        return
     save_versions(head, store, worker)
     take_commands(head, store)
     write_events(head, store, worker)
@@ -88,6 +91,8 @@ def save_versions(head: Head, store: Store, worker: str) -> None:
 def take_commands(head: Head, store: Store) -> None:
     """Carry out the operator's commands queued since the last one ``head`` took."""
     models = head.models
+    if not isinstance(models, ModelSet):
+        return
     for command in store.model_commands(after=models.command_cursor):
         models.command_cursor = int(command["id"])
         name = command["model"]

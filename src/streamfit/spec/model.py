@@ -476,9 +476,6 @@ class BatchSpec(_Frozen):
     timeout: float = Field(default=0.2, gt=0, le=60)
 
 
-Label = str | int | bool
-
-
 def default_models(task: str) -> list[dict[str, Any]]:
     """What a spec without ``models:`` runs: one built-in learner (or, for ``task: anomaly``,
     the built-in detector), named ``default``, with its default settings (how they were
@@ -748,6 +745,8 @@ class PipelineSpec(_Frozen):
                 "topics": TopicsSpec(train=topics, score=topics),
                 "outputs": outputs,
                 "targets": [],
+                "promotion": None,  # the pipeline's rules name the pipeline's models
+                "serving": None,
             }
         )
 
@@ -756,6 +755,7 @@ class PipelineSpec(_Frozen):
 
     def target_training_table(self, extra: TargetSpec) -> str:
         return extra.training_table or f"{self.name}_{extra.head}_training"
+
     def _check_lifecycle(self, names: list[str]) -> None:
         """Gates, promotion and serving name metrics of the task and models of the spec."""
         allowed = CLASSIFICATION_SCORES if self.task == "classification" else REGRESSION_SCORES
