@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench bench-quick bench-delivery bench-quality bench-serving kafka-start kafka-stop kafka-status clean
+.PHONY: demo flights-model test check lint typecheck bench bench-quick bench-delivery bench-quality bench-serving kafka-start kafka-stop kafka-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/streamfit demo
 	@echo "The streamfit command is in $(VENV)/bin: run '. $(VENV)/bin/activate' to put it on your PATH."
+
+# the flights demo's pretrained model: gradient boosting trained on the bundled airline delays,
+# exported to ONNX (streamfit.cli.flights_model); 'streamfit demo flights' uses this file
+flights-model: flights_gbm.onnx
+
+flights_gbm.onnx: $(STAMP) src/streamfit/cli/flights_model.py
+	$(BIN)/python -m streamfit.cli.flights_model $@
 
 test: $(STAMP) check
 	$(BIN)/pytest -q

@@ -7,6 +7,8 @@
   same learner over each row's features, their bins and, optionally, crosses of their bins.
 * ``RiverModel``, ``SklearnModel``: wrap a River estimator (one event at a time, fed each
   event's fields whole) or a scikit-learn ``partial_fit`` estimator (a block at a time).
+* ``OnnxModel``, ``SklearnFileModel``: pretrained models (an ONNX graph through onnxruntime,
+  a fitted scikit-learn estimator from a skops file) reading named event fields.
 * ``build_model`` makes one from a pipeline's model spec; ``model_from_state`` reads any
   model's ``state()`` back.
 * ``streamfit.models.checks``: the check battery every model passes (``check_model``), for
@@ -23,8 +25,10 @@ from streamfit.models.base import Classifier, Mergeable, Model, Prequential, Tas
 from streamfit.models.binned import BinnedLogisticRegression
 from streamfit.models.factory import build_model, model_from_state
 from streamfit.models.linear import LinearRegression, LogisticRegression
+from streamfit.models.onnx_adapter import OnnxModel
 from streamfit.models.river_adapter import RiverModel
 from streamfit.models.sklearn_adapter import SklearnModel
+from streamfit.models.sklearn_file import SklearnFileModel
 
 __all__ = [
     "BinnedLogisticRegression",
@@ -33,8 +37,10 @@ __all__ = [
     "LogisticRegression",
     "Mergeable",
     "Model",
+    "OnnxModel",
     "Prequential",
     "RiverModel",
+    "SklearnFileModel",
     "SklearnModel",
     "Task",
     "build_model",

@@ -8,7 +8,10 @@
 * ``river: "<module>.<Class>"``: ``river.<module>.<Class>(**params)`` in a ``RiverModel``;
 * ``sklearn: "<module>.<Class>"``: ``sklearn.<module>.<Class>(**params)`` in a
   ``SklearnModel``; the key ``classes`` (classifiers only) goes to the adapter, not to the
-  estimator.
+  estimator;
+* ``onnx: <file>``: the ONNX graph of the file in an ``OnnxModel`` (pretrained, frozen);
+* ``sklearn_file: <file>``: the fitted estimator of a skops (or, trusted, joblib/pickle)
+  file in a ``SklearnFileModel`` (pretrained; frozen unless ``learn: true``).
 
 For deterministic replays, an estimator that takes a random seed (River's ``seed``,
 scikit-learn's ``random_state``) gets 0 unless ``params`` sets one.
@@ -41,6 +44,7 @@ from streamfit.errors import ModelError, StateFormatError
 from streamfit.models.base import Detector, Model, Task
 from streamfit.models.binned import BinnedLogisticRegression
 from streamfit.models.linear import LinearRegression, LogisticRegression
+from streamfit.models.onnx_adapter import OnnxModel
 from streamfit.models.river_adapter import (
     RiverDetector,
     RiverModel,
@@ -48,10 +52,13 @@ from streamfit.models.river_adapter import (
     is_river_detector,
 )
 from streamfit.models.sklearn_adapter import SklearnModel
+from streamfit.models.sklearn_file import SklearnFileModel, load_estimator
 from streamfit.models.state import peek_model
 from streamfit.spec.model import (
     BuiltinModelSpec,
     ModelSpec,
+    OnnxModelSpec,
+    PretrainedSklearnSpec,
     RiverModelSpec,
     SklearnModelSpec,
     default_models,
@@ -86,6 +93,8 @@ def build_model(spec: ModelSpec, task: Task, n_features: int) -> Model:
         return _river(spec, task)
     if isinstance(spec, SklearnModelSpec):
         return _sklearn(spec, task)
+    if isinstance(spec, OnnxModelSpec | PretrainedSklearnSpec):
+        return _pretrained(spec, task)
     raise ModelError(f"unknown model spec {type(spec).__name__}")
 
 
@@ -138,6 +147,8 @@ def model_from_state(blob: bytes) -> Model:
         "river": RiverModel.from_state,
         "river_anomaly": RiverDetector.from_state,
         "sklearn": SklearnModel.from_state,
+        "onnx": OnnxModel.from_state,
+        "sklearn_file": SklearnFileModel.from_state,
     }
     reader = readers.get(name)
     if reader is None:
@@ -160,6 +171,26 @@ def _builtin(spec: BuiltinModelSpec, task: Task, n_features: int) -> Model:
         return cls(**spec.params, n_features=n_features)
     except ModelError as exc:
         raise ModelError(f"{where}: {exc}") from exc
+
+
+def _pretrained(spec: OnnxModelSpec | PretrainedSklearnSpec, task: Task) -> Model:
+    model: OnnxModel | SklearnFileModel
+    if isinstance(spec, OnnxModelSpec):
+        where = f"model {spec.name!r} (onnx: {spec.onnx})"
+        try:
+            model = OnnxModel.from_file(spec.onnx, spec.inputs, spec.classes, spec.fill_missing)
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+    else:
+        where = f"model {spec.name!r} (sklearn_file: {spec.sklearn_file})"
+        try:
+            estimator, trusted = load_estimator(spec.sklearn_file, spec.trusted, spec.trusted_types)
+            model = SklearnFileModel(estimator, spec.inputs, spec.fill_missing, spec.learn, trusted)
+        except ModelError as exc:
+            raise ModelError(f"{where}: {exc}") from exc
+    if model.task != task:
+        raise ModelError(f"{where}: is a {model.task} model, the pipeline's task is {task}")
+    return model
 
 
 def _river(spec: RiverModelSpec, task: Task) -> Model:

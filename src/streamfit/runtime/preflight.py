@@ -204,22 +204,91 @@ def _models(spec: PipelineSpec) -> str:
         for i, model_spec in enumerate(models):
             path = f"{prefix}models.{i}"
             _check_files(model_spec, path)
+            model: Any = None
             try:
                 if task == "anomaly":
                     build_detector(model_spec)
                 else:
-                    build_model(model_spec, task, n_features)
+                    model = build_model(model_spec, task, n_features)
             except StreamfitError as exc:
                 raise SpecError(str(exc), path=path) from None
+            if model is not None:
+                _check_inputs(spec, model, path)
             kind = _model_kind(model_spec)
             role = "serves (the champion)" if i == 0 else "runs alongside"
+            if spec.serving is not None and not prefix:
+                share = spec.serving.split.get(model_spec.name)
+                role = f"serves {share:.0%} of the events (A/B)" if share else "runs alongside"
             of = f" of target {spec.targets[int(prefix.split('.')[1])].target!r}" if prefix else ""
-            lines.append(f"{model_spec.name} ({kind}) {role}{of}")
+            lines.append(
+                f"{model_spec.name} ({kind}) {role}{of}{_lifecycle_note(model_spec, model)}"
+            )
+    if spec.promotion is not None:
+        rule = spec.promotion
+        lines.append(
+            f"a challenger becomes the champion when its {rule.metric} over the last "
+            f"{rule.window:,} events beats the champion's by {rule.margin:g} at "
+            f"{rule.patience} points in a row (a point every {rule.every:,} events)"
+        )
     return "\n".join(lines)
 
 
+def _lifecycle_note(model_spec: Any, model: Any) -> str:
+    notes = []
+    inputs = getattr(model, "input_fields", None)
+    if inputs is not None:
+        frozen = "" if getattr(model, "learns", True) else ", frozen"
+        notes.append(f"reads {', '.join(inputs)}{frozen}")
+    gate = getattr(model_spec, "gate", None)
+    if gate is not None:
+        notes.append(
+            f"gate: keeps an update when {gate.metric} on {gate.holdout:.0%} held out beats "
+            f"{gate.ratio:g} x the mean of those kept"
+        )
+    return f"; {'; '.join(notes)}" if notes else ""
+
+
+def _check_inputs(spec: PipelineSpec, model: Any, path: str) -> None:
+    """A pretrained model's inputs must be fields the events to score can carry."""
+    inputs = getattr(model, "input_fields", None)
+    if not inputs:
+        return
+    if spec.target in inputs:
+        raise SpecError(
+            f"the model reads {spec.target!r}, the target: the events it scores do not have "
+            "it (name its inputs under 'inputs')",
+            path=f"{path}.inputs",
+        )
+    source = spec.source
+    if isinstance(source, FileSourceSpec):
+        fields = _file_fields(source.path)
+        missing = [name for name in inputs if fields is not None and name not in fields]
+        if missing:
+            raise SpecError(
+                f"the model reads {', '.join(missing)}, which {source.path} does not have "
+                f"(its fields: {', '.join(sorted(fields or []))})",
+                path=f"{path}.inputs",
+            )
+
+
+def _file_fields(path: str) -> set[str] | None:
+    """The fields of a replayed file's first events (None if it cannot be read)."""
+    import orjson
+
+    from streamfit.streams.replay import ReadOptions, read_events
+
+    try:
+        table = read_events(Path(path).expanduser(), ReadOptions())
+    except Exception:
+        return None
+    fields: set[str] = set()
+    for event in table.events[:100]:
+        fields.update(orjson.loads(event))
+    return fields
+
+
 def _model_kind(model_spec: Any) -> str:
-    for kind in ("builtin", "river", "sklearn"):
+    for kind in ("builtin", "river", "sklearn_file", "sklearn", "onnx"):
         value = getattr(model_spec, kind, None)
         if value is not None:
             return f"{kind}: {value}"
@@ -229,7 +298,7 @@ def _model_kind(model_spec: Any) -> str:
 def _check_files(model_spec: Any, path: str) -> None:
     """A pretrained model's file (any field named ``path`` or ``*_file``) must exist."""
     for key, value in model_spec:
-        named_file = key == "path" or key.endswith(("_path", "file"))
+        named_file = key in ("path", "onnx") or key.endswith(("_path", "file"))
         if named_file and isinstance(value, str) and not Path(value).expanduser().is_file():
             raise SpecError(f"no such file: {value}", path=f"{path}.{key}")
 
