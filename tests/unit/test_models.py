@@ -500,7 +500,7 @@ def test_pickled_states_refuse_another_library_version(kind_name: str, library: 
 
 
 def test_unknown_model_kind_in_state() -> None:
-    blob = state_format.encode_state("onnx", params={}, arrays={})
+    blob = state_format.encode_state("tensorflow", params={}, arrays={})
     with pytest.raises(StateFormatError, match="unknown model kind"):
         model_from_state(blob)
 
