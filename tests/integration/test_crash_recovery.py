@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 import pytest
 
+from streamfit.explore import StreamStatistics
 from streamfit.store import Store
 from streamfit.streams.kafka import create_topics
 from tests.integration.support import (
@@ -95,6 +96,35 @@ def final_state(database: str, name: str) -> dict[str, bytes]:
         checkpoint = store.load_checkpoint()
         assert checkpoint is not None
         return {**checkpoint.model_states, **checkpoint.extra}
+
+
+def same_statistics(one: bytes, other: bytes) -> bool:
+    """Field statistics that saw the same events: over all time, the same counts and
+    extremes, means, variances and correlations equal to rounding (the batches they were summed
+    in differ), distinct counts within the HLL sketch's error. Quantile sketches (KLL) compact
+    at random and the frequent-items sketch breaks ties in its own order, so quantiles,
+    histograms and top values are not compared here (the explore tests hold them to the
+    sketches' documented errors). The recent window holds the last events in the order the
+    polls took them from the partitions, and a field is missing from an event only once it has
+    been seen: both follow the order of arrival, which differs from run to run."""
+    rows = [StreamStatistics.from_state(blob).rows() for blob in (one, other)]
+    assert [r["field"] for r in rows[0]] == [r["field"] for r in rows[1]]
+    for mine, theirs in zip(*rows, strict=True):
+        for key, value in mine.items():
+            if key.startswith("window_") or key in ("histogram", "top_values", "missing"):
+                continue
+            if key.startswith("p") and key[1:].isdigit():
+                continue
+            if key in ("mean", "variance") and value is not None:
+                assert value == pytest.approx(theirs[key], rel=1e-9), (mine["field"], key)
+            elif key == "distinct_count":  # HLL estimates: within their error of each other
+                assert value == pytest.approx(theirs[key], rel=0.02), (mine["field"], key)
+            elif key == "correlations" and value:
+                for other_field, r in value.items():
+                    assert r == pytest.approx(theirs[key][other_field], rel=1e-9, abs=1e-12)
+            else:
+                assert value == theirs[key], (mine["field"], key, value, theirs[key])
+    return True
 
 
 def result_offsets(database: str, name: str) -> list[tuple[str, int, int]]:
@@ -164,6 +194,9 @@ def test_sigkill_at_random_points_changes_nothing(
     calm_state, crash_state = final_state(calm_db, "calm"), final_state(crash_db, "crash")
     assert set(calm_state) == set(crash_state)
     for name in calm_state:
+        if name.endswith("/statistics"):  # sketches: see same_statistics
+            assert same_statistics(crash_state[name], calm_state[name])
+            continue
         assert crash_state[name] == calm_state[name], f"{name} differs after the crashes"
     with Store(calm_db, "calm") as store:
         offsets = store.load_checkpoint().offsets  # type: ignore[union-attr]

@@ -104,8 +104,9 @@ class StatisticsComponent(Component):
         return batch if keep.all() else batch.take(np.flatnonzero(keep))
 
     def state(self) -> dict[str, bytes]:
-        offsets = [
-            [topic, partition, offset] for (topic, partition), offset in self.observed.items()
+        offsets = [  # sorted: the same state whatever order the partitions came in
+            [topic, partition, offset]
+            for (topic, partition), offset in sorted(self.observed.items())
         ]
         return {_STATE: self.statistics.state(), _OFFSETS: orjson.dumps(offsets)}
 
