@@ -8,6 +8,7 @@ no outage. (A database URL that refuses connections: ``tests/unit/test_store_sql
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_a_stopped_broker_is_broker_unavailable(
         wait_until(read_all, "the 10 events read")
         broker.stop()
 
-        with pytest.raises(BrokerUnavailableError, match="not delivered"):
+        with pytest.raises(BrokerUnavailableError, match=r"broker unavailable|not delivered"):
             sink.write([(b"k", b"v")] * 5)
             sink.flush(timeout=30)
         with pytest.raises(BrokerUnavailableError, match="committed offsets"):
@@ -78,6 +79,8 @@ def test_a_stopped_broker_is_broker_unavailable(
 
         wait_until(committed_again, "a commit once the broker is back", timeout=60)
         assert source.committed([("events", 0)]) == {("events", 0): 10}
+        with contextlib.suppress(BrokerUnavailableError):  # those that timed out meanwhile
+            sink.flush()
         sink.write([(b"k", b"v")])
         sink.flush()
         source.close()

@@ -52,13 +52,18 @@ def test_a_closed_worker_hands_its_partitions_over_before_the_session_times_out(
 
     first = build_worker(spec, worker_id="a")
     first.run(until=lambda w: w.stats.events_in >= 1_000)
-    learned = dict(first.blocks.learned_frontier(first.read))
+    learned = dict(first.head.learned_frontier(first.read))
     group = f"{unique_name}_group"
     assert group_members(kafka_bootstrap, group) == ("STABLE", [[(topic, 0), (topic, 1)]])
     with caplog.at_level(logging.WARNING, logger="streamfit"):
         first.close()
     # the checkpoint taken as the partitions are revoked commits to Kafka too
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name != "streamfit.labels"  # "new class ..."
+    ]
+    assert not warnings
     assert committed_offsets(kafka_bootstrap, group, topic, 2) == learned
     # it left: the group is empty well before a session timeout of a minute
     wait_until(
