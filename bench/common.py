@@ -53,6 +53,7 @@ FULL = Plan(
     events=1_000_000,
     caps={
         "river": {"numeric10": 200_000, "mixed30": 50_000},
+        "river_hst": {"numeric10": 100_000},
         "river_lr": {"numeric10": 200_000},
         "quix_river": {"numeric10": 100_000, "mixed30": 30_000},
         "kafka_python_sklearn": {"numeric10": 10_000, "mixed30": 5_000},
@@ -66,6 +67,7 @@ QUICK = Plan(
     events=50_000,
     caps={
         "river": {"numeric10": 10_000, "mixed30": 3_000},
+        "river_hst": {"numeric10": 10_000},
         "river_lr": {"numeric10": 10_000},
         "quix_river": {"numeric10": 5_000, "mixed30": 2_000},
         "kafka_python_sklearn": {"numeric10": 500, "mixed30": 300},

@@ -29,6 +29,9 @@ LABELS = {
     "river_lr": "(c1') River LogisticRegression alone: no scaling, no metric",
     "quix_river": "(c2) Quix Streams + River",
     "kafka_python_sklearn": "(c3) kafka-python + scikit-learn partial_fit",
+    "streamfit_stats": "(b-stats) streamfit (b) with field statistics on",
+    "streamfit_anomaly": "(d) streamfit anomaly detection: default detector, scores to a topic",
+    "river_hst": "(d') River HalfSpaceTrees (+ MinMaxScaler), one event at a time",
 }
 
 #: The row that is "(b)" for the targets: test-then-train on the labeled topic.
@@ -55,12 +58,17 @@ def _outputs(r: dict[str, Any]) -> str:
         return f"failed: {r['error'][:80]}"
     if r["scenario"] not in ("streamfit", "bare_consume") and requested:
         notes.append(f"capped at {requested:,} events")
-    if r["scenario"] == "streamfit":
+    if r["row"] == "streamfit_anomaly":
+        notes.append(f"scored, then learned {r.get('events_scored', 0):,}")
+        notes.append(f"scores to topic {r.get('predictions_emitted', 0):,}")
+    elif r["scenario"] == "streamfit":
         notes.append(f"learned {r.get('events_trained', 0):,}")
         notes.append(f"predictions to topic {r.get('predictions_emitted', 0):,}")
         notes.append(f"results rows {r.get('results_rows', 0):,}")
     elif r["scenario"] == "bare_consume":
         notes.append("receive only")
+    elif r["scenario"] == "river_hst" and events:
+        notes.append("score + learn per event")
     elif events:
         metric = "" if r["scenario"] == "river_lr" else " + metric"
         notes.append(f"predict{metric} + learn per event")
@@ -180,6 +188,24 @@ def targets(data: dict[str, Any]) -> list[str]:
         add("(b) ≥ 50% of (a) on numeric10", eps / ceiling, ".0%", eps / ceiling >= 0.5)
     if eps and river:
         add("(b) ≥ 10x River on numeric10", eps / river, ".1f", eps / river >= 10, "x")
+    with_stats = rows.get("streamfit_stats", {}).get("events_per_second")
+    if eps and with_stats:
+        add(
+            "(b-stats) costs at most 25% of (b)'s events/s on numeric10",
+            1 - with_stats / eps,
+            ".0%",
+            with_stats >= 0.75 * eps,
+        )
+    detector = rows.get("streamfit_anomaly", {}).get("events_per_second")
+    hst = rows.get("river_hst", {}).get("events_per_second")
+    if detector and hst:
+        add(
+            "(d) anomaly detection ≥ 3x River HalfSpaceTrees (d') on numeric10 (aim: 10x)",
+            detector / hst,
+            ".1f",
+            detector / hst >= 3,
+            "x",
+        )
     river_alone = rows.get("river_lr", {}).get("events_per_second")
     if eps and river_alone:
         add(

@@ -215,6 +215,37 @@ def river_baseline(args: argparse.Namespace) -> Result:
     return _river_loop(args, river_model(args.dataset), river_features(args.dataset), metric)
 
 
+@scenario("river_hst")
+def river_half_space_trees(args: argparse.Namespace) -> Result:
+    """(d') River's Half-Space Trees (after the MinMaxScaler they need), fed one event at a
+    time by a confluent-kafka consumer: ``score_one`` then ``learn_one`` per event."""
+    from river import anomaly, compose, preprocessing
+
+    model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=0))
+    consumer = _consumer(args)
+    loads = orjson.loads
+    score, learn = model.score_one, model.learn_one
+    seen = 0
+    first = 0.0
+    while seen < args.events:
+        msgs = consumer.consume(500, 1.0)
+        if msgs and not first:
+            first = time.perf_counter()
+        for msg in msgs:
+            if msg.error() is not None:
+                continue
+            x = loads(msg.value())
+            x.pop("y", None)
+            score(x)
+            learn(x)
+            seen += 1
+            if seen >= args.events:
+                break
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return {"events": seen, "seconds": elapsed}
+
+
 @scenario("river_lr")
 def river_lr_alone(args: argparse.Namespace) -> Result:
     """River's ``LogisticRegression`` alone, predict then learn per event: no scaling and no
@@ -382,6 +413,15 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
         if args.roles == "train"
         else {"train": args.topic, "score": args.topic}
     )
+    learning: dict[str, Any] = {
+        "topics": roles,
+        "target": "y",
+        "models": [{"name": "logistic", "builtin": "logistic_regression"}],
+    }
+    if args.anomaly:  # (d): every event scored by the default detector, then learned from
+        outputs.pop("score_training_events", None)
+        learning = {"topics": {"score": args.topic}, "task": "anomaly"}
+        learning["features"] = {"exclude": ["y"]}  # the label of (b), not a sensor
     return validate_spec(
         {
             "name": "bench",
@@ -390,9 +430,7 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
                 "bootstrap_servers": args.bootstrap,
                 "group_id": args.group or _group(),
             },
-            "topics": roles,
-            "target": "y",
-            "models": [{"name": "logistic", "builtin": "logistic_regression"}],
+            **learning,
             "outputs": outputs,
             "batch": {"max_records": args.batch, "timeout": args.timeout},
             "processing": args.processing,
@@ -598,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", action="store_true")
     parser.add_argument("--block-events", type=int, default=4096)
     parser.add_argument("--stats", action="store_true", help="field statistics on (b-stats)")
+    parser.add_argument(
+        "--anomaly", action="store_true", help="task: anomaly, the default detector (d)"
+    )
     parser.add_argument(
         "--checkpoint-seconds", type=float, default=5.0, help="0: only the final checkpoint"
     )

@@ -22,6 +22,20 @@ class Topics:
     interleaved: dict[str, str] = field(default_factory=dict)
 
 
+def stats_supported() -> bool:
+    """Whether this streamfit has field statistics (``stats:``)."""
+    from streamfit.spec.model import PipelineSpec
+
+    return "stats" in PipelineSpec.model_fields
+
+
+def anomaly_supported() -> bool:
+    """Whether this streamfit has ``task: anomaly``."""
+    from streamfit.spec.model import PipelineSpec
+
+    return "anomaly" in PipelineSpec.model_fields
+
+
 def streamfit_rows(
     bootstrap: str, dataset: str, topics: Topics, option: bool
 ) -> list[tuple[str, str, list[str]]]:
@@ -32,7 +46,7 @@ def streamfit_rows(
 
     if option:
         base = [*preds(), "--score-training"]
-        return [
+        rows = [
             ("streamfit", topics.labeled[dataset], base),
             (
                 "streamfit_results",
@@ -40,6 +54,12 @@ def streamfit_rows(
                 [*preds(), "--score-training", "--write-results"],
             ),
         ]
+        if stats_supported():
+            stats = [*preds(), "--score-training", "--stats"]
+            rows.append(("streamfit_stats", topics.labeled[dataset], stats))
+        if dataset == "numeric10" and anomaly_supported():
+            rows.append(("streamfit_anomaly", topics.labeled[dataset], [*preds(), "--anomaly"]))
+        return rows
     mixed = topics.interleaved[dataset]
     return [
         ("streamfit_tt", topics.labeled[dataset], preds()),
@@ -81,7 +101,7 @@ def throughput_suite(
                     row, "streamfit", bootstrap, row_topic, plan.events, dataset, extra, plan.repeat
                 )
             )
-        for scenario in ("river", "river_lr", "quix_river", "kafka_python_sklearn"):
+        for scenario in ("river", "river_lr", "quix_river", "kafka_python_sklearn", "river_hst"):
             if dataset not in plan.caps[scenario]:
                 continue
             n = min(plan.events, plan.caps[scenario][dataset])
