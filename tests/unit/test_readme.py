@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -28,16 +30,23 @@ def test_the_python_example_runs_as_printed(tmp_path: Path) -> None:
                 assert expected in done.stdout, (expected, done.stdout)
 
 
-def test_every_spec_in_the_readme_is_valid_and_builds() -> None:
+def test_every_spec_in_the_readme_is_valid_and_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The spec reference and the walkthrough's spec load, and `streamfit check` (without
-    reaching a broker or a database) passes on them."""
+    reaching a broker or a database) passes on them (the files they replay exist)."""
     from streamfit.runtime.preflight import preflight
     from streamfit.spec import load_spec_text
+    from streamfit.spec.model import FileSourceSpec
 
+    monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 2, "the README has no spec"
     for block in blocks:
-        preflight(load_spec_text(block), connect=False)
+        spec = load_spec_text(block)
+        if isinstance(spec.source, FileSourceSpec):
+            Path(spec.source.path).write_text("a,b\n1,2\n")
+        preflight(spec, connect=False)
 
 
 def test_the_dead_letters_columns_the_readme_lists_are_the_tables() -> None:

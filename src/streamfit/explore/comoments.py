@@ -1,5 +1,9 @@
 """Mergeable co-moments of numeric fields: their covariances and correlations, pairwise.
 
+(The matrix products run on one BLAS thread: they are small, and BLAS threads that wait
+for a core on a busy machine cost a hundred times the product itself.)
+
+
 For every pair of fields ``(i, j)`` it keeps, over the events that have both: their number,
 the mean of each, each one's sum of squared deviations and the sum of the products of their
 deviations. A batch adds its own co-moments (centered on the batch's means, in four matrix
@@ -25,6 +29,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +37,15 @@ import numpy.typing as npt
 __all__ = ["CoMoments"]
 
 Floats = npt.NDArray[np.float64]
+_BLAS: list[Any] = []  # the process's threadpoolctl controller, made on first use
+
+
+def _one_blas_thread() -> Any:
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 class CoMoments:
@@ -72,6 +86,10 @@ class CoMoments:
         rows, k = values.shape
         if rows == 0 or k == 0:
             return
+        with _one_blas_thread():
+            self._add(values, rows, k)
+
+    def _add(self, values: Floats, rows: int, k: int) -> None:
         present = ~np.isnan(values)
         if present.all():  # the usual case: every event has every field
             centre = values.mean(axis=0)

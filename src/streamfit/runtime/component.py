@@ -16,6 +16,7 @@ hook                      when the loop calls it
 ``merge(others)``         at a checkpoint, with the other workers' blobs of the keys
                           named in ``merged_keys`` (scale-out); not called without them
 ``write_metrics(...)``    at the metrics interval: it writes its own tables
+``finish(...)``           at the end of a run, after the last metrics: what is left
 ========================  =========================================================
 
 A component overrides only the hooks it needs; the others do nothing. Its state blobs are
@@ -108,3 +109,7 @@ class Component:
 
     def write_metrics(self, store: Store, now: float) -> None:
         """Write this component's rows for the metrics interval to its tables."""
+
+    def finish(self, store: Store, now: float) -> None:
+        """At the end of a run (``Worker.finish``), after the last ``write_metrics``: write
+        what a component that writes less often than the metrics interval holds back."""

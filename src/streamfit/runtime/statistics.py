@@ -5,7 +5,9 @@ The component feeds each decoded batch (good rows of every topic and role) to a
 one row per field to the pipeline's field statistics table (``<name>_field_stats``: the
 scalar figures and quantiles as columns, histogram, top values and correlations as JSON, each
 over all time and over the recent window) and the schema changes seen since to
-``<name>_schema_changes`` (``write_metrics``).
+``<name>_schema_changes`` (``write_metrics``): a snapshot at most every
+``stats.interval_seconds``, since one costs more than a metrics row (every sketch is merged
+and read), and the last one at the end of a run (``finish``).
 
 Its state is part of every checkpoint, in the transaction of the offsets (``statistics``),
 with the next offset it has seen of each partition (``statistics-offsets``): events read
@@ -20,6 +22,7 @@ events counted by both.)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +80,7 @@ class StatisticsComponent(Component):
         self.observed: Offsets = {}  # next offset seen, per partition
         self.others: dict[str, StreamStatistics] = {}  # other workers' latest
         self._written = -1  # events seen when rows were last written
+        self._written_at = -math.inf  # and when (time.time())
 
     def observe(self, batch: Batch) -> None:
         batch = self._unseen(batch)
@@ -152,10 +156,26 @@ class StatisticsComponent(Component):
         return rows
 
     def write_metrics(self, store: Store, now: float) -> None:
+        """A snapshot, if events came since the last one and ``stats.interval_seconds``
+        have passed (a snapshot costs more than a metrics row); the schema changes."""
+        if now - self._written_at >= self.spec.interval_seconds:
+            self._snapshot(store, now)
+        self._write_changes(store)
+
+    def finish(self, store: Store, now: float) -> None:
+        """The last snapshot, whenever the one before was."""
+        self._snapshot(store, now)
+        self._write_changes(store)
+
+    def _snapshot(self, store: Store, now: float) -> None:
         statistics = self.statistics
         if statistics.events != self._written:
             store.write_field_stats(self.table, self.rows(now))
             self._written = statistics.events
+            self._written_at = now
+
+    def _write_changes(self, store: Store) -> None:
+        statistics = self.statistics
         changes = list(statistics.changes)
         if changes:
             store.write_schema_changes(

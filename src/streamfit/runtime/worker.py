@@ -660,6 +660,12 @@ class Worker:
         if drain:
             self.learn_pending()
         self._maybe_write_metrics(force=True)
+        now = time.time()
+        for component in self.components:
+            self.outages.call(
+                "writing metrics",
+                lambda component=component: component.finish(self.store, now),  # type: ignore[misc]
+            )
         self.checkpoint()  # saves each model's last version too
 
     def close(self) -> None:

@@ -396,8 +396,10 @@ class StatsSpec(_Frozen):
     0.999); ``histogram_bins`` and ``top_values``: the size of each field's histogram and
     list of most frequent values; ``correlation``: the correlations of the numeric fields;
     ``max_fields``: fields tracked at most (the first that come; ``limits.MAX_STATS_FIELDS``
-    at most); ``table`` and ``schema_changes_table``: where snapshots and schema changes go
-    (default ``<name>_field_stats`` and ``<name>_schema_changes``).
+    at most); ``interval_seconds``: a snapshot goes to the table at the metrics interval, at
+    most one every so many seconds, and one at the end of a run; ``table`` and
+    ``schema_changes_table``: where snapshots and schema changes go (default
+    ``<name>_field_stats`` and ``<name>_schema_changes``).
     """
 
     enabled: bool = True
@@ -411,6 +413,7 @@ class StatsSpec(_Frozen):
     top_values: int = Field(default=10, ge=1, le=50)
     correlation: bool = True
     max_fields: int = Field(default=200, ge=1, le=200)
+    interval_seconds: float = Field(default=5.0, ge=0.0)
     table: str | None = None
     schema_changes_table: str | None = None
 
