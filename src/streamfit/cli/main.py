@@ -45,6 +45,12 @@ kafka_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(kafka_app, name="kafka")
+models_app = typer.Typer(
+    help="A pipeline's models: their versions, which serves; promote one, roll back.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(models_app, name="models")
 
 
 class LogLevel(StrEnum):
@@ -515,6 +521,14 @@ def stats(
 
 
 def _demo_spec(name: DemoName) -> Any:
+    if name is DemoName.flights:
+        from streamfit.cli.demo_flights import DEFAULT_MODEL, flights_spec
+
+        return flights_spec(DEFAULT_MODEL)
+    if name is DemoName.clickstream:
+        from streamfit.cli.demo_clickstream import clickstream_spec
+
+        return clickstream_spec()
     if name is DemoName.shuttle:
         from streamfit.cli.shuttle import shuttle_spec
 
@@ -529,6 +543,8 @@ class DemoName(StrEnum):
 
     speed_dating = "speed-dating"
     shuttle = "shuttle"
+    flights = "flights"
+    clickstream = "clickstream"
 
 
 @app.command()
@@ -537,7 +553,10 @@ def demo(
         DemoName,
         typer.Argument(
             help="speed-dating (default): learn from dates and classify others; shuttle: "
-            "score a space shuttle's sensor readings for anomalies, two detectors side by side.",
+            "score a space shuttle's sensor readings for anomalies, two detectors side by side; "
+            "flights: a gradient-boosting model trained offline (ONNX) A/B tested against one "
+            "learning online; clickstream: continuous learning behind an update gate, with a "
+            "PNG of its metrics.",
             show_default=False,
         ),
     ] = DemoName.speed_dating,
@@ -581,6 +600,26 @@ def demo(
     if kafka:
         broker = find_bootstrap(None if kafka == "local" else kafka).bootstrap
     database = db or default_demo_db()
+    if name in (DemoName.flights, DemoName.clickstream):
+        if kafka or serve is not None:
+            raise typer.BadParameter(
+                f"the {name.value} demo runs on the in-process stream, without a dashboard",
+                param_hint="--kafka/--serve",
+            )
+        if name is DemoName.flights:
+            from streamfit.cli.demo_flights import render_flights_summary, run_flights_demo
+
+            summary = run_flights_demo(database=database, progress=not json)
+            print(summary_json(summary) if json else render_flights_summary(summary))
+            return 0
+        from streamfit.cli.demo_clickstream import (
+            render_clickstream_summary,
+            run_clickstream_demo,
+        )
+
+        summary = run_clickstream_demo(database=database, progress=not json)
+        print(summary_json(summary) if json else render_clickstream_summary(summary))
+        return 0
     if name is DemoName.shuttle:
         from streamfit.cli.shuttle import render_shuttle_summary, run_shuttle_demo
 
@@ -606,6 +645,93 @@ def demo(
         stop=stop,
         show=show,
     )
+    return 0
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+@models_app.command("list")
+def models_list(
+    spec: SpecPath,
+    db: DatabaseOption = None,
+    json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> int:
+    """Each model's saved versions with their metrics, which one serves, pending commands."""
+    import orjson
+
+    from streamfit.runtime.operator import model_report
+
+    report = model_report(_load(spec, db))
+    if json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"pipeline {report['pipeline']}: {report['champion']} is the champion")
+    for model in report["models"]:
+        role = "serves" if model["serves"] else "challenger"
+        if model["share"]:
+            role = f"serves {model['share']:.0%} (A/B)"
+        versions = model["versions"]
+        print(f"  {model['name']:<16} {role}; {len(versions)} saved version(s)")
+        for version in versions[-5:]:
+            metrics = version["metrics"]
+            figures = ", ".join(
+                f"{k} {metrics[k]:.4f}"
+                for k in ("accuracy", "f1", "roc_auc", "log_loss", "rmse")
+                if isinstance(metrics.get(k), float)
+            )
+            kept = "" if version["state_kept"] else " (state pruned)"
+            print(f"    v{version['version']:<6} {version['saved_at'] or '':<32} {figures}{kept}")
+    for command in report["pending"]:
+        target = command["model"] or "the champion"
+        print(f"  pending: {command['command']} {target} (asked {command['requested_at']})")
+    for command in report["recent"]:
+        print(f"  done: {command['command']} {command['model'] or ''}: {command['result']}")
+    return 0
+
+
+@models_app.command("promote")
+def models_promote(
+    spec: SpecPath,
+    name: Annotated[str, typer.Argument(help="The model to serve.", show_default=False)],
+    db: DatabaseOption = None,
+) -> int:
+    """Make a model the champion: at a running worker's next checkpoint, or when it starts."""
+    from streamfit.runtime.operator import promote
+
+    command = promote(_load(spec, db), name)
+    print(f"command {command}: promote {name} (at the worker's next checkpoint or start)")
+    return 0
+
+
+@models_app.command("rollback")
+def models_rollback(
+    spec: SpecPath,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A model to take back to a saved version. Default: reinstate the previous "
+            "champion.",
+            show_default=False,
+        ),
+    ] = None,
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            metavar="VERSION",
+            help="The saved version to go back to. Default: the one before the current.",
+            show_default=False,
+        ),
+    ] = None,
+    db: DatabaseOption = None,
+) -> int:
+    """Reinstate the previous champion, or a model's saved version (at the next checkpoint)."""
+    from streamfit.runtime.operator import rollback
+
+    command = rollback(_load(spec, db), name, to)
+    what = "the previous champion" if name is None else f"{name} to v{to or 'the one before'}"
+    print(f"command {command}: roll back {what} (at the worker's next checkpoint or start)")
     return 0
 
 
