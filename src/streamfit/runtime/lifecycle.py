@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from streamfit.runtime.head import Head
     from streamfit.store import Store
 
-__all__ = ["at_checkpoint", "model_events_table", "take_commands", "write_events"]
+__all__ = [
+    "at_checkpoint",
+    "commands_waiting",
+    "model_events_table",
+    "take_commands",
+    "write_events",
+]
 
 log = logging.getLogger("streamfit.worker")
 
@@ -86,6 +92,13 @@ def save_versions(head: Head, store: Store, worker: str) -> None:
         )
         store.prune_model_states(slot.name, keep)
         models.saved_versions[slot.name] = slot.version
+
+
+def commands_waiting(head: Head, store: Store) -> bool:
+    """Whether the operator queued a command ``head`` has not taken yet."""
+    if not isinstance(head.models, ModelSet):
+        return False
+    return bool(store.model_commands(after=head.models.command_cursor))
 
 
 def take_commands(head: Head, store: Store) -> None:

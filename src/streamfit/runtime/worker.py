@@ -55,7 +55,7 @@ from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.head import Head
 from streamfit.runtime.isolation import dead_letters_for, isolate, reason_for
-from streamfit.runtime.lifecycle import at_checkpoint, take_commands
+from streamfit.runtime.lifecycle import at_checkpoint, commands_waiting, take_commands
 from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
@@ -131,6 +131,7 @@ class Worker:
         self.rewinds = 0  # times the worker went back to its last checkpoint (``rewind``)
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
+        self._commands_checked = 0.0  # when the operator's commands were last looked for
         self._events_at_checkpoint = 0
         self._last_event = time.monotonic()
         self.hold = HoldBack()  # blocks held back for partitions that are behind
@@ -299,6 +300,7 @@ class Worker:
             self._learn_stale_blocks()
             self._maybe_write_metrics()
             self._maybe_checkpoint()
+            self._maybe_take_commands()
             return 0
         self.process(messages)
         return len(messages)
@@ -500,6 +502,21 @@ class Worker:
         self._events_at_metrics = self.stats.events_in
 
     # -- checkpoints ----------------------------------------------------------------------------
+
+    def _maybe_take_commands(self) -> None:
+        """On a quiet stream, checkpoint when the operator queued a command (no checkpoint
+        would come otherwise: they follow events); looked for every checkpoint interval."""
+        now = time.monotonic()
+        interval = self.spec.checkpoint.interval_seconds
+        if now - max(self._last_checkpoint, self._commands_checked) < interval:
+            return
+        self._commands_checked = now
+
+        def waiting() -> bool:
+            return any(commands_waiting(head, self.store) for head in self.heads)
+
+        if self.outages.call("reading the operator's commands", waiting):
+            self.checkpoint(wait=False)
 
     def _maybe_checkpoint(self) -> None:
         spec = self.spec.checkpoint
