@@ -2,7 +2,8 @@
 
 ``standardize_running`` is what the featurizer learns with: Welford's update, one value at a
 time in stream order, each value standardized with the moments that include it (as River's
-``StandardScaler`` learns an event before transforming it). It is a compiled loop (numba):
+``StandardScaler`` learns an event before transforming it), outliers winsorized as they
+enter the moments. It is a compiled loop (numba):
 per-event moments are sequential, and updating them one value at a time is what makes the
 result the same, bit for bit, however the stream is cut into blocks.
 
@@ -36,12 +37,23 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Moments", "standardize_running"]
+__all__ = ["REACH", "WARM_UP", "Moments", "standardize_running"]
+
+#: standard deviations from the mean a value may move the running moments by, at most
+REACH = 10.0
+#: values learned as they are before any is winsorized
+WARM_UP = 30
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _standardize_running(
-    values: np.ndarray, count: np.ndarray, mean: np.ndarray, m2: np.ndarray, clip: float
+    values: np.ndarray,
+    count: np.ndarray,
+    mean: np.ndarray,
+    m2: np.ndarray,
+    clip: float,
+    reach: float,
+    warm_up: int,
 ) -> np.ndarray:
     k, n = values.shape
     out = np.empty((k, n))
@@ -54,10 +66,14 @@ def _standardize_running(
             if x != x:  # missing
                 out[f, i] = np.nan
                 continue
+            learned = x
+            if c >= warm_up and s > 0.0:  # an outlier moves the moments by ``reach`` std at most
+                bound = reach * math.sqrt(s / c)
+                learned = min(max(x, mu - bound), mu + bound)
             c += 1
-            delta = x - mu
+            delta = learned - mu
             mu += delta / c
-            s += delta * (x - mu)
+            s += delta * (learned - mu)
             z = 0.0
             if c > 1 and s > 0.0:
                 z = (x - mu) / math.sqrt(s / c)
@@ -80,6 +96,11 @@ def standardize_running(
     place; return each value standardized with the moments just after it was learned:
     ``(x - mean) / std`` clipped to ``[-clip, clip]``, 0 while the std is 0, NaN for NaN.
 
+    After ``WARM_UP`` values, a value enters the moments winsorized to ``REACH`` standard
+    deviations of the mean: one wild value (a sensor's 1e6 among values near 1) cannot blow up
+    the mean and deviation that every later value of the field is scaled by. A field whose
+    values really move still moves its moments, ``REACH`` deviations at a time.
+
     >>> count, mean, m2 = np.zeros(1, np.int64), np.zeros(1), np.zeros(1)
     >>> standardize_running(np.array([[30.0, 50.0, np.nan]]), count, mean, m2, 5.0).tolist()
     [[0.0, 1.0, nan]]
@@ -87,7 +108,7 @@ def standardize_running(
     ([2], [40.0], [200.0])
     """
     out: npt.NDArray[np.float64] = _standardize_running(
-        np.ascontiguousarray(values, dtype=np.float64), count, mean, m2, clip
+        np.ascontiguousarray(values, dtype=np.float64), count, mean, m2, clip, REACH, WARM_UP
     )
     return out
 
