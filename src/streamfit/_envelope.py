@@ -69,8 +69,9 @@ def seal(magic: bytes, version: int, header: bytes, *payload: bytes) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def unseal(blob: object, magic: bytes, version: int, what: str) -> Opened:
-    """Check ``blob``'s frame and read its header; ``what`` names it in errors."""
+def unseal(blob: object, magic: bytes, version: int | tuple[int, ...], what: str) -> Opened:
+    """Check ``blob``'s frame and read its header; ``what`` names it in errors. ``version``:
+    the format version this release reads (or the versions: ``Opened.version`` says which)."""
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise StateFormatError(f"{what}: expected bytes, got {type(blob).__name__}")
     data = bytes(blob)
@@ -80,10 +81,12 @@ def unseal(blob: object, magic: bytes, version: int, what: str) -> Opened:
     if data[: len(magic)] != magic:
         raise StateFormatError(f"{what}: unknown magic {data[: len(magic)]!r} (expected {magic!r})")
     found, header_length = _LENGTHS.unpack_from(data, len(magic))
-    if found != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if found not in versions:
+        readable = " and ".join(map(str, versions))
         raise StateFormatError(
             f"{what}: format version {found} is not supported "
-            f"(this release reads version {version})"
+            f"(this release reads version {readable})"
         )
     end = len(data) - _CRC.size
     (crc,) = _CRC.unpack_from(data, end)

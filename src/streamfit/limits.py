@@ -28,6 +28,9 @@ statistics, per pipeline                           logged once)
 fields with correlations
 ``MAX_KEY_BYTES``: the spec's ``key:``  1 KiB      the event keeps its Kafka key (predictions
 field's value, as text                             topic, ``event_key``)
+``MAX_TEXT_CHARS``: characters of a     65,536     the rest of the text is not read as
+text field read as features                        features (counted in
+                                                   ``Featurizer.truncated_texts``; stored whole)
 ``MAX_MAGNITUDE``: a numeric feature's  1e100      missing for the model, counted as invalid
 value                                              (stored as it is)
 ... and a regression target             1e100      dead letter: ``target 'y' is 1e+300; a
@@ -45,8 +48,9 @@ stored aside with an 18-byte pointer) and MariaDB's InnoDB one of more than 8,12
 long text values, 20 bytes each), and each results table also has its own columns and two per
 challenger model.
 
-Strings have no limit of their own: an event's size bounds them. They are stored whole and used
-whole as features (a category's value is hashed, a text's words counted). Text stored in the
+Strings have no limit of their own: an event's size bounds them. They are stored whole; a
+category's value is hashed whole, a text's first ``MAX_TEXT_CHARS`` characters are tokenized
+(a 1 MB text costs what 64 KiB do). Text stored in the
 database never holds NUL (PostgreSQL cannot), on every database alike: each NUL is stored as
 U+FFFD, and a results row where that changed one of the event's values keeps the original in
 ``event_payload``.
@@ -70,6 +74,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_RESULT_FIELDS",
     "MAX_STATS_FIELDS",
+    "MAX_TEXT_CHARS",
 ]
 
 MAX_EVENT_BYTES: Final = 1 << 20
@@ -82,3 +87,4 @@ MAX_MAGNITUDE: Final = 1e100
 MAX_KEY_BYTES: Final = 1024
 MAX_STATS_FIELDS: Final = 200
 MAX_CORRELATED_FIELDS: Final = 50
+MAX_TEXT_CHARS: Final = 65_536

@@ -19,10 +19,13 @@ from streamfit.batch import Batch, Messages
 from streamfit.codecs import decode_json
 from streamfit.errors import FeatureError, StateFormatError
 from streamfit.features import MISSING, Featurizer, Moments, feature_index
-from streamfit.spec.model import FeaturesSpec
+from streamfit.features.text import pair_column
+from streamfit.spec.model import FeaturesSpec, TextSpec
 
 BITS = 18
 N = 2**BITS
+#: text as it was read before bigrams and document frequencies
+UNIGRAMS_TF = TextSpec(bigrams=False, weighting="tf")
 
 
 def batch(*rows: dict[str, Any], target: str | None = None) -> Batch:
@@ -247,7 +250,7 @@ def test_boolean_override_reads_words() -> None:
 
 
 def test_text_override_and_boolean_categories() -> None:
-    f = featurizer(types={"code": "text", "flag": "categorical"})
+    f = featurizer(types={"code": "text", "flag": "categorical"}, text=UNIGRAMS_TF)
     X = f.learn_transform(batch({"code": "A-1", "flag": True}, {"code": 42, "flag": False}))
     assert f.schema == {"code": "text", "flag": "categorical"}
     assert at(X, "flag=true") == [1.0, 0.0] and at(X, "flag=false") == [0.0, 1.0]
@@ -299,7 +302,10 @@ def test_hashing_is_the_same_in_other_processes() -> None:
     indptr, indices, _ = orjson.loads(outputs.pop())
     second_row = set(indices[indptr[1] : indptr[2]])  # (the first one's "n" is 0: no entry)
     keys = ["c=x1", "n", "t:some", "t:words", "t:here", "t:1"]
-    assert second_row == {feature_index(k, N) for k in keys}
+    bigrams = [("some", "words"), ("words", "here"), ("here", "1")]
+    assert second_row == {feature_index(k, N) for k in keys} | {
+        pair_column("t:", a, b, N) for a, b in bigrams
+    }
 
 
 def test_unseen_categories_hash_to_their_own_column() -> None:
@@ -370,7 +376,7 @@ def test_small_batches_look_up_the_values_hashed_before(monkeypatch: pytest.Monk
 
 
 def test_text_tokens_are_lowercased_counted_and_normalized() -> None:
-    f = featurizer(types={"t": "text"})
+    f = featurizer(types={"t": "text"}, text=UNIGRAMS_TF)
     X = f.learn_transform(batch({"t": "Great film, GREAT cast!"}, {"t": None}, {"t": "Ça va"}))
     great, other = math.log1p(2), math.log1p(1)
     norm = math.sqrt(great**2 + 2 * other**2)
@@ -393,7 +399,10 @@ def test_ascii_and_unicode_tokenizers_agree() -> None:
     unicode_batch = f.transform(batch({"t": text}, {"t": "é"}))  # not ASCII: the regex
     assert same_matrix(ascii_batch, unicode_batch[0])
     words = {"hello", "w_1", "x", "42"}
-    assert set(row_features(ascii_batch, 0)) == {feature_index(f"t:{w}", N) for w in words}
+    pairs = (("hello", "w_1"), ("w_1", "x"), ("x", "42"))
+    expected = {feature_index(f"t:{w}", N) for w in words}
+    expected |= {pair_column("t:", a, b, N) for a, b in pairs}
+    assert set(row_features(ascii_batch, 0)) == expected
     assert set(row_features(unicode_batch, 1)) == {feature_index("t:é", N)}
 
 
@@ -444,7 +453,7 @@ def test_state_round_trip_is_bit_exact() -> None:
 
 def test_state_format_header() -> None:
     state = featurizer().state()
-    assert state[:8] == b"SFFEATS\x00" and int.from_bytes(state[8:10], "little") == 1
+    assert state[:8] == b"SFFEATS\x00" and int.from_bytes(state[8:10], "little") == 2
 
 
 @pytest.mark.parametrize(

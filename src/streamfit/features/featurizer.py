@@ -17,13 +17,14 @@ for the field (see below).
 * **categorical** (a string column): one feature per value, 1 for the row's value. Values never
   seen before simply hash to their own column. Missing gives nothing.
 * **text** (a string column whose values average at least ``text_fields_min_tokens`` words the
-  first time it is seen, or typed text): lowercased word tokens, weighted ``log1p(count)`` and
-  scaled to unit length per row (see ``columns.token_counts``). Missing gives nothing.
+  first time it is seen, or typed text): lowercased words and word bigrams, weighted by TF-IDF
+  with document frequencies learned online, and scaled to unit length per row (see
+  ``streamfit.features.text``, and ``features.text`` in the spec). Missing gives nothing.
 
 All features share one index space of ``n_features = 2**hash_bits`` columns, a feature's column
 being the hash of its key (``streamfit.features.hashing``): ``f`` for a numeric or boolean
 field's value, ``f=<missing>`` for its missing indicator, ``f=value`` for a category and
-``f:token`` for a word. No bias column is added: models have their own intercepts.
+``f:token`` for a token. No bias column is added: models have their own intercepts.
 
 The schema grows as fields appear; a field absent from a batch is missing in every row of it,
 and a field not yet in the schema is ignored by ``transform``. A field keeps the kind it was
@@ -35,22 +36,34 @@ is missing for the model and counted in ``invalid_values``. The schema holds at 
 ``limits.MAX_FEATURE_FIELDS`` fields: later new fields are not features (counted in
 ``untracked_fields``, the first one logged).
 
-The state (schema and running moments) is written by ``state()`` in a versioned binary format
-that ``from_state`` reads back bit for bit; the same batches in the same order always give the
-same state and the same matrices.
+Rows can also be kept to be learned later, when their label comes (``keep``, then
+``learn_kept``): what is kept does not depend on anything learned (numeric and boolean values
+as they came, hashed entries unweighted), so the matrix ``learn_kept`` makes is the one
+``learn_transform`` would have made of the event at that point of the stream.
 
-State format, version 1: the envelope of :mod:`streamfit._envelope` (little-endian)::
+The state (schema, running moments, document frequencies) is written by ``state()`` in a
+versioned binary format that ``from_state`` reads back bit for bit; the same batches in the
+same order always give the same state and the same matrices.
+
+State format, version 2: the envelope of :mod:`streamfit._envelope` (little-endian)::
 
     magic           8 bytes   b"SFFEATS\\0"
-    version         uint16    1
+    version         uint16    2
     header_length   uint32    H
     header          H bytes   UTF-8 JSON: {"spec": FeaturesSpec as JSON,
                                            "exclude": [sorted names],
-                                           "schema": [[field, kind], ... in first-seen order]}
+                                           "schema": [[field, kind], ... in first-seen order],
+                                           "documents": [texts learned, per text field],
+                                           "frequencies": d}
     counts          int64[k]  for the k numeric fields, in schema order
     means           float64[k]
     m2s             float64[k]  sums of squared deviations
+    df_columns      int32[d]  the columns some learned text held a token of
+    df_counts       int32[d]  in how many texts
     crc32           uint32    of every byte before it
+
+Version 1 (before text weighting) had neither the document frequencies nor ``spec.text``: it
+loads as text without bigrams, weighted ``tf``, as it was then.
 """
 
 from __future__ import annotations
@@ -59,6 +72,7 @@ import fnmatch
 import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -77,17 +91,19 @@ from streamfit.features.columns import (
     as_texts,
     factorize_strings,
     mean_word_count,
-    token_counts,
 )
 from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
 from streamfit.features.moments import Moments, standardize_running
 from streamfit.features.reuse import Entries, Kinds, ScoredEntries
-from streamfit.limits import MAX_FEATURE_FIELDS, MAX_MAGNITUDE
-from streamfit.spec.model import FeaturesSpec, FieldType
+from streamfit.features.text import DocumentFrequencies, text_entries, truncate
+from streamfit.limits import MAX_FEATURE_FIELDS, MAX_MAGNITUDE, MAX_TEXT_CHARS
+from streamfit.spec.model import FeaturesSpec, FieldType, TextSpec
 
-__all__ = ["STATE_VERSION", "Featurizer"]
+__all__ = ["STATE_VERSION", "Featurizer", "KeptRows"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+#: what a version-1 blob's text settings were (it had no ``spec.text``)
+_LEGACY_TEXT = TextSpec(bigrams=False, weighting="tf")
 _MAGIC = b"SFFEATS\x00"
 _WHAT = "featurizer state"
 _KINDS = ("numeric", "categorical", "boolean", "text")
@@ -98,6 +114,28 @@ log = logging.getLogger("streamfit.features")
 
 Floats = npt.NDArray[np.float64]
 _Codes = tuple[npt.NDArray[np.intp], list[str]]
+#: Hashed entries before weighting: row, column, value (1 for a category, a token's count in
+#: its text) and group (-1 for a category, else the text field's number).
+Hashed = tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], Floats, npt.NDArray[np.intp]]
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRows:
+    """Rows as ``Featurizer.keep`` keeps them to be learned later: nothing in them depends on
+    what the featurizer has learned.
+
+    ``numbers``: ``(rows, k)``, the values of the first ``k`` numeric fields of the schema
+    (NaN missing), unscaled; ``flags``: ``(rows, b)``, those of its first ``b`` boolean
+    fields (1, 0, NaN); ``hashed``: the categorical and text entries, unweighted (``Hashed``).
+    A field the schema gains after the rows were kept is missing in them.
+    """
+
+    numbers: Floats
+    flags: Floats
+    hashed: Hashed
+
+    def __len__(self) -> int:
+        return int(self.numbers.shape[0])
 
 
 class Featurizer:
@@ -149,6 +187,11 @@ class Featurizer:
         self._scaling_of: tuple[Any, ...] | None = None  # ``_scaling``, and the moments it is of
         self._layout: _Layout | None = None  # numeric and boolean columns, rebuilt lazily
         self._hashed: list[str] = []  # the categorical and text fields, in schema order
+        self._text_group: dict[str, int] = {}  # text field -> its number, in schema order
+        self._frequencies = DocumentFrequencies(
+            self._n_features, idf=self._spec.text.weighting == "tfidf"
+        )
+        self._truncated = 0  # texts read only up to MAX_TEXT_CHARS
         self._version = 0  # changes whenever the schema does
         self._scored = ScoredEntries()  # hashed entries of scored rows still to be learned
         self._invalid: Counter[str] = Counter()  # values read as missing, per field
@@ -182,6 +225,17 @@ class Featurizer:
         return dict(self._invalid)
 
     @property
+    def truncated_texts(self) -> int:
+        """How many texts were read only up to ``limits.MAX_TEXT_CHARS`` characters (counted
+        each time one is read, by this process; not part of the state)."""
+        return self._truncated
+
+    @property
+    def frequencies(self) -> DocumentFrequencies:
+        """The document frequencies behind the text weights (``streamfit.features.text``)."""
+        return self._frequencies
+
+    @property
     def untracked_fields(self) -> int:
         """How many times a new field was left out because the schema held
         ``limits.MAX_FEATURE_FIELDS`` fields already (once per batch it came in)."""
@@ -201,7 +255,8 @@ class Featurizer:
         """Learn from ``batch`` (new fields, running moments), then transform it."""
         prepared = self._prepare(batch, learn=True)
         numbers = self._numbers(prepared, len(batch))
-        return self._assemble(prepared, self._learn_standardized(numbers), len(batch))
+        scaled = self._learn_standardized(numbers)
+        return self._assemble(prepared, scaled, len(batch), learn=True)
 
     def learn_transform_blocks(self, batch: Batch, bounds: Sequence[int]) -> list[sp.csr_matrix]:
         """``learn_transform`` of each block ``batch[bounds[i]:bounds[i + 1]]`` in turn.
@@ -227,8 +282,49 @@ class Featurizer:
             )
         prepared = self._prepare(batch, learn=True, hashed=hashed is None)
         scaled = self._learn_standardized(self._numbers(prepared, n))
-        X = self._assemble(prepared, scaled, n, hashed)
+        X = self._assemble(prepared, scaled, n, hashed, learn=True)
         return [_rows(X, a, b) for a, b in pairwise(bounds)]
+
+    def keep(self, batch: Batch) -> KeptRows:
+        """The rows of ``batch`` as they will be learned later (``KeptRows``), once their
+        labels come; only the schema is learned (new fields, as ``learn_transform`` would).
+
+        Rows scored with ``transform(remember=...)`` reuse the entries kept then. A batch is
+        kept whole: when a field joins the schema depends on where batches start, so give it
+        the rows of one learning block at a time.
+        """
+        n = len(batch)
+        hashed = None
+        if self._hashed and not self._brings_new_fields(batch):
+            hashed = self._scored.recall(
+                batch.meta, kinds=self._hashed_kinds(batch), version=self._version
+            )
+        prepared = self._prepare(batch, learn=True, hashed=hashed is None)
+        numbers = self._numbers(prepared, n).T.copy()
+        booleans = self._fixed_layout().booleans
+        flags = np.full((n, len(booleans)), np.nan)
+        for i, name in enumerate(booleans):
+            found = prepared.flags.get(name)
+            if found is not None:
+                flags[:, i] = found
+        if hashed is None:
+            hashed = self._hashed_entries(prepared, n) if self._hashed else _no_hashed()
+        return KeptRows(numbers, flags, hashed)
+
+    def learn_kept(self, kept: KeptRows) -> sp.csr_matrix:
+        """Learn from rows ``keep`` gave (their numeric fields' moments, their texts'
+        document frequencies, one row after the other), then transform them: the matrix
+        ``learn_transform`` gives the same events at this point."""
+        n = len(kept)
+        numbers = np.full((len(self._numeric), n), np.nan)
+        numbers[: kept.numbers.shape[1]] = kept.numbers.T
+        prepared = _Prepared()
+        for i, name in enumerate(self._fixed_layout().booleans[: kept.flags.shape[1]]):
+            prepared.flags[name] = kept.flags[:, i]
+        scaled = self._learn_standardized(numbers)
+        return self._assemble(
+            prepared, scaled, n, kept.hashed if self._hashed else None, learn=True
+        )
 
     def _brings_new_fields(self, batch: Batch) -> bool:
         if len(self._schema) >= MAX_FEATURE_FIELDS:
@@ -262,7 +358,7 @@ class Featurizer:
                 kinds=self._hashed_kinds(batch),
                 version=self._version,
             )
-        return self._assemble(prepared, scaled, n, hashed)
+        return self._assemble(prepared, scaled, n, hashed, learn=False)
 
     def records(self, batch: Batch) -> list[dict[str, Any]]:
         """The rows of ``batch`` as the fields of the schema hold them, one dict per row:
@@ -346,16 +442,21 @@ class Featurizer:
                 i = self._numeric[name]
                 self._count[i], self._mean[i], self._m2[i] = mine_m.count, mine_m.mean, mine_m.m2
                 self._scaling_of = None  # the moments changed in place
+        groups = {number: self._text_group[name] for name, number in other._text_group.items()}
+        self._frequencies.merge(other._frequencies, groups)
 
     # --- state --------------------------------------------------------------------------------
 
     def state(self) -> bytes:
         """Everything learned, in the versioned format of this module's docstring."""
+        frequencies = self._frequencies.arrays()
         header = orjson.dumps(
             {
                 "spec": self._spec.model_dump(mode="json"),
                 "exclude": list(self._exclude),
                 "schema": [[name, kind] for name, kind in self._schema.items()],
+                **self._frequencies.header(),
+                "frequencies": len(frequencies["df_columns"]),
             }
         )
         return seal(
@@ -365,14 +466,18 @@ class Featurizer:
             self._count.astype("<i8").tobytes(),
             self._mean.astype("<f8").tobytes(),
             self._m2.astype("<f8").tobytes(),
+            frequencies["df_columns"].astype("<i4").tobytes(),
+            frequencies["df_counts"].astype("<i4").tobytes(),
         )
 
     @classmethod
     def from_state(cls, data: bytes) -> Featurizer:
         """Rebuild a featurizer from ``state()`` bytes; ``StateFormatError`` if unreadable."""
-        opened = unseal(data, _MAGIC, STATE_VERSION, _WHAT)
+        opened = unseal(data, _MAGIC, (1, STATE_VERSION), _WHAT)
         try:
             spec = FeaturesSpec.model_validate(opened.header["spec"])
+            if opened.version == 1:
+                spec = spec.model_copy(update={"text": _LEGACY_TEXT})
             exclude = opened.header["exclude"]
             if not isinstance(exclude, list) or not all(isinstance(e, str) for e in exclude):
                 raise ValueError("'exclude' is not a list of names")
@@ -384,14 +489,26 @@ class Featurizer:
         except (KeyError, TypeError, ValueError) as exc:  # incl. validation errors
             raise StateFormatError(f"{_WHAT}: header is invalid: {exc}") from exc
         k = sum(kind == "numeric" for kind in featurizer._schema.values())
-        moments = [
+        entries = [
             {"name": name, "dtype": dtype, "shape": [k]}
             for name, dtype in (("count", "<i8"), ("mean", "<f8"), ("m2", "<f8"))
         ]
-        arrays = unpack_arrays(opened.payload, moments, _WHAT)
+        if opened.version > 1:
+            d = opened.header.get("frequencies")
+            if type(d) is not int or d < 0:
+                raise StateFormatError(f"{_WHAT}: header is invalid: bad 'frequencies'")
+            entries += [
+                {"name": name, "dtype": "<i4", "shape": [d]} for name in ("df_columns", "df_counts")
+            ]
+        arrays = unpack_arrays(opened.payload, entries, _WHAT)
         featurizer._count = arrays["count"].astype(np.int64)
         featurizer._mean = arrays["mean"].astype(np.float64)
         featurizer._m2 = arrays["m2"].astype(np.float64)
+        if opened.version > 1:
+            try:
+                featurizer._frequencies.restore(opened.header, arrays)
+            except ValueError as exc:
+                raise StateFormatError(f"{_WHAT}: {exc}") from exc
         return featurizer
 
     # --- internals ----------------------------------------------------------------------------
@@ -417,6 +534,8 @@ class Featurizer:
         self._version += 1
         if kind in ("categorical", "text"):
             self._hashed.append(name)
+        if kind == "text":
+            self._text_group[name] = len(self._text_group)
         n = self._n_features
         if kind == "numeric":
             self._numeric[name] = len(self._numeric)
@@ -428,8 +547,6 @@ class Featurizer:
             self._layout = None
         elif kind == "categorical":
             self._vocab[name] = HashedVocabulary(f"{name}=", n)
-        else:
-            self._vocab[name] = HashedVocabulary(f"{name}:", n)
 
     def _infer(self, name: str, column: npt.NDArray[Any], boolean: bool) -> FieldType | None:
         """The kind of a field seen for the first time; ``None`` while it is all missing
@@ -627,9 +744,14 @@ class Featurizer:
             for name in self._hashed
         )
 
-    def _hashed_entries(self, prepared: _Prepared, n_rows: int) -> Entries:
-        """The categorical and text entries, field by field in schema order."""
+    def _hashed_entries(self, prepared: _Prepared, n_rows: int) -> Hashed:
+        """The categorical and text entries, unweighted (``Hashed``): the categorical fields'
+        in schema order, then the texts', sorted by row, field and column (one entry per
+        (row, field, column): the counts of a text's tokens that share a column summed)."""
         parts = _Parts()
+        texts = _Parts()
+        groups: list[npt.NDArray[np.intp]] = []
+        text = self._spec.text
         for name in self._hashed:
             if self._schema[name] == "categorical":
                 found = prepared.categories.get(name)
@@ -639,18 +761,80 @@ class Featurizer:
                 rows = np.flatnonzero(codes >= 0)
                 parts.add(rows, self._vocab[name].indices(values_text)[codes[rows]], 1.0)
             else:
-                texts = prepared.texts.get(name)
-                if texts is None:
+                column = prepared.texts.get(name)
+                if column is None:
                     continue
-                rows, word_codes, words, weights = token_counts(texts)
-                parts.add(rows, self._vocab[name].indices(words)[word_codes], weights)
-        return parts.joined()
+                column = self._truncated_texts(column)
+                rows, cols, counts = text_entries(
+                    column, f"{name}:", self._n_features, bigrams=text.bigrams
+                )
+                texts.add(rows, cols, counts)
+                groups.append(np.full(len(cols), self._text_group[name], dtype=np.intp))
+        rows, cols, data = parts.joined()
+        categorical = np.full(len(rows), -1, dtype=np.intp)
+        if not groups:
+            return rows, cols, data, categorical
+        t_rows, t_cols, t_counts = texts.joined()
+        t_groups = np.concatenate(groups)
+        if len(groups) > 1:  # sorted by row, then field (each field's by row and column)
+            order = np.lexsort((t_groups, t_rows))
+            t_rows, t_cols, t_counts, t_groups = (
+                t_rows[order],
+                t_cols[order],
+                t_counts[order],
+                t_groups[order],
+            )
+        return (
+            np.concatenate([rows, t_rows]),
+            np.concatenate([cols, t_cols]),
+            np.concatenate([data, t_counts]),
+            np.concatenate([categorical, t_groups]),
+        )
+
+    def _truncated_texts(self, column: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``column`` with its texts past ``MAX_TEXT_CHARS`` cut there (counted)."""
+        present = np.flatnonzero(pd.notna(column))
+        strings = [v if isinstance(v, str) else str(v) for v in column[present].tolist()]
+        cut, count = truncate(strings)
+        if not count:
+            return column
+        if not self._truncated:
+            log.warning(
+                "a text of over %d characters: only its first %d are read as features "
+                "(counted in Featurizer.truncated_texts; the results table keeps it whole)",
+                MAX_TEXT_CHARS,
+                MAX_TEXT_CHARS,
+            )
+        self._truncated += count
+        out = column.copy()
+        out[present] = np.array(cut, dtype=object)
+        return out
+
+    def _weighted(self, hashed: Hashed, learn: bool) -> Entries:
+        """The entries' values as features: a category's as it is, a text's weighted
+        (``streamfit.features.text``), learning the document frequencies with ``learn``."""
+        rows, cols, data, groups = hashed
+        text = np.flatnonzero(groups >= 0)
+        if not len(text):
+            return rows, cols, data
+        data = data.copy()
+        data[text] = self._frequencies.weigh(
+            rows[text], cols[text], data[text], groups[text], learn=learn
+        )
+        return rows, cols, data
 
     def _assemble(
-        self, prepared: _Prepared, scaled: Floats, n_rows: int, hashed: Entries | None = None
+        self,
+        prepared: _Prepared,
+        scaled: Floats,
+        n_rows: int,
+        hashed: Hashed | None = None,
+        *,
+        learn: bool,
     ) -> sp.csr_matrix:
         """The matrix; ``scaled``: the numeric fields, standardized, ``(fields, rows)``;
-        ``hashed``: the categorical and text entries, where they are known already."""
+        ``hashed``: the categorical and text entries, where they are known already; ``learn``:
+        whether the texts' document frequencies learn these rows."""
         layout = self._fixed_layout()
         if prepared.flags or len(layout.booleans):
             fixed = np.empty((layout.size, n_rows))
@@ -671,7 +855,8 @@ class Featurizer:
         if data.size:
             parts.add(np.repeat(np.arange(n_rows), counts), indices.astype(np.int64), data)
         if self._hashed:
-            parts.add(*(self._hashed_entries(prepared, n_rows) if hashed is None else hashed))
+            found = self._hashed_entries(prepared, n_rows) if hashed is None else hashed
+            parts.add(*self._weighted(found, learn))
         return parts.matrix(n_rows, self._n_features)
 
 
@@ -790,6 +975,10 @@ class _Parts:
             return sp.csr_matrix((n_rows, n_cols), dtype=np.float64)
         coords = (np.concatenate(self.rows), np.concatenate(self.cols))
         return sp.csr_matrix((np.concatenate(self.data), coords), shape=(n_rows, n_cols))
+
+
+def _no_hashed() -> Hashed:
+    return (np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.intp))
 
 
 def _rows(X: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.utils import murmurhash3_32
 
-__all__ = ["MISSING", "HashedVocabulary", "feature_index"]
+__all__ = ["MISSING", "HashedVocabulary", "feature_index", "murmur3_32_many", "murmur3_32_words"]
 
 #: The value part of a missing-value indicator's key: ``f"{field}={MISSING}"``.
 MISSING = "<missing>"
@@ -139,7 +139,7 @@ def murmur3_32_many(prefix: bytes, values: Sequence[str]) -> npt.NDArray[np.uint
         body = joined.encode("ascii")
         lengths = np.fromiter(map(len, values), dtype=np.intp, count=n)
     else:
-        encoded = [value.encode("utf-8") for value in values]
+        encoded = list(map(str.encode, values))  # UTF-8
         body = b"".join(encoded)
         lengths = np.fromiter(map(len, encoded), dtype=np.intp, count=n)
     total = lengths + len(prefix)
@@ -167,6 +167,32 @@ def murmur3_32_many(prefix: bytes, values: Sequence[str]) -> npt.NDArray[np.uint
     tail = np.flatnonzero(total % 4)
     h[tail] ^= _scrambled(words[tail, whole[tail]])
     h ^= total.astype(np.uint32)
+    h ^= h >> np.uint32(16)
+    h *= _F1
+    h ^= h >> np.uint32(13)
+    h *= _F2
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def murmur3_32_words(words: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """MurmurHash3 (x86, 32-bit, seed 0) of each row of ``words``, a ``(n, k)`` array of
+    32-bit words read as ``4 * k`` little-endian bytes: keys made of numbers (a bigram's two
+    word hashes), hashed without building a byte string.
+
+    >>> import struct
+    >>> from sklearn.utils import murmurhash3_32
+    >>> key = np.array([[7, 2**32 - 1]], dtype=np.uint32)
+    >>> int(murmur3_32_words(key)[0]) == murmurhash3_32(struct.pack("<II", 7, 2**32 - 1),
+    ...                                                  positive=True)
+    True
+    """
+    h = np.zeros(words.shape[0], dtype=np.uint32)
+    for j in range(words.shape[1]):
+        h ^= _scrambled(words[:, j])
+        h = (h << np.uint32(13)) | (h >> np.uint32(19))
+        h = h * _FIVE + _ADD
+    h ^= np.uint32(4 * words.shape[1])
     h ^= h >> np.uint32(16)
     h *= _F1
     h ^= h >> np.uint32(13)

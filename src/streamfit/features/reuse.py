@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from operator import is_
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,9 @@ __all__ = ["Entries", "ScoredEntries"]
 
 #: Coordinates of sparse entries: row, column and value of each.
 Entries = tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+#: What is kept per entry: its row first, then any arrays of one value per entry (the column,
+#: the value, ...), all kept and given back together.
+AnyEntries = TypeVar("AnyEntries", bound=tuple[npt.NDArray[Any], ...])
 #: Per hashed field: ``None`` where the batch lacks it, else (object dtype, boolean flag).
 Kinds = tuple[tuple[bool, bool] | None, ...]
 TopicPartition = tuple[str, int]
@@ -53,7 +57,7 @@ class _Kept:
 
     offsets: npt.NDArray[np.int64]
     values: list[bytes | None]
-    entries: Entries
+    entries: tuple[npt.NDArray[Any], ...]
     kinds: Kinds
     version: int
 
@@ -74,7 +78,7 @@ class ScoredEntries:
         self,
         meta: Messages,
         index: npt.NDArray[np.intp],
-        entries: Entries,
+        entries: tuple[npt.NDArray[Any], ...],
         *,
         kinds: Kinds,
         version: int,
@@ -102,7 +106,7 @@ class ScoredEntries:
             queue.append(_Kept(part.offsets, part.values, part_entries, kinds, version))
         self._size += size
 
-    def recall(self, meta: Messages, *, kinds: Kinds, version: int) -> Entries | None:
+    def recall(self, meta: Messages, *, kinds: Kinds, version: int) -> Any:
         """The kept entries of the rows ``meta`` (one partition, offsets increasing), rows
         numbered as in ``meta``; ``None`` unless every row is found as it was kept.
 
@@ -116,7 +120,7 @@ class ScoredEntries:
         if not queue:
             return None
         offsets = meta.offsets
-        pieces: list[Entries] = []
+        pieces: list[tuple[npt.NDArray[Any], ...]] = []
         start = 0
         for kept in queue:
             if start == n:
@@ -132,19 +136,15 @@ class ScoredEntries:
                 or not all(map(is_, _kept_values(kept, at), meta.values[start:stop]))
             ):
                 break
-            rows, cols, data = _select(kept.entries, at, len(kept.offsets))
-            pieces.append((rows + start, cols, data))
+            rows, *rest = _select(kept.entries, at, len(kept.offsets))
+            pieces.append((rows + start, *rest))
             start = stop
         self._forget_through(queue, int(offsets[-1]))
         if start < n:
             return None
         if len(pieces) == 1:
             return pieces[0]
-        return (
-            np.concatenate([p[0] for p in pieces]),
-            np.concatenate([p[1] for p in pieces]),
-            np.concatenate([p[2] for p in pieces]),
-        )
+        return tuple(np.concatenate(arrays) for arrays in zip(*pieces, strict=True))
 
     def forget(self, partitions: list[TopicPartition] | None = None) -> None:
         """Drop what is kept of ``partitions`` (all of them by default)."""
@@ -162,17 +162,17 @@ class ScoredEntries:
             self._size -= len(queue.popleft().entries[0])
 
 
-def _select(entries: Entries, index: npt.NDArray[np.intp], n_rows: int) -> Entries:
+def _select(entries: AnyEntries, index: npt.NDArray[np.intp], n_rows: int) -> AnyEntries:
     """The entries of rows ``index`` (increasing), renumbered 0, 1, ...; each row's entries
     keep their order."""
     if len(index) == n_rows:
         return entries
-    rows, cols, data = entries
+    rows, *rest = entries
     position = np.full(n_rows, -1, dtype=np.intp)
     position[index] = np.arange(len(index))
     new = position[rows]
     keep = new >= 0
-    return new[keep], cols[keep], data[keep]
+    return (new[keep], *(array[keep] for array in rest))  # type: ignore[return-value]
 
 
 def _kept_values(kept: _Kept, at: npt.NDArray[np.intp]) -> list[bytes | None]:

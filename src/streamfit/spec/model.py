@@ -57,6 +57,7 @@ __all__ = [
     "SourceSpec",
     "StatsSpec",
     "TargetSpec",
+    "TextSpec",
     "TopicsSpec",
     "default_models",
 ]
@@ -141,6 +142,15 @@ class TopicsSpec(_Frozen):
 FieldType = Literal["numeric", "categorical", "boolean", "text"]
 
 
+class TextSpec(_Frozen):
+    """How text fields become features (``streamfit.features.text``): word tokens, and word
+    bigrams with ``bigrams``; each token weighted ``log(1 + count)``, times its inverse
+    document frequency learned online with ``weighting: tfidf`` (``tf``: without it)."""
+
+    bigrams: bool = True
+    weighting: Literal["tfidf", "tf"] = "tfidf"
+
+
 class FeaturesSpec(_Frozen):
     """Which fields become features; types are inferred unless given in ``types``."""
 
@@ -149,6 +159,7 @@ class FeaturesSpec(_Frozen):
     types: dict[str, FieldType] = Field(default_factory=dict)
     hash_bits: int = Field(default=18, ge=4, le=26)
     text_fields_min_tokens: int = Field(default=4, ge=1)
+    text: TextSpec = Field(default_factory=TextSpec)
 
 
 #: Metrics a gate or a promotion rule can judge by: the first group for classifiers, the second
