@@ -145,13 +145,19 @@ class BlockBuffer:
         return [block for run, bounds in self.take_all_runs() for block in _cut(run, bounds)]
 
     def take_all_runs(self) -> list[tuple[Batch, list[int]]]:
-        """Every pending row, as runs of blocks (see ``take_complete_runs``)."""
-        out: list[tuple[Batch, list[int]]] = []
-        for key in list(self._pending):
+        """Every pending row, as runs of blocks (the last ones possibly partial), in the
+        learning order of ``take_ready_runs`` (block index, then topic and partition): the
+        same whichever partition the source happened to read first."""
+        pieces: list[tuple[int, TopicPartition, Batch, list[int]]] = []
+        for key in sorted(self._pending):
             run = self._split(key, None)
-            if run is not None:
-                out.append(run)
-        return out
+            if run is None:
+                continue
+            batch, bounds = run
+            index = (batch.meta.offsets[bounds[:-1]] // self.size).tolist()
+            pieces.extend((block, key, batch, bounds[i : i + 2]) for i, block in enumerate(index))
+        pieces.sort(key=lambda piece: (piece[0], piece[1]))
+        return _runs(pieces)
 
     def drop(self, partitions: Iterable[TopicPartition]) -> None:
         """Forget the rows of partitions this worker no longer owns."""

@@ -32,6 +32,7 @@ from streamfit.features import Featurizer
 from streamfit.models.base import Task
 from streamfit.runtime.blocks import BlockBuffer
 from streamfit.runtime.component import Outcome
+from streamfit.runtime.delayed import DelayedLabels, LabelOutputs
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.isolation import batch_halves, dead_letters_for, isolate
 from streamfit.runtime.keys import keyed
@@ -55,12 +56,16 @@ class Head:
     from an outage (raised for the worker to pause).
     """
 
+    #: the label join, for a pipeline with ``labels`` topics (its own target's head only)
+    delayed: DelayedLabels | None = None
+
     def __init__(
         self,
         spec: PipelineSpec,
         worker_id: str = "0",
         name: str = "",
         is_events_fault: Callable[[Exception], bool] = lambda exc: True,
+        outputs: LabelOutputs | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -87,6 +92,20 @@ class Head:
         self.blocks = BlockBuffer(spec.learning.block_events)
         self.results_table = spec.outputs.results_table_name(spec.name)
         self.events_learned = 0
+        if spec.topics.labels and not name:
+            self.delayed = DelayedLabels(spec, self, outputs)
+
+    @property
+    def learning_topics(self) -> set[str]:
+        """The topics whose events wait in this head's blocks (the train topics; with labels
+        topics, those and the score topics too)."""
+        if self.delayed is None:
+            return self.train_topics
+        return self.train_topics | self.delayed.learning_topics
+
+    def writers(self) -> list[Any]:
+        """What writes this head's rows at the metrics interval (``write_metrics``)."""
+        return [self.evaluation] if self.delayed is None else [self.evaluation, self.delayed]
 
     # -- state names -------------------------------------------------------------------------
 
@@ -103,26 +122,46 @@ class Head:
 
     # -- scoring -------------------------------------------------------------------------------
 
+    def screen(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
+        """``batch`` without the events the label rules reject, and those as dead letters."""
+        batch, letters = self.labels.screen(batch)
+        if self.delayed is not None:
+            batch, more = self.delayed.screen(batch)
+            letters += more
+        return batch, letters
+
     def roles(self, batch: Batch) -> Roles:
-        """Which rows of ``batch`` this head learns from and which it scores."""
-        return split_roles(
+        """Which rows of ``batch`` this head learns from and which it scores (events of
+        ``labels`` topics are labels, never scored: see ``runtime.delayed``)."""
+        roles = split_roles(
             batch,
             self.spec.target,
             self.task,
             self.train_topics,
             self.spec.outputs.score_training_events,
         )
+        if self.delayed is not None:
+            return self.delayed.roles(batch, roles)
+        if self.spec.topics.labels:
+            labels = np.flatnonzero(np.isin(batch.meta.topics, self.spec.topics.labels))
+            if len(labels):
+                score = np.setdiff1d(roles.score, labels, assume_unique=True).astype(np.intp)
+                return Roles(roles.train, score, roles.labels)
+        return roles
 
     def predict(self, batch: Batch, learned: npt.NDArray[np.intp]) -> list[ModelPredictions]:
         """Every model's predictions for ``batch``; ``learned``: its rows that will also be
         learned from (their hashed features are kept for then)."""
-        if self.train_topics:
+        if self.learning_topics:
             X = self.featurizer.transform(batch, remember=learned)
         else:  # nothing to learn from: the scored stream is all the featurizer will see
             X = self.featurizer.learn_transform(batch)
-        return self.models.predict(
+        predictions = self.models.predict(
             X, partial(self.featurizer.records, batch), batch=keyed(batch, self.spec.key)
         )
+        if self.delayed is not None:
+            self.delayed.served(batch, predictions)
+        return predictions
 
     def forget_scored(self, partitions: list[TopicPartition]) -> None:
         """Drop the features kept from scoring for ``partitions`` (learning hashes again)."""
@@ -147,6 +186,9 @@ class Head:
         """
         learned = 0
         for run, bounds in runs:
+            if self.delayed is not None and run.meta.topics[0] in self.delayed.learning_topics:
+                learned += self.delayed.learn_run(run, bounds, tell)
+                continue
             try:
                 matrices = self.featurizer.learn_transform_blocks(run, bounds)
             except Exception as exc:
@@ -199,6 +241,8 @@ class Head:
         """Forget the rows of partitions this worker no longer owns."""
         self.blocks.drop(partitions)
         self.featurizer.forget_scored(partitions)
+        if self.delayed is not None:
+            self.delayed.drop(partitions)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -212,6 +256,8 @@ class Head:
         states.update(self.evaluation.state())
         prefix = self.lifecycle_prefix
         states.update({prefix + k: v for k, v in self.models.lifecycle_states().items()})
+        if self.delayed is not None:
+            states.update(self.delayed.state())
         return states
 
     def counters(self) -> dict[str, Any]:
@@ -248,6 +294,8 @@ class Head:
             )
             models_set.event_seq = int(counters.get("model_events", 0))
             models_set.command_cursor = int(counters.get("commands", 0))
+        if self.delayed is not None:
+            self.delayed.restore(extra)
         if counters:
             self.models.restore_counters(counters.get("models", {}))
             self.events_learned = int(counters.get("events_learned", 0))

@@ -196,13 +196,22 @@ class ModelSet:
             proba = model.predict_proba_many(X)
             if proba.shape[1] == 0:  # no class seen yet: no prediction
                 return ModelPredictions(
-                    slot.name, slot.version, np.full(n, None, dtype=object), np.full(n, np.nan)
+                    slot.name,
+                    slot.version,
+                    np.full(n, None, dtype=object),
+                    np.full(n, np.nan),
+                    scores=np.zeros((n, 0)),
                 )
             best = proba.argmax(axis=1)
             labels = np.empty(len(model.classes), dtype=object)
             labels[:] = list(model.classes)
             return ModelPredictions(
-                slot.name, slot.version, labels[best], proba[np.arange(n), best]
+                slot.name,
+                slot.version,
+                labels[best],
+                proba[np.arange(n), best],
+                scores=np.asarray(proba, dtype=np.float64),
+                classes=tuple(model.classes),
             )
         values = np.asarray(model.predict_many(X), dtype=np.float64)
         return ModelPredictions(slot.name, slot.version, values, None)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy.typing as npt
 import orjson
 
 from streamfit.batch import Batch, DeadLetter
+from streamfit.models.base import Task
 from streamfit.runtime.keys import keyed
 from streamfit.runtime.records import prediction_records
 from streamfit.runtime.retry import Outages
@@ -77,6 +79,22 @@ class Outputs:
             )
         if self.predictions is not None:
             self.predictions.write(prediction_records(batch, predictions))
+
+    def label_results(
+        self,
+        table: str,
+        where: tuple[Sequence[str], npt.NDArray[Any], npt.NDArray[Any]],
+        labels: npt.NDArray[Any],
+        task: str,
+    ) -> None:
+        """The results rows at ``where`` (topics, partitions, offsets) get their labels,
+        which came after them (``runtime.delayed``)."""
+        if not self.spec.outputs.write_results:
+            return
+        kind: Task = "regression" if task == "regression" else "classification"
+        self.outages.call(
+            "writing labels", lambda: self.store.write_labels(table, where, labels, kind)
+        )
 
     def dead_letter(self, letters: list[DeadLetter]) -> None:
         """Set ``letters`` aside, with their reasons and original bytes."""

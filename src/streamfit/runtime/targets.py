@@ -31,6 +31,7 @@ import numpy as np
 from streamfit.batch import Batch, DeadLetter
 from streamfit.features.columns import as_numbers
 from streamfit.runtime.anomaly import AnomalyHead
+from streamfit.runtime.delayed import LabelOutputs
 from streamfit.runtime.head import Head
 from streamfit.spec.model import PipelineSpec
 
@@ -43,13 +44,15 @@ def build_heads(
     spec: PipelineSpec,
     worker_id: str = "0",
     is_events_fault: Callable[[Exception], bool] = lambda exc: True,
+    outputs: LabelOutputs | None = None,
 ) -> list[Head]:
-    """The heads ``spec`` asks for, its own first."""
+    """The heads ``spec`` asks for, its own first; ``outputs``: where its label join, if it
+    has labels topics, writes (``runtime.delayed``)."""
     first: Head
     if spec.task == "anomaly":
         first = AnomalyHead(spec, worker_id, is_events_fault=is_events_fault)
     else:
-        first = Head(spec, worker_id, is_events_fault=is_events_fault)
+        first = Head(spec, worker_id, is_events_fault=is_events_fault, outputs=outputs)
     heads = [first]
     for extra in spec.targets:
         heads.append(TargetHead(spec.target_spec(extra), worker_id, extra.head, is_events_fault))

@@ -118,10 +118,14 @@ class Worker:
         self.transactions = transactions  # for exactly_once, else None
         self.task = spec.task
         self.snapshot = Snapshot(worker_id)
+        self._stop = threading.Event()
+        self.outages = Outages(source, self._stop)
+        self.outputs = Outputs(spec, store, self.outages, predictions, dead_letter_sink)
         self.heads = self._new_heads()
         self.components: list[Component] = list(components)
         self.component_errors = 0
-        self.train_topics = set().union(*(head.train_topics for head in self.heads))
+        # the topics whose events wait in blocks (``runtime.blocks``)
+        self.train_topics = set().union(*(head.learning_topics for head in self.heads))
         self.stats = RunStats()
         self.read: Offsets = {}  # next offset to read, per partition
         self.emitted: Offsets = {}  # outputs written below these
@@ -137,9 +141,6 @@ class Worker:
         self.hold = HoldBack()  # blocks held back for partitions that are behind
         self.assigned_at = time.monotonic()  # when partitions were last assigned
         self.assigned: set[TopicPartition] = set()
-        self._stop = threading.Event()
-        self.outages = Outages(source, self._stop)
-        self.outputs = Outputs(spec, store, self.outages, predictions, dead_letter_sink)
         if isinstance(source, GroupMember):
             source.on_assign = self._on_assign
             source.on_revoke = self._on_revoke
@@ -152,7 +153,9 @@ class Worker:
 
     def _new_heads(self) -> list[Head]:
         """The heads as they are before any event (``runtime.targets``)."""
-        return build_heads(self.spec, self.worker_id, is_events_fault=_is_events_fault)
+        return build_heads(
+            self.spec, self.worker_id, is_events_fault=_is_events_fault, outputs=self.outputs
+        )
 
     @property
     def head(self) -> Head:
@@ -348,7 +351,7 @@ class Worker:
 
     def _route(self, head: Head, batch: Batch) -> None:
         """Hand ``batch`` to ``head``: its label rules, then scoring and queueing for learning."""
-        batch, rejected = head.labels.screen(batch)
+        batch, rejected = head.screen(batch)
         if rejected:
             self._dead_letter(rejected)
         if not len(batch):
@@ -488,7 +491,9 @@ class Worker:
                 self._write_metrics(self.components)
             return
         if force or crossed or stale:
-            self._write_metrics([head.evaluation for head in self.heads] + self.components)
+            self._write_metrics(
+                [w for head in self.heads for w in head.writers()] + self.components
+            )
             self._metrics_mark = learned
 
     def _write_metrics(self, writers: Sequence[Any]) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "FileSourceSpec",
     "GateSpec",
     "KafkaSourceSpec",
+    "LabelsSpec",
     "LearningSpec",
     "MemorySourceSpec",
     "ModelSpec",
@@ -59,6 +60,7 @@ __all__ = [
     "TargetSpec",
     "TextSpec",
     "TopicsSpec",
+    "TtlSpec",
     "default_models",
 ]
 
@@ -116,12 +118,17 @@ SourceSpec = Annotated[
 
 
 class TopicsSpec(_Frozen):
-    """Topics by role. One topic may carry both roles: rows without a target are scored."""
+    """Topics by role. One topic may carry both roles: rows without a target are scored.
+
+    ``labels``: topics of labels that come after their events (``{key, label}`` events, see
+    ``LabelsSpec``); the events they are for are those of the ``score`` topics.
+    """
 
     train: list[str] = Field(default_factory=list)
     score: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
 
-    @field_validator("train", "score", mode="before")
+    @field_validator("train", "score", "labels", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         if value is None:
@@ -132,11 +139,18 @@ class TopicsSpec(_Frozen):
     def _some_topic(self) -> TopicsSpec:
         if not self.train and not self.score:
             raise ValueError("name at least one topic, as 'train' or 'score'")
+        if self.labels and not self.score:
+            raise ValueError(
+                "a 'labels' topic carries labels for the events of the 'score' topics: name them"
+            )
+        both = sorted(set(self.labels) & {*self.train, *self.score})
+        if both:
+            raise ValueError(f"a 'labels' topic carries labels only, not events: {both}")
         return self
 
     @property
     def all(self) -> list[str]:
-        return list(dict.fromkeys([*self.train, *self.score]))
+        return list(dict.fromkeys([*self.train, *self.score, *self.labels]))
 
 
 FieldType = Literal["numeric", "categorical", "boolean", "text"]
@@ -455,6 +469,54 @@ class StatsSpec(_Frozen):
         return self.schema_changes_table or f"{pipeline}_schema_changes"
 
 
+class TtlSpec(_Frozen):
+    """How long an event waits for its label (and a label for its event): ``events``, as
+    many more events of the score topics, or ``seconds``, of the events' and labels' own
+    timestamps (never the wall clock: a replay waits the same). A bare number is events."""
+
+    events: int | None = Field(default=None, ge=1)
+    seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, data: Any) -> Any:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return {"events": data}
+        return data
+
+    @model_validator(mode="after")
+    def _one(self) -> TtlSpec:
+        if (self.events is None) == (self.seconds is None):
+            raise ValueError("give the ttl in 'events' or in 'seconds' (one of them)")
+        return self
+
+
+class LabelsSpec(_Frozen):
+    """Labels that come after their events, on the ``labels`` topics (``streamfit.delayed``).
+
+    A label event carries an event's key and its label. Its key is its field named ``key``
+    here (default: the field named by the pipeline's ``key:``, else a field ``key``, else the
+    label event's own Kafka key); its label, its field named ``label`` here (default: the
+    pipeline's ``target:`` field, else a field ``label``). An event waits for its label for
+    ``ttl``, and at most ``max_waiting`` events wait (past that the oldest stop waiting:
+    counted as evicted); ``table``: where the join's figures go (default ``<name>_labels``).
+    """
+
+    ttl: TtlSpec = Field(default_factory=lambda: TtlSpec(events=100_000))
+    max_waiting: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    key: str | None = None
+    label: str | None = None
+    table: str | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _valid_table(cls, value: str | None) -> str | None:
+        return OutputsSpec._valid_table(value)
+
+    def table_name(self, pipeline: str) -> str:
+        return self.table or f"{pipeline}_labels"
+
+
 class CheckpointSpec(_Frozen):
     """How often model state and input offsets are written, together, to the database.
 
@@ -592,6 +654,7 @@ class PipelineSpec(_Frozen):
     learning: LearningSpec = Field(default_factory=LearningSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     stats: StatsSpec = Field(default_factory=StatsSpec)
+    labels: LabelsSpec = Field(default_factory=LabelsSpec)
     processing: Literal["at_least_once", "exactly_once"] = "at_least_once"
     promotion: PromotionSpec | None = None
     serving: ServingSpec | None = None
@@ -671,18 +734,20 @@ class PipelineSpec(_Frozen):
             names = [m.name for m in extra.models]
             if len(set(names)) != len(names):
                 raise _error_at(self, (*where, "models"), "model names must be unique", names)
-        for key, table in (
-            ("table", stats.table_name(self.name)),
-            ("schema_changes_table", stats.schema_changes_table_name(self.name)),
+        for section, key, table in (
+            ("stats", "table", stats.table_name(self.name)),
+            ("stats", "schema_changes_table", stats.schema_changes_table_name(self.name)),
+            ("labels", "table", self.labels.table_name(self.name)),
         ):
             if table.lower() in taken:
                 raise _error_at(
                     self,
-                    ("stats", key),
+                    (section, key),
                     f"{table!r} is another table of this pipeline already",
-                    getattr(stats, key),
+                    getattr(getattr(self, section), key),
                 )
             taken.add(table.lower())
+        self._check_labels()
         if self.classes is not None:
             if self.task != "classification":
                 raise _error_at(
@@ -706,6 +771,43 @@ class PipelineSpec(_Frozen):
                         getattr(self.outputs, key),
                     )
         return self
+
+    def _check_labels(self) -> None:
+        """A pipeline with ``labels`` topics joins labels to scored events by key."""
+        if not self.topics.labels:
+            return
+        if self.task == "anomaly":
+            raise _error_at(
+                self,
+                ("topics", "labels"),
+                "labels topics are for classification and regression pipelines",
+                self.topics.labels,
+            )
+        if not self.key:
+            raise _error_at(
+                self,
+                ("key",),
+                "a 'labels' topic pairs each label with its event by key: name the events' "
+                "key field here",
+                None,
+            )
+        for i, model in enumerate(self.models):
+            if getattr(model, "learn", False) is True:
+                raise _error_at(
+                    self,
+                    ("models", i, "learn"),
+                    "with a 'labels' topic, events wait for their labels as hashed features "
+                    "only: a pretrained model that reads the events' fields cannot learn then",
+                    True,
+                )
+            if getattr(model, "reads", "matrix") == "records":
+                raise _error_at(
+                    self,
+                    ("models", i, "reads"),
+                    "with a 'labels' topic, events wait for their labels as hashed features "
+                    "only: a River model reads them with 'reads: matrix'",
+                    "records",
+                )
 
     def _check_anomaly(self) -> None:
         if self.task != "anomaly":
@@ -820,7 +922,9 @@ class PipelineSpec(_Frozen):
         return self.source if self.source is not None else KafkaSourceSpec()
 
 
-def _error_at(model: BaseModel, loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+def _error_at(
+    model: BaseModel, loc: tuple[str | int, ...], message: str, value: Any
+) -> ValidationError:
     """A validation error at ``loc`` (the spec's key path), from a model validator."""
     return ValidationError.from_exception_data(
         type(model).__name__,

@@ -48,6 +48,7 @@ from streamfit.store.tables import (
     field_key,
     field_stats_table,
     fixed_metadata,
+    label_join_table,
     model_events_table,
     prediction_column,
     probability_column,
@@ -99,11 +100,16 @@ class ModelPredictions:
     alarms: npt.NDArray[np.bool_] | None = None
     models: npt.NDArray[Any] | None = None
     versions: npt.NDArray[np.int64] | None = None
+    #: a classifier's probabilities of every class, ``(rows, len(classes))`` (not stored:
+    #: what a served prediction is evaluated on when its label comes later)
+    scores: npt.NDArray[np.float64] | None = None
+    classes: tuple[object, ...] = ()
 
     def take(self, index: npt.NDArray[np.intp]) -> ModelPredictions:
         """The rows at ``index``."""
         probability = None if self.probability is None else np.asarray(self.probability)[index]
         alarms = None if self.alarms is None else np.asarray(self.alarms)[index]
+        scores = None if self.scores is None else self.scores[index]
         return ModelPredictions(
             self.name,
             self.version,
@@ -112,6 +118,8 @@ class ModelPredictions:
             alarms,
             None if self.models is None else self.models[index],
             None if self.versions is None else self.versions[index],
+            scores,
+            self.classes,
         )
 
     def model_names(self, n: int) -> list[str]:
@@ -202,7 +210,8 @@ class Store:
         self._results: dict[str, _Results] = {}
         self._warned: set[str] = set()  # results tables said to have fields without a column
         self._training: dict[str, sa.Table] = {}
-        self._exploration: dict[str, sa.Table] = {}  # field statistics, schema changes
+        self._exploration: dict[str, sa.Table] = {}  # field statistics, schema changes, ...
+        self._labeled: set[str] = set()  # results tables known to exist (``write_labels``)
         self._fixed = fixed_metadata()
         try:
             self._engine = _make_engine(url, connect_timeout)
@@ -711,6 +720,95 @@ class Store:
             query = sa.select(reflected).order_by(*[reflected.c[c] for c in _RESULTS_KEY])
             if limit is not None:
                 query = query.limit(limit)
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def write_labels(
+        self,
+        table: str,
+        where: tuple[Sequence[str], npt.NDArray[Any], npt.NDArray[Any]],
+        labels: npt.NDArray[Any],
+        task: Task,
+    ) -> int:
+        """Set the ``label`` of the rows of results ``table`` at ``where`` (their topics,
+        partitions and offsets): labels that came after their events. Rows not there (not
+        written, or no such table yet) are left alone; returns how many labels were given."""
+        topics, partitions, offsets = where
+        if not len(labels):
+            return 0
+        texts = (values.float_list if task == "regression" else values.outcome_texts)(
+            np.asarray(labels)
+        )
+        with self._guard(f"writing {len(texts)} labels to {table}"):
+            if table not in self._labeled:
+                with self._engine.connect() as conn:
+                    if not sa.inspect(conn).has_table(table):
+                        return 0
+                self._labeled.add(table)
+            kind: sa.types.TypeEngine[Any] = sa.Double() if task == "regression" else sa.Text()
+            t = sa.Table(
+                table,
+                sa.MetaData(),
+                sa.Column("label", kind),
+                *[sa.Column(c, sa.BigInteger) for c in _RESULTS_KEY[1:]],
+                sa.Column(_RESULTS_KEY[0], sa.Text()),
+            )
+            statement = (
+                sa.update(t)
+                .where(
+                    t.c.source_topic == sa.bindparam("b_topic"),
+                    t.c.source_partition == sa.bindparam("b_partition"),
+                    t.c.source_offset == sa.bindparam("b_offset"),
+                )
+                .values(label=sa.bindparam("b_label"))
+            )
+            rows = [
+                {"b_topic": t_, "b_partition": int(p), "b_offset": int(o), "b_label": label}
+                for t_, p, o, label in zip(
+                    topics, partitions.tolist(), offsets.tolist(), texts, strict=True
+                )
+            ]
+            with self._engine.begin() as conn:
+                for start in range(0, len(rows), self.chunk_size):
+                    conn.execute(statement, rows[start : start + self.chunk_size])
+        return len(rows)
+
+    def write_label_join(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert label join rows (``tables.label_join_table``) into ``table``."""
+        if not rows:
+            return 0
+        definition = self._exploration.get(table)
+        with self._guard(f"writing {len(rows)} rows to {table}"):
+            if definition is None:
+                with self._lock:
+                    self._check_table_name(table)
+                    definition = label_join_table(table)
+                    self._create(definition.metadata)
+                    self._exploration[table] = definition
+            columns = set(definition.columns.keys())
+            now = _utcnow()
+            params = []
+            for row in rows:
+                unknown = set(row) - columns
+                if unknown:
+                    raise StoreError(f"unknown label join columns {sorted(unknown)}")
+                record: dict[str, Any] = dict.fromkeys(columns)
+                record.update(
+                    {k: _metric(v) if isinstance(v, float) else v for k, v in row.items()}
+                )
+                record["recorded_at"] = _as_time(row.get("recorded_at")) or now
+                params.append(record)
+            self._write(definition, params)
+        return len(params)
+
+    def read_label_join(self, table: str) -> list[dict[str, Any]]:
+        """Rows of label join ``table``, by model, worker and events seen."""
+        definition = label_join_table(table)
+        query = sa.select(definition).order_by(
+            definition.c.model, definition.c.worker, definition.c.events_seen
+        )
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
             return [dict(r._mapping) for r in conn.execute(query)]
 
     # -- training -------------------------------------------------------------------------------

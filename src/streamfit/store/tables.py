@@ -60,6 +60,8 @@ from sqlalchemy.engine import Dialect
 __all__ = [
     "FIELD_STATS_FIGURES",
     "FIELD_STATS_JSON",
+    "LABEL_JOIN_COUNTS",
+    "LABEL_JOIN_FIGURES",
     "MAX_IDENTIFIER",
     "RESERVED_COLUMNS",
     "SCORE_QUANTILE_COLUMNS",
@@ -71,6 +73,7 @@ __all__ = [
     "field_key",
     "field_stats_table",
     "fixed_metadata",
+    "label_join_table",
     "model_events_table",
     "prediction_column",
     "probability_column",
@@ -405,6 +408,51 @@ def training_table(name: str, keyed_by_worker: bool = True) -> sa.Table:
         sa.Column("role", sa.String(16), nullable=True),
         sa.Column("arm", _key_string(_NAME), nullable=True),
         sa.PrimaryKeyConstraint(*key),
+    )
+
+
+# -- delayed labels -----------------------------------------------------------------------------
+
+#: The counts of a label join row (``streamfit.delayed.join.COUNTERS``), then its delays.
+LABEL_JOIN_COUNTS: Final = (
+    "events_waiting",
+    "labels_waiting",
+    "labels_matched",
+    "labels_duplicate",
+    "labels_unmatched",
+    "events_expired",
+    "events_evicted",
+    "events_superseded",
+    "events_without_key",
+)
+#: The figures of a label join row: mean delays, and each model's test-then-train figures at
+#: the moment each label was learned (``learned_<metric>``; the training table has those of
+#: the served predictions).
+LABEL_JOIN_FIGURES: Final = (
+    "mean_delay_events",
+    "mean_delay_seconds",
+    "learned_accuracy",
+    "learned_f1",
+    "learned_log_loss",
+    "learned_roc_auc",
+    "learned_mae",
+    "learned_rmse",
+)
+
+
+def label_join_table(name: str) -> sa.Table:
+    """A label join table: one row per (model, worker, events_seen), how the pairing of
+    labels with their events goes (``LABEL_JOIN_COUNTS``, ``LABEL_JOIN_FIGURES``)."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("model", _key_string(_NAME), nullable=False),
+        sa.Column("worker", _key_string(_NAME), nullable=False),
+        sa.Column("events_seen", sa.BigInteger, nullable=False, autoincrement=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        *[sa.Column(c, sa.BigInteger) for c in LABEL_JOIN_COUNTS],
+        *[sa.Column(c, _double()) for c in LABEL_JOIN_FIGURES],
+        sa.PrimaryKeyConstraint("model", "worker", "events_seen"),
     )
 
 
