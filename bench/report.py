@@ -229,6 +229,15 @@ def targets(data: dict[str, Any]) -> list[str]:
                 ".2f",
                 p99 is not None and p99 < 50 and run["rate"] >= TARGET_RATE,
             )
+    onnx = data.get("onnx_scoring")
+    if onnx:
+        add(
+            "scoring through ONNX ≤ 2x the built-in logistic model's scoring step per event",
+            onnx["step_ratio"],
+            ".2f",
+            onnx["target_met"],
+            "x",
+        )
     memory = data.get("memory")
     if memory and memory.get("rss_ratio"):
         add(
@@ -362,6 +371,30 @@ def scale_cpu_table(scale: dict[str, Any]) -> list[str]:
     return lines
 
 
+def onnx_scoring_table(result: dict[str, Any]) -> list[str]:
+    """``bench.onnx_scoring``'s result as a markdown table (bench/README.md)."""
+    if not result:
+        return []
+    per = result["per_event"]
+    return [
+        "### Scoring through ONNX (flights, 100-tree gradient boosting) vs built-in logistic",
+        "",
+        "| model | scoring step, µs/event | the model's part, µs/event |",
+        "| --- | --- | --- |",
+        *[
+            f"| {name} | {per[name]['step_us']:.2f} | {per[name]['model_us']:.2f} |"
+            for name in ("logistic", "onnx")
+        ],
+        "",
+        f"ONNX / logistic: {result['step_ratio']:.2f}x the scoring step, "
+        f"{result['model_ratio']:.1f}x the model's part (target: at most "
+        f"{result['target_ratio']:g}x the step: {'met' if result['target_met'] else 'not met'}); "
+        f"{result['events']:,} events in batches of {result['batch']:,}, best of "
+        f"{result['repeat']}, {result['date']}.",
+        "",
+    ]
+
+
 def markdown(data: dict[str, Any]) -> str:
     meta = data.get("meta", {})
     lines: list[str] = []
@@ -383,6 +416,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines += targets(data)
     lines += memory_table(data)
     lines += scale_table(data)
+    lines += onnx_scoring_table(data.get("onnx_scoring", {}))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -11,6 +11,8 @@ One run, one broker, the same topics for every scenario (see ``bench/README.md``
   per event in SQLite; (c) River, Quix Streams + River, kafka-python + scikit-learn; the
   slow baselines read a capped number of events (shown in the table);
 * produce→prediction latency of (b) at a fixed rate below saturation (``bench.latency``);
+* the worker's scoring step per event, an ONNX gradient-boosting model against the built-in
+  logistic regression on the same batches (``bench.onnx_scoring``, in process);
 * results in ``bench/results/``: ``results.json`` (every number, the machine, the date, the
   commit), ``results.md`` (tables), ``throughput.png``, ``latency.png``; the tables also go to
   ``bench/README.md`` and a summary to the README, between ``<!-- bench:start -->`` and
@@ -37,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import latency, memory, scale, throughput
+from bench import latency, memory, onnx_scoring, scale, throughput
 from bench.common import (
     FULL,
     QUICK,
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             data["throughput"] = rates
             data["latency"] = latencies
+            log("onnx scoring: the flights model against the built-in logistic regression ...")
+            data["onnx_scoring"] = onnx_scoring.onnx_scoring_suite()
             data["latency_warmup"] = warmup
     print(
         write_outputs(
