@@ -11,6 +11,8 @@
 ``operator_rolled_back``  ``streamfit models rollback``: the previous champion back, or a
                           model's state back to a saved version (``detail.restored_from``)
 ``operator_refused``      an operator's request that could not be carried out (``detail``)
+``drift_challenger``      a drift of the champion started a model, untrained, as a challenger
+                          (``on_drift: challenger``; ``detail``: the alarm)
 ========================  ==================================================================
 
 >>> ModelEvent("gate_rejected", "lr", 7, "lr", metric="f1", score=0.41).row()["kind"]
@@ -32,6 +34,7 @@ EVENT_KINDS = (
     "operator_promoted",
     "operator_rolled_back",
     "operator_refused",
+    "drift_challenger",
 )
 
 

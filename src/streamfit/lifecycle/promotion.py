@@ -139,6 +139,13 @@ class ChampionPolicy:
             detail={"from": before, "point": self.points, "scores": dict(self.scores)},
         )
 
+    def start_again(self, name: str) -> None:
+        """Model ``name`` starts again untrained: its window and its streak are empty."""
+        self.streaks[name] = 0
+        self.scores.pop(name, None)
+        if self.spec is not None and name in self.evaluators:
+            self.evaluators[name] = self._evaluator(self.spec)
+
     # -- the operator
 
     def promote(self, name: str) -> ModelEvent:

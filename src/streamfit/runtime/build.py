@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from streamfit.runtime.component import Component
+from streamfit.runtime.drift import drift_component
 from streamfit.runtime.statistics import statistics_component
 from streamfit.runtime.worker import Worker
 from streamfit.spec.model import (
@@ -53,7 +54,7 @@ def build_worker(
     components: Sequence[Component] = (),
 ) -> Worker:
     """Everything a pipeline needs, connected: source, sinks, store and worker, with the
-    components its spec asks for (field statistics) before ``components``."""
+    components its spec asks for (field statistics, drift) before ``components``."""
     settings = settings or Settings()
     store = store or Store(database_url(spec, settings), spec.name)
     source: Source
@@ -115,6 +116,7 @@ def build_worker(
             if outputs.dead_letter_topic:
                 dead_letters = MemorySink(broker, outputs.dead_letter_topic)
     statistics = statistics_component(spec, worker_id)
+    drift = drift_component(spec, worker_id)
     return Worker(
         spec,
         source,
@@ -123,5 +125,5 @@ def build_worker(
         dead_letter_sink=dead_letters,
         worker_id=worker_id,
         transactions=transactions,
-        components=[*([statistics] if statistics else []), *components],
+        components=[*(c for c in (statistics, drift) if c is not None), *components],
     )

@@ -8,6 +8,8 @@ next) is a ``Component`` that the loop calls at each step through one small inte
 ========================  =========================================================
 hook                      when the loop calls it
 ========================  =========================================================
+``attach(heads)``         when the worker builds its heads (at start, and again when it
+                          goes back to its last checkpoint), before their state is restored
 ``observe(batch)``        every decoded batch (good rows, all roles), once
 ``scored(batch, preds)``  after a batch of events was scored, with every model's output
 ``learned(outcome)``      after a model was tested on a block and learned it, per model
@@ -46,9 +48,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from streamfit.batch import Batch
+from streamfit.batch import Batch, Messages
 
 if TYPE_CHECKING:
+    from streamfit.runtime.head import Head
     from streamfit.store import ModelPredictions, Store
 
 __all__ = ["Component", "Outcome"]
@@ -63,6 +66,7 @@ class Outcome:
     ``head`` names the target the model learns (``runtime.head``).
     ``version`` and ``events_learned`` are the model's counters after the block.
     ``served``: with A/B serving, the rows of the block this model served (its arm's).
+    ``meta``: the block's events (topic, partition, offset, timestamp of each row).
     """
 
     model: str
@@ -73,6 +77,7 @@ class Outcome:
     classes: Sequence[object] = ()
     head: str = ""  # the target's head ("": the pipeline's own target)
     served: npt.NDArray[np.bool_] | None = None
+    meta: Messages | None = None
 
     def of_head(self, head: str) -> Outcome:
         """The same outcome, from the head named ``head``."""
@@ -86,6 +91,9 @@ class Component:
     #: group at each checkpoint (``merge``); none are loaded while it is empty. A key must not
     #: end with another component's key (blobs are found by the end of their names).
     merged_keys: tuple[str, ...] = ()
+
+    def attach(self, heads: Sequence[Head]) -> None:
+        """See the worker's heads as they are built, before their state is restored."""
 
     def observe(self, batch: Batch) -> None:
         """See every decoded batch once (good rows of every role)."""

@@ -86,6 +86,8 @@ class EvaluationComponent(Component):
         rows = []
         champion = self.models.policy.champion
         for slot in self.models.slots:
+            if slot.standby:  # waiting for a drift: nothing to report
+                continue
             snapshot = dict(self.evaluators[slot.name].snapshot())
             snapshot.pop("events_seen", None)
             rows.append(

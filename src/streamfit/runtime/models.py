@@ -9,7 +9,8 @@ model through its gate (``streamfit.lifecycle.gate``), and lets the champion pol
 every model did (``streamfit.lifecycle.promotion``); the decisions wait in ``events`` until
 the worker writes them. It saves and restores the models with a checkpoint, and keeps, per
 mergeable model, a serving copy merged with the other workers' latest states
-(``refresh_serving``).
+(``refresh_serving``). A ``standby`` model (``on_drift: challenger``) neither predicts nor
+learns until a drift starts it, untrained, as a challenger (``start_challenger``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import scipy.sparse as sp
 
 from streamfit.batch import Batch
@@ -77,6 +79,7 @@ class ModelSlot:
     version: int = 0
     events_learned: int = 0
     gate: UpdateGate | None = None
+    standby: bool = False  # waits for a drift: neither predicts nor learns
 
 
 #: the batch's rows as records, made on first demand (``Featurizer.records``)
@@ -125,12 +128,15 @@ class ModelSet:
         serving: ServingSpec | None = None,
     ) -> None:
         self.task = task
+        self.specs = {m.name: m for m in specs}
+        self.n_features = n_features
         self.slots = [
             ModelSlot(
                 m.name,
                 model_kind(m),
                 build_model(m, task, n_features),
                 gate=None if m.gate is None else UpdateGate(m.gate, task),
+                standby=m.standby,
             )
             for m in specs
         ]
@@ -181,7 +187,9 @@ class ModelSet:
         inputs = _Inputs(X, records, batch)
         if names is not None:
             return [self._predict(slot, inputs) for slot in self.slots if slot.name in names]
-        by_name = {slot.name: self._predict(slot, inputs) for slot in self.slots}
+        by_name = {
+            slot.name: self._predict(slot, inputs) for slot in self.slots if not slot.standby
+        }
         if self.split is None or batch is None:
             champion = self.policy.champion
             return [by_name[champion], *[p for n, p in by_name.items() if n != champion]]
@@ -236,7 +244,10 @@ class ModelSet:
         if self.split is not None and batch is not None:
             arms = self.split.assign(batch.meta.keys, batch.meta.partitions, batch.meta.offsets)
         outcomes = []
+        meta = None if batch is None else batch.meta
         for slot in self.slots:
+            if slot.standby:
+                continue
             features = inputs.of(slot.model)
             if slot.gate is not None and batch is not None:
                 predicted, classes = self._gated(
@@ -259,6 +270,7 @@ class ModelSet:
                     predicted,
                     classes,
                     served=served,
+                    meta=meta,
                 )
             )
         for event in self.policy.observe(outcomes, learned_before, learned_before + n):
@@ -328,8 +340,28 @@ class ModelSet:
     # -- the operator's hand
 
     def promote(self, name: str, events_seen: int) -> None:
-        """Make ``name`` the champion now."""
+        """Make ``name`` the champion now (a standby model starts, untrained)."""
+        if self.slot(name).standby:
+            self.start_challenger(name, events_seen, {"reason": "promoted by the operator"})
         self.note(events_seen, self.policy.promote(name))
+
+    def start_challenger(self, name: str, events_seen: int, detail: dict[str, Any]) -> None:
+        """Start model ``name`` again from its spec, untrained, as a challenger (a drift of
+        the champion, ``streamfit.runtime.drift``): a new version, no events learned, its
+        promotion window empty. ``detail`` goes to the ``drift_challenger`` event."""
+        slot = self.slot(name)
+        slot.model = build_model(self.specs[name], self.task, self.n_features)
+        spec_gate = self.specs[name].gate
+        slot.gate = None if spec_gate is None else UpdateGate(spec_gate, self.task)
+        slot.standby = False
+        slot.version += 1
+        slot.events_learned = 0
+        self.serving.pop(name, None)
+        self.policy.start_again(name)
+        self.note(
+            events_seen,
+            ModelEvent("drift_challenger", name, slot.version, self.policy.champion, detail=detail),
+        )
 
     def rollback(self, events_seen: int) -> bool:
         """Reinstate the previous champion; False if there is none."""
@@ -364,6 +396,8 @@ class ModelSet:
         next. What a server in another thread scores with while the worker learns."""
         clone = ModelSet.__new__(ModelSet)
         clone.task = self.task
+        clone.specs = self.specs
+        clone.n_features = self.n_features
         clone.serving = {}
         clone.policy = ChampionPolicy(self.names, self.task, None)
         clone.policy.champion = self.policy.champion
@@ -379,6 +413,7 @@ class ModelSet:
                 model_from_state(self.serving.get(slot.name, slot.model).state()),
                 slot.version,
                 slot.events_learned,
+                standby=slot.standby,
             )
             for slot in self.slots
         ]
@@ -404,9 +439,12 @@ class ModelSet:
 
     def lifecycle_states(self) -> dict[str, bytes]:
         """The gates' and the champion policy's blobs, by key (``gate/<model>``,
-        ``policy``, ``window/<model>``)."""
+        ``policy``, ``window/<model>``; ``standby``: the models still waiting for a drift)."""
         states = {f"gate/{s.name}": s.gate.state() for s in self.slots if s.gate is not None}
         states.update(self.policy.state())
+        if any(spec.standby for spec in self.specs.values()):
+            waiting = sorted(s.name for s in self.slots if s.standby)
+            states["standby"] = orjson.dumps(waiting)
         return states
 
     def restore_lifecycle(self, states: Mapping[str, bytes]) -> None:
@@ -416,6 +454,11 @@ class ModelSet:
             if slot.gate is not None and blob is not None:
                 slot.gate.restore(blob)
         self.policy.restore(states)
+        waiting = states.get("standby")
+        if waiting is not None:  # a drift started some: the others still wait
+            names = set(orjson.loads(waiting))
+            for slot in self.slots:
+                slot.standby = slot.name in names
 
     def refresh_serving(self, others_of: Callable[[str], Mapping[str, bytes]]) -> None:
         """Serve each mergeable model merged with the other workers' latest states.

@@ -123,6 +123,8 @@ class Worker:
         self.outputs = Outputs(spec, store, self.outages, predictions, dead_letter_sink)
         self.heads = self._new_heads()
         self.components: list[Component] = list(components)
+        for component in self.components:
+            component.attach(self.heads)
         self.component_errors = 0
         # the topics whose events wait in blocks (``runtime.blocks``)
         self.train_topics = set().union(*(head.learning_topics for head in self.heads))
@@ -279,6 +281,8 @@ class Worker:
         if self.transactions is not None:
             self.transactions.abort()
         self.heads = self._new_heads()
+        for component in self.components:
+            component.attach(self.heads)
         self._metrics_mark = 0
         self.read.clear()
         self.emitted.clear()

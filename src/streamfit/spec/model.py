@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from streamfit.spec.drift import DriftSpec, expand_on_drift
+
 __all__ = [
     "RESERVED_TABLES",
     "AnomalySpec",
@@ -204,6 +206,7 @@ class GateSpec(_Frozen):
 class _NamedModel(_Frozen):
     name: str
     gate: GateSpec | None = None
+    standby: bool = False  # waits, untrained, for a drift (``on_drift: challenger``)
 
     @field_validator("name")
     @classmethod
@@ -658,6 +661,8 @@ class PipelineSpec(_Frozen):
     processing: Literal["at_least_once", "exactly_once"] = "at_least_once"
     promotion: PromotionSpec | None = None
     serving: ServingSpec | None = None
+    drift: DriftSpec | None = None
+    on_drift: Literal["log", "challenger"] = "log"
 
     @field_validator("name")
     @classmethod
@@ -673,6 +678,8 @@ class PipelineSpec(_Frozen):
         if isinstance(data, dict) and not data.get("models"):
             task = data.get("task", "classification")
             data = {**data, "models": default_models(task if isinstance(task, str) else "")}
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            data = expand_on_drift(data, data["models"])  # ``streamfit.spec.drift``
         return data
 
     @model_validator(mode="after")
@@ -684,6 +691,7 @@ class PipelineSpec(_Frozen):
         if self.topics.train and not self.target:
             raise ValueError("a 'train' topic needs a 'target' field")
         self._check_lifecycle(names)
+        self._check_drift(names)
         outputs = self.outputs
         results = outputs.results_table_name(self.name)
         if results.lower() == outputs.training_table_name(self.name).lower():
@@ -738,6 +746,7 @@ class PipelineSpec(_Frozen):
             ("stats", "table", stats.table_name(self.name)),
             ("stats", "schema_changes_table", stats.schema_changes_table_name(self.name)),
             ("labels", "table", self.labels.table_name(self.name)),
+            *([("drift", "table", self.drift.table_name(self.name))] if self.drift else []),
         ):
             if table.lower() in taken:
                 raise _error_at(
@@ -910,6 +919,56 @@ class PipelineSpec(_Frozen):
                         f"no model {arm!r} in models (there are {', '.join(names)})",
                         arm,
                     )
+
+    def _check_drift(self, names: list[str]) -> None:
+        """``drift.models`` names models of the spec; ``on_drift: challenger`` has a
+        promotion rule to compete under, and models that learn."""
+        if self.drift is not None and self.drift.models is not None:
+            for i, name in enumerate(self.drift.models):
+                if name not in names:
+                    raise _error_at(
+                        self,
+                        ("drift", "models", str(i)),
+                        f"no model {name!r} in models (there are {', '.join(names)})",
+                        name,
+                    )
+        standby = [m.name for m in self.models if m.standby]
+        if self.on_drift != "challenger":
+            if standby:
+                raise _error_at(
+                    self,
+                    ("models", str(names.index(standby[0])), "standby"),
+                    "a standby model waits for a drift: it needs on_drift: challenger",
+                    True,
+                )
+            return
+        if self.task == "anomaly":
+            raise _error_at(
+                self,
+                ("on_drift",),
+                "task: anomaly has no champion to challenge: use on_drift: log",
+                self.on_drift,
+            )
+        if self.topics.labels:
+            raise _error_at(
+                self,
+                ("on_drift",),
+                "a challenger started mid-stream has served nothing a late label can be "
+                "joined to: with a labels topic, use on_drift: log",
+                self.on_drift,
+            )
+        if self.promotion is None:
+            raise _error_at(
+                self,
+                ("on_drift",),
+                "a challenger competes under the promotion rule: add 'promotion:' (an empty "
+                "mapping takes its defaults)",
+                self.on_drift,
+            )
+        if not standby:
+            raise _error_at(
+                self, ("on_drift",), "no watched model learns: nothing to challenge", "challenger"
+            )
 
     @property
     def source_given(self) -> bool:

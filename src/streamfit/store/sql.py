@@ -45,6 +45,7 @@ from streamfit.store.tables import (
     UTCDateTime,
     column_name,
     column_type,
+    drift_table,
     field_key,
     field_stats_table,
     fixed_metadata,
@@ -1302,6 +1303,48 @@ class Store:
             row["detail"] = orjson.loads(row["detail"]) if row["detail"] else {}
         return rows
 
+    # -- drift alarms -----------------------------------------------------------------------------
+
+    def write_drift(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert drift alarms into ``table``, keyed by (worker, seq): the columns of
+        ``tables.drift_table``, ``event_time`` as milliseconds since the epoch (or None)."""
+        if not rows:
+            return 0
+        definition = self._training.get(table)
+        if definition is None:
+            with self._lock:
+                self._check_table_name(table)
+                definition = drift_table(table)
+                self._create(definition.metadata)
+                self._training[table] = definition
+        now = _utcnow()
+        params = [
+            {
+                **{column: row.get(column) for column in _DRIFT_VALUES},
+                "worker": str(row["worker"]),
+                "seq": int(row["seq"]),
+                "statistic": _metric(row.get("statistic")),
+                "mean_before": _metric(row.get("mean_before")),
+                "event_time": None
+                if row.get("event_time") is None
+                else dt.datetime.fromtimestamp(int(row["event_time"]) / 1000, dt.UTC),
+                "recorded_at": now,
+            }
+            for row in rows
+        ]
+        with self._guard(f"writing {len(params)} rows to {table}"):
+            self._write(definition, params)
+        return len(params)
+
+    def read_drift(self, table: str) -> list[dict[str, Any]]:
+        """Rows of drift table ``table``, by worker and seq."""
+        definition = drift_table(table)
+        query = sa.select(definition).order_by(definition.c.worker, definition.c.seq)
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     # -- checkpoints ----------------------------------------------------------------------------
 
     def save_checkpoint(
@@ -1428,6 +1471,21 @@ _UNTRACKED_KEPT = 10_000  # names of fields without a column remembered per tabl
 _DOUBLE_OUTPUTS = ("probability", "anomaly_score", "score_quantile")  # and their __<model>
 _QUANTILE = re.compile(r"^p\d\d(_\d+)?$")  # a quantile column: p01, p50, p99_9
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+#: The drift table's columns written as the row gives them.
+_DRIFT_VALUES = (
+    "head",
+    "watched",
+    "name",
+    "detector",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "values_seen",
+    "direction",
+    "action",
+)
 
 
 def _anomaly_params(predictions: ModelPredictions, n: int) -> dict[str, list[Any]]:

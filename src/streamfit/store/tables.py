@@ -18,7 +18,8 @@ Fixed tables (one set per database, shared by every pipeline, keyed by ``pipelin
 Per-pipeline tables, named by the caller: ``<pipeline>_results`` (one row per scored event,
 primary key (source_topic, source_partition, source_offset)), ``<pipeline>_training`` (a
 time series of metrics, primary key (model, worker, events_seen)) and
-``<pipeline>_model_events`` (the lifecycle's decisions, primary key (worker, head, seq)).
+``<pipeline>_model_events`` (the lifecycle's decisions, primary key (worker, head, seq)) and
+``<pipeline>_drift`` (drift alarms, primary key (worker, seq)).
 
 Types are chosen to mean the same thing everywhere:
 
@@ -70,6 +71,7 @@ __all__ = [
     "UTCDateTime",
     "column_name",
     "column_type",
+    "drift_table",
     "field_key",
     "field_stats_table",
     "fixed_metadata",
@@ -538,5 +540,30 @@ def model_events_table(name: str) -> sa.Table:
         sa.Column("baseline", _double()),
         sa.Column("threshold", _double()),
         sa.Column("detail", _text()),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    )
+
+
+def drift_table(name: str) -> sa.Table:
+    """A drift table: one row per alarm of a drift detector (``streamfit.runtime.drift``),
+    numbered per worker, so that a replay rewrites the same rows."""
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("worker", _key_string(_NAME), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("head", _key_string(_NAME), nullable=False),
+        sa.Column("watched", sa.String(8), nullable=False),  # model or field
+        sa.Column("name", _key_string(_TOPIC), nullable=False),
+        sa.Column("detector", sa.String(16), nullable=False),
+        sa.Column("source_topic", _key_string(_TOPIC)),
+        sa.Column("source_partition", sa.Integer),
+        sa.Column("source_offset", sa.BigInteger),
+        sa.Column("event_time", UTCDateTime()),
+        sa.Column("values_seen", sa.BigInteger, nullable=False),
+        sa.Column("statistic", _double()),
+        sa.Column("mean_before", _double()),
+        sa.Column("direction", sa.String(8), nullable=False),
+        sa.Column("action", _text()),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
     )
