@@ -43,9 +43,11 @@ from streamfit.batch import Messages
 from streamfit.codecs import decode_json
 from streamfit.errors import StreamfitError
 from streamfit.features import Featurizer
+from streamfit.runtime.anomaly import AnomalyHead, DetectorSet
 from streamfit.runtime.head import Head
 from streamfit.runtime.models import ModelSet
 from streamfit.runtime.snapshot import Snapshot
+from streamfit.runtime.targets import build_heads
 from streamfit.spec.model import PipelineSpec
 from streamfit.store import Checkpoint, ModelPredictions
 
@@ -63,16 +65,23 @@ class EventRejectedError(StreamfitError):
 
 @dataclass(frozen=True)
 class Served:
-    """A featurizer and models to predict with, copied from a worker or a checkpoint."""
+    """A featurizer and models to predict with, copied from a worker or a checkpoint. For an
+    anomaly pipeline, ``detectors``: a head of its own that scores (``AnomalyHead.score``),
+    whose detectors are ``models``."""
 
     featurizer: Featurizer
-    models: ModelSet
+    models: ModelSet | DetectorSet
     made_at: float = field(default_factory=time.time)  # epoch seconds
     source: str = "worker"  # "worker" (live copy) or "checkpoint"
+    detectors: AnomalyHead | None = None
 
     @classmethod
     def of_head(cls, head: Head) -> Served:
         """A copy of what ``head`` serves now (call it on the worker's thread)."""
+        if isinstance(head, AnomalyHead):
+            scorer = head.serving_copy()
+            return cls(scorer.featurizer, scorer.models, detectors=scorer)
+        assert isinstance(head.models, ModelSet)
         return cls(Featurizer.from_state(head.featurizer.state()), head.models.copy())
 
     @classmethod
@@ -84,7 +93,7 @@ class Served:
         if not counters:
             return None
         worker = max(sorted(counters), key=lambda w: counters[w])
-        head = Head(spec, worker)
+        head = build_heads(spec, worker)[0]
         own = Snapshot(worker)
         restored, _ = own.restore(checkpoint, [head], [])
         if not restored:
@@ -103,7 +112,8 @@ class Served:
             }
 
         head.models.refresh_serving(others)
-        return cls(head.featurizer, head.models, source="checkpoint")
+        scorer = head if isinstance(head, AnomalyHead) else None
+        return cls(head.featurizer, head.models, source="checkpoint", detectors=scorer)
 
     @property
     def versions(self) -> dict[str, int]:
@@ -112,7 +122,25 @@ class Served:
 
     @property
     def champion(self) -> str:
+        """The model whose predictions are served (the first detector of an anomaly
+        pipeline)."""
+        if isinstance(self.models, ModelSet):
+            return self.models.policy.champion
         return self.models.slots[0].name
+
+    @property
+    def serving(self) -> dict[str, float]:
+        """Each model that serves, with its share of the events (A/B serving), else the
+        champion alone (1.0)."""
+        split = getattr(self.models, "split", None)
+        if split is None:
+            return {self.champion: 1.0}
+        shares, below = {}, 0.0
+        for arm, bound in zip(split.arms, split.bounds.tolist(), strict=True):
+            upper = min(float(bound), 1.0)
+            shares[str(arm)] = round(upper - below, 12)
+            below = upper
+        return shares
 
     def predict(
         self,
@@ -129,6 +157,9 @@ class Served:
         if decoded.dead_letters:
             first = decoded.dead_letters[0]
             raise EventRejectedError(first.offset, first.reason)
+        if self.detectors is not None:
+            return self.detectors.score(decoded.batch, models)
+        assert isinstance(self.models, ModelSet)
         X = self.featurizer.transform(decoded.batch)
         return self.models.predict(X, partial(self.featurizer.records, decoded.batch), models)
 

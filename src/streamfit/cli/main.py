@@ -623,14 +623,16 @@ def demo(
     if name is DemoName.shuttle:
         from streamfit.cli.shuttle import render_shuttle_summary, run_shuttle_demo
 
-        if serve is not None:
-            raise typer.BadParameter(
-                "the shuttle demo has no dashboard yet: run it without --serve, then "
-                "'streamfit stats shuttle' or SQL on its tables",
-                param_hint="--serve",
-            )
-        summary = run_shuttle_demo(kafka=broker, database=database, progress=not json)
-        print(summary_json(summary) if json else render_shuttle_summary(summary))
+        run_shuttle_demo(
+            kafka=broker,
+            database=database,
+            progress=not json,
+            serve=serve,
+            stop=_stop_on_signals() if serve is not None else None,
+            show=lambda summary: print(
+                summary_json(summary) if json else render_shuttle_summary(summary), flush=True
+            ),
+        )
         return 0
     stop = _stop_on_signals() if serve is not None else None
 

@@ -9,8 +9,12 @@ average precision, the alarms raised, where the tables are, and SQL to try on th
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
 from importlib import resources
 from typing import Any
 
@@ -80,9 +84,18 @@ def _publish(spec: PipelineSpec, kafka: str | None, events: list[tuple[bytes, by
 
 
 def run_shuttle_demo(
-    kafka: str | None = None, database: str | None = None, progress: bool = True
+    kafka: str | None = None,
+    database: str | None = None,
+    progress: bool = True,
+    serve: str | None = None,
+    stop: threading.Event | None = None,
+    show: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; return its summary (what ``--json`` prints)."""
+    """Run the demo; return its summary (what ``--json`` prints), after ``show(summary)``.
+
+    ``serve`` (``[HOST:]PORT``): serve the dashboard and the API from the worker while the
+    demo runs, and after its stream ends until ``stop`` is set (its address is printed).
+    """
     spec = shuttle_spec(kafka=kafka, database=database)
     settings = Settings()
     events = shuttle_events()
@@ -93,17 +106,37 @@ def run_shuttle_demo(
     worker = build_worker(spec, settings, broker=broker)
     total = len(events)
     started = time.monotonic()
-    try:
+    with ExitStack() as stack:
+        stack.callback(worker.close)
+        live = None
+        if serve is not None:
+            from streamfit.api import serve_live
+
+            live = stack.enter_context(serve_live(worker, serve, broker=broker))
+            print(f"streamfit demo: the dashboard is at {live.url}", file=sys.stderr, flush=True)
         with event_progress("shuttle sensors", total, enabled=progress) as bar:
             task = bar.task_ids[0]
 
             def on_batch(w: Worker, n: int) -> None:
                 bar.update(task, completed=w.stats.events_in)
+                if live is not None:
+                    live.source.on_batch(w, n)
 
             worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
-        return _summary(worker, time.monotonic() - started)
-    finally:
-        worker.close()
+        summary = _summary(worker, time.monotonic() - started)
+        if show is not None:
+            show(summary)
+        if live is not None:
+            live.source.running = False
+            live.source.publish(worker, force=True)
+            print(
+                f"streamfit demo: the stream has ended; the dashboard stays up at {live.url} "
+                "(Ctrl-C to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+            (stop or threading.Event()).wait()
+        return summary
 
 
 def _tables(spec: PipelineSpec) -> dict[str, str]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -123,6 +123,25 @@ class DetectorSet:
                     merged.merge(other)  # type: ignore[attr-defined]
             self.serving[slot.name] = merged
 
+    def copy(self) -> DetectorSet:
+        """An independent copy of what scores now (each detector through its state, merged
+        ones as they serve, with its counters): what a server scores with while the worker
+        learns."""
+        clone = DetectorSet.__new__(DetectorSet)
+        clone.task = self.task
+        clone.serving = {}
+        clone.slots = [
+            ModelSlot(
+                slot.name,
+                slot.kind,
+                model_from_state(self.serving.get(slot.name, slot.model).state()),
+                slot.version,
+                slot.events_learned,
+            )
+            for slot in self.slots
+        ]
+        return clone
+
 
 class AnomalyHead(Head):
     """The head of a ``task: anomaly`` pipeline (see the module docstring)."""
@@ -205,6 +224,36 @@ class AnomalyHead(Head):
         self.events_learned += n
         return out
 
+    def score(self, batch: Batch, names: Collection[str] | None = None) -> list[ModelPredictions]:
+        """Score ``batch`` with every detector (those in ``names``) as it is now, learning
+        nothing: each event's anomaly score, its rank among the recent scores and whether it
+        raises an alarm (what a server answers)."""
+        inputs = _Inputs(self, batch, learn=False)
+        out = []
+        for slot in self.models.slots:
+            if names is not None and slot.name not in names:
+                continue
+            detector = cast(Detector, self.models.serving.get(slot.name, slot.model))
+            scores = np.asarray(detector.score_many(inputs.of(detector)), dtype=np.float64)
+            quantiles = self.scores[slot.name]
+            ranks = quantiles.ranks(scores)
+            out.append(
+                ModelPredictions(
+                    slot.name, slot.version, scores, ranks, quantiles.alarms(scores, ranks)
+                )
+            )
+        return out
+
+    def serving_copy(self) -> AnomalyHead:
+        """A head of its own that scores as this one does now (``score``), whatever this one
+        learns next."""
+        clone = AnomalyHead(self.spec, name=self.name)
+        clone.featurizer = Featurizer.from_state(self.featurizer.state())
+        clone.models = self.models.copy()
+        clone.scores = {n: ScoreQuantiles.from_state(q.state()) for n, q in self.scores.items()}
+        clone.events_learned = self.events_learned
+        return clone
+
     def queue(self, batch: Batch) -> None:
         """Nothing waits: events were learned as they were scored."""
 
@@ -256,9 +305,10 @@ class _Inputs:
     """What each detector reads of one batch, made once: the batch without the label and
     the key (``columns``), or its records (the featurizer learns the fields first)."""
 
-    def __init__(self, head: AnomalyHead, batch: Batch) -> None:
+    def __init__(self, head: AnomalyHead, batch: Batch, learn: bool = True) -> None:
         self.head = head
         self.batch = batch
+        self.learn = learn
         self._columns: Batch | None = None
         self._records: list[dict[str, Any]] | None = None
         self._matrix: Any = None
@@ -277,7 +327,12 @@ class _Inputs:
                 )
             return self._columns
         if self._matrix is None:
-            self._matrix = self.head.featurizer.learn_transform(self.batch)
+            featurizer = self.head.featurizer
+            self._matrix = (
+                featurizer.learn_transform(self.batch)
+                if self.learn
+                else featurizer.transform(self.batch)
+            )
         if reads == "matrix":
             return self._matrix
         if self._records is None:
