@@ -34,6 +34,7 @@ from streamfit.api import reads
 from streamfit.api.prometheus import PipelineMetrics
 from streamfit.api.schemas import (
     CheckpointInfo,
+    CommandAccepted,
     Counters,
     DeadLetterRow,
     DeadLettersPage,
@@ -44,6 +45,8 @@ from streamfit.api.schemas import (
     Health,
     MetricPoint,
     MetricSeries,
+    ModelCommand,
+    ModelCommands,
     ModelInfo,
     ModelPrediction,
     ModelVersion,
@@ -58,6 +61,7 @@ from streamfit.api.schemas import (
     Readiness,
     ResultRow,
     ResultsPage,
+    RollbackRequest,
     StatisticsResponse,
     Throughput,
     ValidationErrorBody,
@@ -65,7 +69,7 @@ from streamfit.api.schemas import (
 from streamfit.api.security import ApiKeys
 from streamfit.api.serving import EventRejectedError
 from streamfit.api.sources import NotAcceptedError, PipelineSource, Sample, Status
-from streamfit.errors import StreamfitError
+from streamfit.errors import SpecError, StreamfitError
 from streamfit.spec.model import FileSourceSpec, KafkaSourceSpec
 
 __all__ = ["create_app"]
@@ -404,6 +408,75 @@ def create_app(
             raise HTTPException(409, str(exc)) from exc
         return EventsResponse(pipeline=source.name, topic=topic, accepted=accepted)
 
+    # -- the operator's commands (what `streamfit models promote|rollback` do)
+
+    _LATER = "carried out at a running worker's next checkpoint, or when a worker starts"
+
+    @app.post(
+        "/v1/pipelines/{name}/models/{model}/promote",
+        response_model=CommandAccepted,
+        status_code=202,
+        tags=["models"],
+        responses=_WRITE,
+        dependencies=[Depends(allowed("admin"))],
+    )
+    def promote_model(
+        source: Source, model: Annotated[str, Path(max_length=200)]
+    ) -> CommandAccepted:
+        """Make ``model`` the champion (``streamfit models promote``): the command is queued
+        in the store and carried out by the pipeline's workers; see ``.../commands``."""
+        from streamfit.runtime.operator import promote
+
+        if model not in {m.name for m in source.spec.models}:
+            raise HTTPException(404, f"pipeline {source.name} has no model {model!r}")
+        command = promote(source.spec, model, store=source.store)
+        return CommandAccepted(pipeline=source.name, command=_command(source, command), note=_LATER)
+
+    @app.post(
+        "/v1/pipelines/{name}/rollback",
+        response_model=CommandAccepted,
+        status_code=202,
+        tags=["models"],
+        responses={**_WRITE, 409: {"model": ErrorBody}},
+        dependencies=[Depends(allowed("admin"))],
+    )
+    def roll_back(source: Source, body: RollbackRequest | None = None) -> CommandAccepted:
+        """Reinstate the previous champion (no body), or take ``model`` back to its saved
+        version ``to`` (``streamfit models rollback [MODEL] [--to VERSION]``); 409 for a
+        version not saved or pruned."""
+        from streamfit.runtime.operator import rollback
+
+        body = body or RollbackRequest()
+        if body.model is not None and body.model not in {m.name for m in source.spec.models}:
+            raise _invalid("body.model", f"pipeline {source.name} has no model {body.model!r}")
+        if body.to is not None and body.model is None:
+            raise _invalid("body.to", "'to' is a version of a model: give 'model' too")
+        try:
+            command = rollback(source.spec, body.model, body.to, store=source.store)
+        except SpecError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return CommandAccepted(pipeline=source.name, command=_command(source, command), note=_LATER)
+
+    @app.get(
+        "/v1/pipelines/{name}/commands",
+        response_model=ModelCommands,
+        tags=["models"],
+        responses=_NOT_FOUND,
+        dependencies=read,
+    )
+    def get_commands(source: Source) -> ModelCommands:
+        """The champion in the workers' last checkpoint, the commands not carried out yet and
+        the last ones carried out, with what the worker did (``streamfit models list``)."""
+        from streamfit.runtime.operator import model_report
+
+        report = model_report(source.spec, store=source.store)
+        return ModelCommands(
+            pipeline=source.name,
+            champion=report["champion"],
+            pending=[ModelCommand.model_validate(c) for c in report["pending"]],
+            recent=[ModelCommand.model_validate(c) for c in report["recent"]],
+        )
+
     from streamfit.ui import mount_dashboard
 
     mount_dashboard(app)
@@ -570,10 +643,12 @@ def _status(source: PipelineSource) -> PipelineStatus:
 def _models(source: PipelineSource) -> list[ModelInfo]:
     served = source.served()
     slots = {} if served is None else {s.name: s for s in served.models.slots}
+    champion = source.spec.models[0].name if served is None else served.champion
+    shares = {champion: 1.0} if served is None else served.serving
     quality = {row["model"]: row for row in source.quality()}
     saved = _saved_versions(source)
     out = []
-    for i, spec in enumerate(source.spec.models):
+    for spec in source.spec.models:
         slot = slots.get(spec.name)
         row = quality.get(spec.name, {})
         recorded = row.get("recorded_at")
@@ -583,8 +658,9 @@ def _models(source: PipelineSource) -> list[ModelInfo]:
             ModelInfo(
                 name=spec.name,
                 kind=slot.kind if slot is not None else _kind(spec),
-                role="champion" if i == 0 else "challenger",
-                serving=i == 0,
+                role="champion" if spec.name == champion else "challenger",
+                serving=spec.name in shares,
+                share=shares.get(spec.name) if len(shares) > 1 else None,
                 version=None if slot is None else slot.version,
                 events_learned=None if slot is None else slot.events_learned,
                 metrics=reads.metric_values(row),
@@ -602,25 +678,29 @@ def _kind(spec: Any) -> str:
 
 
 def _saved_versions(source: PipelineSource) -> dict[str, list[ModelVersion]]:
-    from streamfit.store.tables import fixed_metadata
-
-    table = fixed_metadata().tables["models"]
-    query = (
-        sa.select(table.c.name, table.c.version, table.c.saved_at)
-        .where(table.c.pipeline == source.name)
-        .order_by(table.c.name, table.c.version)
-    )
-    with source.store.engine.connect() as conn:
-        rows = conn.execute(query).all()
+    """Each model's saved versions, as ``streamfit models list`` shows them."""
     out: dict[str, list[ModelVersion]] = {}
-    for row in rows:
-        saved = row.saved_at
-        if not isinstance(saved, dt.datetime):
-            saved = dt.datetime.fromisoformat(str(saved))
-        if saved.tzinfo is None:
+    for row in source.store.model_versions():
+        saved = row["saved_at"]
+        if isinstance(saved, dt.datetime) and saved.tzinfo is None:
             saved = saved.replace(tzinfo=dt.UTC)
-        out.setdefault(row.name, []).append(ModelVersion(version=row.version, saved_at=saved))
+        out.setdefault(row["name"], []).append(
+            ModelVersion(
+                version=row["version"],
+                saved_at=saved,
+                worker=row["worker"],
+                state_kept=row["state_bytes"] > 0,
+                metrics=row["metrics"],
+            )
+        )
     return out
+
+
+def _command(source: PipelineSource, command_id: int) -> ModelCommand:
+    for row in source.store.model_commands(after=command_id - 1):
+        if int(row["id"]) == command_id:
+            return ModelCommand.model_validate(row)
+    raise HTTPException(503, f"command {command_id} was queued but cannot be read back")
 
 
 def _point(row: Mapping[str, Any]) -> MetricPoint:
@@ -705,7 +785,7 @@ def _predict(source: PipelineSource, body: PredictRequest) -> PredictResponse:
     names = [slot.name for slot in served.models.slots]
     if body.model is not None and body.model not in names:
         raise _invalid("body.model", f"pipeline {source.name} has no model {body.model!r}")
-    first = body.model or names[0]
+    first = body.model or served.champion
     wanted = None if body.challengers else {first}
     started = time.perf_counter()
     try:

@@ -23,6 +23,12 @@ Each scrape reads what the sources last published (a running worker) or what the
                                                rmse, r2 (those the task has)
 ``streamfit_anomaly_score_quantile``           an anomaly detector's recent scores at
                                                ``quantile`` 0.5, 0.9, 0.99, 0.999
+``streamfit_model_updates_total``              a gated model's learned blocks, by
+                                               ``decision``: ``kept`` or ``rejected``
+``streamfit_model_promotions_total``           times the model became the champion, ``by``
+                                               ``rule`` (the promotion rule) or ``operator``
+``streamfit_model_rollbacks_total``            rollbacks to the model, ``by`` ``rule`` or
+                                               ``operator`` (the champion back, or a state)
 =============================================  ============================================
 """
 
@@ -37,6 +43,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streamfit.api import reads
 from streamfit.api.sources import PipelineSource
 
 __all__ = ["PipelineMetrics"]
@@ -130,6 +137,21 @@ class _Families:
             "An anomaly detector's recent scores at a quantile",
             [*m, "version", "quantile"],
         )
+        self.updates = counter(
+            "streamfit_model_updates",
+            "Learned blocks a model's update gate kept or rejected",
+            [*m, "decision"],
+        )
+        self.promotions = counter(
+            "streamfit_model_promotions",
+            "Times a model became the champion, by the promotion rule or an operator",
+            [*m, "by"],
+        )
+        self.rollbacks = counter(
+            "streamfit_model_rollbacks",
+            "Rollbacks to a model (the previous champion reinstated, or a saved state)",
+            [*m, "by"],
+        )
 
     def add(self, name: str, source: PipelineSource) -> None:
         status = source.status()
@@ -150,12 +172,31 @@ class _Families:
             self.age.add_metric([name], max(age, 0.0))
         served = source.served()
         if served is not None:
-            for i, slot in enumerate(served.models.slots):
+            serving = served.serving
+            for slot in served.models.slots:
                 self.version.add_metric([name, slot.name], float(slot.version))
-                self.serving.add_metric([name, slot.name], 1.0 if i == 0 else 0.0)
+                self.serving.add_metric([name, slot.name], 1.0 if slot.name in serving else 0.0)
                 self.model_learned.add_metric([name, slot.name], float(slot.events_learned))
         for row in source.quality():
             self._quality(name, row)
+        if source.spec.task != "anomaly":  # detectors have no lifecycle
+            self._lifecycle(name, source)
+
+    def _lifecycle(self, name: str, source: PipelineSource) -> None:
+        counts = reads.model_event_counts(source.store, source.spec)
+        for model in source.spec.models:
+            labels = [name, model.name]
+
+            def count(*kinds: str, model: str = model.name) -> float:
+                return float(sum(counts.get((model, kind), 0) for kind in kinds))
+
+            if model.gate is not None:
+                self.updates.add_metric([*labels, "kept"], count("gate_kept"))
+                self.updates.add_metric([*labels, "rejected"], count("gate_rejected"))
+            self.promotions.add_metric([*labels, "rule"], count("promoted"))
+            self.promotions.add_metric([*labels, "operator"], count("operator_promoted"))
+            self.rollbacks.add_metric([*labels, "rule"], count("rolled_back"))
+            self.rollbacks.add_metric([*labels, "operator"], count("operator_rolled_back"))
 
     def _quality(self, name: str, row: Mapping[str, Any]) -> None:
         version = "" if row.get("model_version") is None else str(row["model_version"])
@@ -183,4 +224,4 @@ class _Families:
             self.model_learned,
         )
         yield from self.quality.values()
-        yield self.scores
+        yield from (self.scores, self.updates, self.promotions, self.rollbacks)

@@ -40,6 +40,7 @@ __all__ = [
     "dead_letters_page",
     "latest_metrics",
     "metrics_series",
+    "model_event_counts",
     "results_page",
 ]
 
@@ -129,6 +130,27 @@ def latest_metrics(store: Store, spec: PipelineSpec) -> list[dict[str, Any]]:
 def metric_values(row: dict[str, Any]) -> dict[str, float]:
     """The metrics of a training row that have a value."""
     return {m: float(row[m]) for m in TRAINING_METRICS if row.get(m) is not None}
+
+
+# -- model lifecycle ----------------------------------------------------------------------------
+
+
+def model_event_counts(store: Store, spec: PipelineSpec) -> dict[tuple[str, str], int]:
+    """How many lifecycle decisions of each kind each model has (``<pipeline>_model_events``,
+    ``streamfit.lifecycle.events``), by (model, kind): for a gate decision, the gated model;
+    for a promotion or a rollback, the model that became the champion."""
+    from streamfit.runtime.lifecycle import model_events_table as table_name
+    from streamfit.store.tables import model_events_table
+
+    name = table_name(spec.name)
+    table = model_events_table(name)
+    query = sa.select(table.c.model, table.c.kind, sa.func.count()).group_by(
+        table.c.model, table.c.kind
+    )
+    with store.engine.connect() as conn:
+        if not sa.inspect(conn).has_table(name):
+            return {}
+        return {(str(m), str(k)): int(n) for m, k, n in conn.execute(query)}
 
 
 # -- results --------------------------------------------------------------------------------------

@@ -132,7 +132,14 @@ class Throughput(BaseModel):
 
 class ModelVersion(BaseModel):
     version: int
-    saved_at: dt.datetime
+    saved_at: dt.datetime | None
+    worker: str | None = Field(default=None, description="The worker that saved it")
+    state_kept: bool = Field(
+        default=True, description="False once its state was pruned (no rollback to it)"
+    )
+    metrics: dict[str, JsonValue] = Field(
+        default_factory=dict, description="The model's metrics when this version was saved"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -140,6 +147,9 @@ class ModelInfo(BaseModel):
     kind: str
     role: Literal["champion", "challenger"]
     serving: bool = Field(description="Whether its predictions are the pipeline's")
+    share: float | None = Field(
+        default=None, description="With A/B serving: the share of the events it serves"
+    )
     version: int | None = Field(description="The version predictions use now")
     events_learned: int | None
     metrics: dict[str, float] = Field(description="Latest metrics (cumulative and window_*)")
@@ -260,6 +270,41 @@ class PredictResponse(BaseModel):
     model: str = Field(description="The model that predicted (the serving one by default)")
     version: int
     predictions: list[Prediction]
+
+
+class RollbackRequest(_Body):
+    """What to roll back: the previous champion (no ``model``), or a model's state to a
+    saved version (``model``, and ``to``: by default its last saved version before the
+    current one)."""
+
+    model: str | None = Field(default=None, description="A model of the pipeline")
+    to: int | None = Field(default=None, ge=1, description="A saved version of that model")
+
+
+class ModelCommand(BaseModel):
+    id: int
+    command: Literal["promote", "rollback"]
+    model: str | None
+    version: int | None
+    requested_at: dt.datetime | None
+    applied_at: dt.datetime | None = None
+    result: str | None = Field(description="What the worker did, once it has taken it")
+
+
+class CommandAccepted(BaseModel):
+    pipeline: str
+    command: ModelCommand
+    note: str = Field(
+        description="When it takes effect: at a running worker's next checkpoint, or when "
+        "one starts"
+    )
+
+
+class ModelCommands(BaseModel):
+    pipeline: str
+    champion: str = Field(description="The champion in the workers' last checkpoint")
+    pending: list[ModelCommand]
+    recent: list[ModelCommand] = Field(description="The last commands carried out")
 
 
 class EventsRequest(_Body):
