@@ -32,6 +32,7 @@ from streamfit.codecs.json import decode_json
 from streamfit.errors import StateFormatError
 from streamfit.evaluation import ClassificationEvaluator, RegressionEvaluator
 from streamfit.features.featurizer import Featurizer
+from streamfit.features.moments import WARM_UP
 from streamfit.models import LinearRegression, LogisticRegression, model_from_state
 from streamfit.models import state as state_format
 from streamfit.spec.model import FeaturesSpec
@@ -88,7 +89,8 @@ def same_state(written: bytes, old: bytes) -> bool:
 
 def same_featurizer(written: bytes, old: bytes) -> bool:
     """A version-1 featurizer blob, loaded and written again as version 2: the same header
-    but for the new keys, the same moments, no document frequencies."""
+    but for the new keys, the same moments, no document frequencies, and the first values
+    of its fields unknown (NaN)."""
     version = struct.unpack_from("<H", old, 8)[0]
     if version != 1 or struct.unpack_from("<H", written, 8)[0] != 2:
         return False
@@ -99,8 +101,10 @@ def same_featurizer(written: bytes, old: bytes) -> bool:
         text == {"bigrams": False, "weighting": "tf"}
         and new_header.pop("documents") == []
         and new_header.pop("frequencies") == 0
+        and new_header.pop("first_values") == WARM_UP
         and new_header == old_header
-        and new_payload == old_payload  # the moments; no frequency arrays follow
+        and new_payload[: len(old_payload)] == old_payload  # the moments; no frequencies
+        and np.isnan(np.frombuffer(new_payload[len(old_payload) :], "<f8")).all()
     )
 
 

@@ -54,12 +54,15 @@ State format, version 2: the envelope of :mod:`streamfit._envelope` (little-endi
                                            "exclude": [sorted names],
                                            "schema": [[field, kind], ... in first-seen order],
                                            "documents": [texts learned, per text field],
-                                           "frequencies": d}
+                                           "frequencies": d,
+                                           "first_values": W}
     counts          int64[k]  for the k numeric fields, in schema order
     means           float64[k]
     m2s             float64[k]  sums of squared deviations
     df_columns      int32[d]  the columns some learned text held a token of
     df_counts       int32[d]  in how many texts
+    first_values    float64[k, W]  each numeric field's first W values, NaN until seen (absent
+                                   from blobs without "first_values": all NaN then)
     crc32           uint32    of every byte before it
 
 Version 1 (before text weighting) had neither the document frequencies nor ``spec.text``: it
@@ -93,7 +96,7 @@ from streamfit.features.columns import (
     mean_word_count,
 )
 from streamfit.features.hashing import MISSING, HashedVocabulary, feature_index
-from streamfit.features.moments import Moments, standardize_running
+from streamfit.features.moments import WARM_UP, Moments, standardize_running
 from streamfit.features.reuse import Entries, Kinds, ScoredEntries
 from streamfit.features.text import DocumentFrequencies, text_entries, truncate
 from streamfit.limits import MAX_FEATURE_FIELDS, MAX_MAGNITUDE, MAX_TEXT_CHARS
@@ -184,6 +187,7 @@ class Featurizer:
         self._count: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._mean: Floats = np.zeros(0)
         self._m2: Floats = np.zeros(0)
+        self._first: Floats = np.full((0, WARM_UP), np.nan)  # ``standardize_running``'s start
         self._scaling_of: tuple[Any, ...] | None = None  # ``_scaling``, and the moments it is of
         self._layout: _Layout | None = None  # numeric and boolean columns, rebuilt lazily
         self._hashed: list[str] = []  # the categorical and text fields, in schema order
@@ -441,6 +445,10 @@ class Featurizer:
                 mine_m.merge(theirs)
                 i = self._numeric[name]
                 self._count[i], self._mean[i], self._m2[i] = mine_m.count, mine_m.mean, mine_m.m2
+                known = np.concatenate([self._first[i], other._first[other._numeric[name]]])
+                known = known[~np.isnan(known)][:WARM_UP]
+                self._first[i] = np.nan
+                self._first[i, : len(known)] = known
                 self._scaling_of = None  # the moments changed in place
         groups = {number: self._text_group[name] for name, number in other._text_group.items()}
         self._frequencies.merge(other._frequencies, groups)
@@ -457,6 +465,7 @@ class Featurizer:
                 "schema": [[name, kind] for name, kind in self._schema.items()],
                 **self._frequencies.header(),
                 "frequencies": len(frequencies["df_columns"]),
+                "first_values": WARM_UP,
             }
         )
         return seal(
@@ -468,6 +477,7 @@ class Featurizer:
             self._m2.astype("<f8").tobytes(),
             frequencies["df_columns"].astype("<i4").tobytes(),
             frequencies["df_counts"].astype("<i4").tobytes(),
+            self._first.astype("<f8").tobytes(),
         )
 
     @classmethod
@@ -500,10 +510,17 @@ class Featurizer:
             entries += [
                 {"name": name, "dtype": "<i4", "shape": [d]} for name in ("df_columns", "df_counts")
             ]
+        first_values = opened.header.get("first_values")
+        if first_values is not None:
+            if first_values != WARM_UP:
+                raise StateFormatError(f"{_WHAT}: header is invalid: bad 'first_values'")
+            entries.append({"name": "first", "dtype": "<f8", "shape": [k, WARM_UP]})
         arrays = unpack_arrays(opened.payload, entries, _WHAT)
         featurizer._count = arrays["count"].astype(np.int64)
         featurizer._mean = arrays["mean"].astype(np.float64)
         featurizer._m2 = arrays["m2"].astype(np.float64)
+        if first_values is not None:
+            featurizer._first = arrays["first"].astype(np.float64).reshape(k, WARM_UP)
         if opened.version > 1:
             try:
                 featurizer._frequencies.restore(opened.header, arrays)
@@ -542,6 +559,7 @@ class Featurizer:
             self._count = np.append(self._count, np.int64(0))
             self._mean = np.append(self._mean, 0.0)
             self._m2 = np.append(self._m2, 0.0)
+            self._first = np.vstack([self._first, np.full((1, WARM_UP), np.nan)])
         if kind in ("numeric", "boolean"):
             self._index[name] = (feature_index(name, n), feature_index(f"{name}={MISSING}", n))
             self._layout = None
@@ -685,8 +703,10 @@ class Featurizer:
         moments one row after the other, each value scaled with the moments that include it
         (``moments.standardize_running``): the same whatever the blocks."""
         count, mean, m2 = self._count.copy(), self._mean.copy(), self._m2.copy()
-        scaled = standardize_running(values, count, mean, m2, _CLIP)
-        self._count, self._mean, self._m2 = count, mean, m2  # new arrays: ``_scaling`` is stale
+        first = self._first if (self._count >= WARM_UP).all() else self._first.copy()
+        scaled = standardize_running(values, count, mean, m2, _CLIP, first)
+        # new arrays: ``_scaling`` is stale
+        self._count, self._mean, self._m2, self._first = count, mean, m2, first
         return scaled
 
     def _standardized(self, values: Floats) -> Floats:
