@@ -197,8 +197,10 @@ class HoldBack:
     """How long learning waits for partitions that are behind, at most.
 
     Blocks wait for a partition whose events are at the broker (``take_ready_runs``), but not
-    forever: after ``max_seconds`` without it catching up, or past ``max_rows`` training rows
-    held, learning goes on without waiting (logged: the order then follows arrival).
+    forever: after ``max_seconds`` in which no block could be learned, or past ``max_rows``
+    training rows held, learning goes on without waiting (logged: the order then follows
+    arrival). A partition that lags behind the others but moves (a labels topic, whose offsets
+    trail those of the events they are for) is waited for as long as it takes.
 
     >>> hold = HoldBack(max_seconds=0.0)
     >>> hold.waiting_for({("t", 1)}, held=10)  # waited long enough already
@@ -230,6 +232,10 @@ class HoldBack:
         )
         self._since = None
         return set()
+
+    def progressed(self) -> None:
+        """Blocks were learned: the wait for the partitions behind starts again."""
+        self._since = None
 
 
 def _runs(

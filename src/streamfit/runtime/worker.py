@@ -435,7 +435,10 @@ class Worker:
         holding = any(head.blocks.holds_complete(self.read) for head in self.heads)
         behind = self.hold.waiting_for(behind if holding else set(), self.pending)
         for head in self.heads:
-            self._learn(head, head.blocks.take_ready_runs(self.read, behind))
+            runs = head.blocks.take_ready_runs(self.read, behind)
+            if runs:
+                self.hold.progressed()
+            self._learn(head, runs)
 
     def _learn(self, head: Head, runs: list[tuple[Batch, list[int]]]) -> None:
         for run, bounds in runs:  # run by run, so that the metrics points fall where they did
