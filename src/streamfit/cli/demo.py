@@ -35,7 +35,7 @@ from streamfit.store import Store, prediction_column, probability_column
 from streamfit.streams.memory import MemoryBroker
 from streamfit.streams.replay import frame_to_events
 
-__all__ = ["DemoEvents", "demo_spec", "prepare_events", "run_demo"]
+__all__ = ["DemoEvents", "demo_spec", "prepare_events", "run_demo", "speed_dating_frame"]
 
 DATA = "streamfit.data.speed_dating"
 
@@ -70,8 +70,8 @@ class DemoEvents:
     truth: dict[bytes, int]  # key of a scored date -> its withheld `match`
 
 
-def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) -> DemoEvents:
-    """Split every wave's dates into the train and score streams, in chronological order."""
+def speed_dating_frame() -> pd.DataFrame:
+    """The bundled dates, in chronological order (wave, round, order of the evening)."""
     with resources.files(DATA).joinpath("speed_dating_kaggle.csv.gz").open("rb") as fh:
         frame = pd.read_csv(
             fh,
@@ -80,7 +80,12 @@ def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) 
             low_memory=False,
             dtype_backend="numpy_nullable",  # whole-number columns stay integers
         )
-    frame = frame.sort_values(["wave", "round", "order", "iid"], kind="stable")
+    return frame.sort_values(["wave", "round", "order", "iid"], kind="stable")
+
+
+def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) -> DemoEvents:
+    """Split every wave's dates into the train and score streams, in chronological order."""
+    frame = speed_dating_frame()
     rng = np.random.default_rng(seed)
     to_score = rng.random(len(frame)) < score_share
     keys = [

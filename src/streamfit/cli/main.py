@@ -533,6 +533,14 @@ def _demo_spec(name: DemoName) -> Any:
         from streamfit.cli.shuttle import shuttle_spec
 
         return shuttle_spec()
+    if name is DemoName.sentiment:
+        from streamfit.cli.demo_sentiment import sentiment_spec
+
+        return sentiment_spec()
+    if name is DemoName.delayed:
+        from streamfit.cli.demo_delayed import delayed_specs
+
+        return delayed_specs()[1]
     from streamfit.cli.demo import demo_spec
 
     return demo_spec()
@@ -545,6 +553,8 @@ class DemoName(StrEnum):
     shuttle = "shuttle"
     flights = "flights"
     clickstream = "clickstream"
+    sentiment = "sentiment"
+    delayed = "delayed"
 
 
 @app.command()
@@ -556,7 +566,9 @@ def demo(
             "score a space shuttle's sensor readings for anomalies, two detectors side by side; "
             "flights: a gradient-boosting model trained offline (ONNX) A/B tested against one "
             "learning online; clickstream: continuous learning behind an update gate, with a "
-            "PNG of its metrics.",
+            "PNG of its metrics; sentiment: learn the sentiment of movie-review sentences as "
+            "they come; delayed: the speed dates with each outcome on a labels topic up to "
+            "5,000 dates later, against the same run with labels at once.",
             show_default=False,
         ),
     ] = DemoName.speed_dating,
@@ -591,8 +603,9 @@ def demo(
         ),
     ] = None,
 ) -> int:
-    """A demo on bundled data: speed-dating (learn from dates, classify others) or shuttle
-    (anomalies in a sensor stream)."""
+    """A demo on bundled data: speed-dating (learn from dates, classify others), shuttle
+    (anomalies in a sensor stream), flights, clickstream, sentiment (text) or delayed (labels
+    that come late)."""
     from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
     from streamfit.streams.local_kafka import find_bootstrap
 
@@ -600,12 +613,29 @@ def demo(
     if kafka:
         broker = find_bootstrap(None if kafka == "local" else kafka).bootstrap
     database = db or default_demo_db()
-    if name in (DemoName.flights, DemoName.clickstream):
+    if name is DemoName.sentiment:
+        from streamfit.cli.demo_sentiment import render_sentiment_summary, run_sentiment_demo
+
+        if serve is not None:
+            raise typer.BadParameter(
+                "the sentiment demo has no dashboard yet: run it without --serve",
+                param_hint="--serve",
+            )
+        summary = run_sentiment_demo(kafka=broker, database=database, progress=not json)
+        print(summary_json(summary) if json else render_sentiment_summary(summary))
+        return 0
+    if name in (DemoName.flights, DemoName.clickstream, DemoName.delayed):
         if kafka or serve is not None:
             raise typer.BadParameter(
                 f"the {name.value} demo runs on the in-process stream, without a dashboard",
                 param_hint="--kafka/--serve",
             )
+        if name is DemoName.delayed:
+            from streamfit.cli.demo_delayed import render_delayed_summary, run_delayed_demo
+
+            summary = run_delayed_demo(database=database, progress=not json)
+            print(summary_json(summary) if json else render_delayed_summary(summary))
+            return 0
         if name is DemoName.flights:
             from streamfit.cli.demo_flights import render_flights_summary, run_flights_demo
 
