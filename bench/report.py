@@ -30,6 +30,7 @@ LABELS = {
     "quix_river": "(c2) Quix Streams + River",
     "kafka_python_sklearn": "(c3) kafka-python + scikit-learn partial_fit",
     "streamfit_stats": "(b-stats) streamfit (b) with field statistics on",
+    "streamfit_drift": "(b-drift) streamfit (b) with drift: (ADWIN on each model's errors)",
     "streamfit_anomaly": "(d) streamfit anomaly detection: default detector, scores to a topic",
     "river_hst": "(d') River HalfSpaceTrees (+ MinMaxScaler), one event at a time",
 }
@@ -195,6 +196,14 @@ def targets(data: dict[str, Any]) -> list[str]:
             1 - with_stats / eps,
             ".0%",
             with_stats >= 0.75 * eps,
+        )
+    with_drift = rows.get("streamfit_drift", {}).get("events_per_second")
+    if eps and with_drift:
+        add(
+            "(b-drift) costs at most 10% of (b)'s events/s on numeric10",
+            1 - with_drift / eps,
+            ".0%",
+            with_drift >= 0.9 * eps,
         )
     detector = rows.get("streamfit_anomaly", {}).get("events_per_second")
     hst = rows.get("river_hst", {}).get("events_per_second")

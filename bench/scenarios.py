@@ -448,6 +448,8 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
             ),
             # field statistics (on by default in the product) only where the scenario asks
             **({"stats": args.stats} if "stats" in PipelineSpec.model_fields else {}),
+            # drift detectors on each model's errors (b-drift)
+            **({"drift": True} if args.drift else {}),
         }
     )
 
@@ -636,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", action="store_true")
     parser.add_argument("--block-events", type=int, default=4096)
     parser.add_argument("--stats", action="store_true", help="field statistics on (b-stats)")
+    parser.add_argument("--drift", action="store_true", help="drift: ADWIN on the errors (b-drift)")
     parser.add_argument(
         "--anomaly", action="store_true", help="task: anomaly, the default detector (d)"
     )

@@ -29,6 +29,13 @@ def stats_supported() -> bool:
     return "stats" in PipelineSpec.model_fields
 
 
+def drift_supported() -> bool:
+    """Whether this streamfit has drift detection (``drift:``)."""
+    from streamfit.spec.model import PipelineSpec
+
+    return "drift" in PipelineSpec.model_fields
+
+
 def anomaly_supported() -> bool:
     """Whether this streamfit has ``task: anomaly``."""
     from streamfit.spec.model import PipelineSpec
@@ -57,6 +64,9 @@ def streamfit_rows(
         if stats_supported():
             stats = [*preds(), "--score-training", "--stats"]
             rows.append(("streamfit_stats", topics.labeled[dataset], stats))
+        if drift_supported():
+            drift = [*preds(), "--score-training", "--drift"]
+            rows.append(("streamfit_drift", topics.labeled[dataset], drift))
         if dataset == "numeric10" and anomaly_supported():
             rows.append(("streamfit_anomaly", topics.labeled[dataset], [*preds(), "--anomaly"]))
         return rows
