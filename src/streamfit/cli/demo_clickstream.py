@@ -206,8 +206,7 @@ def _summary(
         "models": models,
         "png": png,
         "database": worker.store.display_url,
-        "tables": {
-            "results": spec.outputs.results_table_name(spec.name),
+        "tables": {  # no results table: every event is labeled, predicted, then learned
             "training": spec.outputs.training_table_name(spec.name),
             "model_events": model_events_table(spec.name),
             "models": "models",

@@ -60,10 +60,10 @@ def at_checkpoint(head: Head, store: Store, worker: str) -> None:
 
 
 def write_events(head: Head, store: Store, worker: str) -> None:
-    """Write the decisions ``head``'s models noted since the last call."""
+    """Write the decisions ``head``'s models noted since the last call (none: the table is
+    made all the same, so that a pipeline's ``<name>_model_events`` can be queried from its
+    first checkpoint on, before any decision)."""
     events = head.models.take_events()
-    if not events:
-        return
     rows = [
         {**event.row(), "worker": worker, "head": head.name, "seq": seq, "events_seen": seen}
         for seq, seen, event in events

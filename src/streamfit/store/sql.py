@@ -1248,7 +1248,9 @@ class Store:
         """Upsert lifecycle decisions into ``table``, keyed by (worker, head, seq): each row
         has those, ``events_seen``, ``kind``, ``model`` and any of ``version``, ``champion``,
         ``metric``, ``score``, ``baseline``, ``threshold``, ``detail`` (a dict, stored as
-        JSON), ``recorded_at``."""
+        JSON), ``recorded_at``. No rows: the table is made, nothing written."""
+        with self._guard(f"making {table}"):
+            definition = self._events_table(table)
         if not rows:
             return 0
         now = _utcnow()
@@ -1272,7 +1274,7 @@ class Store:
             for row in rows
         ]
         with self._guard(f"writing {len(params)} rows to {table}"):
-            self._write(self._events_table(table), params)
+            self._write(definition, params)
         return len(params)
 
     def _events_table(self, table: str) -> sa.Table:
