@@ -198,3 +198,20 @@ def test_skops_files_load_what_they_trust(tmp_path: Path) -> None:
         from sklearn.ensemble import RandomForestClassifier
 
         SklearnFileModel(RandomForestClassifier(n_estimators=2).fit(frame, y), learn=True)
+
+
+def test_an_estimator_fitted_on_an_array_gets_arrays_and_no_warnings() -> None:
+    import warnings
+
+    from sklearn.linear_model import SGDClassifier
+
+    X = np.column_stack([np.linspace(-1, 1, 200), np.linspace(1, -1, 200)])
+    y = (X[:, 0] > 0).astype(int)
+    fitted = SGDClassifier(loss="log_loss", random_state=0).partial_fit(X, y, classes=[0, 1])
+    model = SklearnFileModel(fitted, inputs=["x", "z"], learn=True)
+    columns = {"x": np.array([0.5, -0.5]), "z": np.array([-0.5, 0.5])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X has feature names, but ... fitted without" is one
+        expected = fitted.predict_proba(np.array([[0.5, -0.5], [-0.5, 0.5]]))
+        assert np.array_equal(model.predict_proba_many(columns), expected)
+        model.learn_many(columns, np.array([1, 0], dtype=object))

@@ -11,7 +11,8 @@ Where it comes from (``load_estimator``):
 
 How it reads events: like an ONNX model (``reads = "columns"``), the fields named by
 ``inputs``, else by the estimator's ``feature_names_in_`` (an estimator fitted on a pandas
-DataFrame), go to it as a DataFrame: numbers as float64, anything else as text, with the
+DataFrame), go to it as a DataFrame (as an array to one fitted on an array, which named
+no columns): numbers as float64, anything else as text, with the
 missing-value rule of ``streamfit.models._fields`` (NaN, unless ``fill_missing`` gives a
 value; an estimator that cannot take NaN needs one).
 
@@ -175,7 +176,10 @@ class SklearnFileModel:
                 if fill is not None:
                     values[values == None] = str(fill)  # noqa: E711 (elementwise)
                 data[field] = values
-        return pd.DataFrame(data, columns=self._inputs)
+        frame = pd.DataFrame(data, columns=self._inputs)
+        # fitted on an array (its columns named by ``inputs``): an array, which is what it
+        # knows (a frame would make scikit-learn warn at every batch)
+        return frame if hasattr(self._estimator, "feature_names_in_") else frame.to_numpy()
 
     def predict_proba_many(self, X: Any) -> npt.NDArray[np.float64]:
         if self.task != "classification":
