@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo flights-model test check lint typecheck bench bench-quick bench-delivery bench-quality bench-serving kafka-start kafka-stop kafka-status clean
+.PHONY: demo flights-model test check lint typecheck bench bench-quick bench-text bench-delivery bench-quality bench-serving kafka-start kafka-stop kafka-status clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.text
 
 # learning quality against River on the shared streams (../shared/datasets), in process
 bench-quality: $(STAMP)
@@ -50,6 +51,9 @@ bench-quality: $(STAMP)
 # single-event POST /predict latency at 500 requests/s, against a bare FastAPI endpoint
 bench-serving: $(STAMP)
 	$(BIN)/python -m bench.serving
+
+bench-text: $(STAMP)
+	$(BIN)/python -m bench.text
 
 bench-delivery: $(STAMP)
 	$(BIN)/python -m bench.delivery

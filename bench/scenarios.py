@@ -29,6 +29,9 @@ Scenarios:
     canonical ``StandardScaler | LogisticRegression``; on ``mixed30`` a ``TransformerUnion``
     of scaled numerics, one-hot categoricals and a bag of words of the text (missing values
     are dropped from the event dict, River's convention).
+``river_text``
+    (t2) River's ``TFIDF`` of the ``sentence`` field into ``LogisticRegression``, one event at
+    a time from a confluent-kafka consumer (the text suite, ``bench.text``).
 ``quix_river``
     (c2) Quix Streams + River: an ``Application`` with a JSON topic and ``sdf.update`` calling
     the same River model and metric per event. Runs in ``bench/.venv-quix`` (Quix Streams
@@ -288,6 +291,42 @@ def _river_loop(
     }
 
 
+@scenario("river_text")
+def river_text(args: argparse.Namespace) -> Result:
+    """(t2) River's ``feature_extraction.TFIDF`` of the ``sentence`` field into
+    ``linear_model.LogisticRegression``, one event at a time: ``predict_proba_one`` (its most
+    probable class is the prediction; none before the first label counts as wrong), the
+    accuracy and ROC AUC, ``learn_one``."""
+    from river import feature_extraction, linear_model, metrics
+
+    model = feature_extraction.TFIDF(on="sentence") | linear_model.LogisticRegression()
+    accuracy, auc = metrics.Accuracy(), metrics.ROCAUC()
+    consumer = _consumer(args)
+    loads = orjson.loads
+    seen = 0
+    first = 0.0
+    while seen < args.events:
+        msgs = consumer.consume(500, 1.0)
+        if msgs and not first:
+            first = time.perf_counter()
+        for msg in msgs:
+            if msg.error() is not None:
+                continue
+            x = loads(msg.value())
+            y = x.pop("y") == 1
+            probabilities = model.predict_proba_one(x)
+            predicted = max(probabilities, key=probabilities.get) if probabilities else None
+            accuracy.update(y, predicted)
+            auc.update(y, probabilities)
+            model.learn_one(x, y)
+            seen += 1
+            if seen >= args.events:
+                break
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return {"events": seen, "seconds": elapsed, "accuracy": accuracy.get(), "roc_auc": auc.get()}
+
+
 @scenario("quix_river")
 def quix_river(args: argparse.Namespace) -> Result:
     import logging
@@ -418,6 +457,8 @@ def streamfit_spec(args: argparse.Namespace, db: Path) -> Any:
         "target": "y",
         "models": [{"name": "logistic", "builtin": "logistic_regression"}],
     }
+    if args.dataset == "sst2":  # (t1): the sentence is text, read as words and word pairs
+        learning["features"] = {"types": {"sentence": "text"}}
     if args.anomaly:  # (d): every event scored by the default detector, then learned from
         outputs.pop("score_training_events", None)
         learning = {"topics": {"score": args.topic}, "task": "anomaly"}
@@ -516,7 +557,8 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
     end = time.perf_counter()
     source.poll = poll
     stats = worker.stats
-    auc = worker.evaluation.evaluators[worker.slots[0].name].snapshot().get("roc_auc")
+    figures = worker.evaluation.evaluators[worker.slots[0].name].snapshot()
+    auc, accuracy = figures.get("roc_auc"), figures.get("accuracy")
     worker.close()  # leave the group: a scale run's other worker takes the partitions at once
     predictions = (
         _topic_size(args.bootstrap, args.predictions_topic) if args.predictions_topic else 0
@@ -535,6 +577,7 @@ def streamfit_pipeline(args: argparse.Namespace) -> Result:
         "results_rows": rows,
         "training_rows": training_rows,
         "roc_auc": auc,
+        "accuracy": accuracy,
         "batch": {"max_records": args.batch, "timeout": args.timeout},
         **({"timeline": timeline.samples, "assigned": timeline.changes} if timeline else {}),
     }
