@@ -138,3 +138,35 @@ def test_an_unknown_format_says_what_to_do(tmp_path: Path) -> None:
     path.write_bytes(b"just some words without any separator\n")
     with pytest.raises(StreamError, match="pass --format"):
         read_events(path)
+
+
+def test_a_row_that_cannot_be_read_plays_in_its_place_and_becomes_a_dead_letter(
+    tmp_path: Path,
+) -> None:
+    from streamfit.batch import Messages
+    from streamfit.codecs import decode_json
+
+    path = tmp_path / "sensors.csv"
+    path.write_text("id,temp\n1,20.5\n2,21.0,oops,more\n3,\n4,22.0\n5,1,2,3\n")
+    table = read_events(path)
+    assert table.events[0] == b'{"id":1,"temp":20.5}'
+    assert table.events[1] == b"2,21.0,oops,more"
+    assert [orjson.loads(e) for e in (table.events[2], table.events[3])] == [
+        {"id": 3},
+        {"id": 4, "temp": 22.0},
+    ]
+    assert table.events[4] == b"5,1,2,3" and len(table.events) == 5
+    assert [place for place, _ in table.set_aside] == [1, 4]
+    assert "2 rows are not rows of the file's columns (line 3: 4 fields, 2 columns" in (
+        table.describe()
+    )
+    decoded = decode_json(Messages.from_values(table.events), None, "classification")
+    assert [letter.offset for letter in decoded.dead_letters] == [1, 4]
+    assert len(decoded.batch) == 3
+
+    lines = tmp_path / "sensors.jsonl"
+    lines.write_text('{"id": 1}\n{not json\n[1, 2]\n{"id": 4, "temp": 2.5}\n')
+    table = read_events(lines)
+    assert table.events == [b'{"id":1}', b"{not json", b"[1, 2]", b'{"id":4,"temp":2.5}']
+    assert [place for place, _ in table.set_aside] == [1, 2]
+    assert "2 rows are not JSON objects (line 2, line 3)" in table.describe()

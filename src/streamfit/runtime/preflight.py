@@ -283,7 +283,12 @@ def _file_fields(path: str) -> set[str] | None:
         return None
     fields: set[str] = set()
     for event in table.events[:100]:
-        fields.update(orjson.loads(event))
+        try:
+            value = orjson.loads(event)
+        except orjson.JSONDecodeError:
+            continue  # a row set aside: a dead letter when it plays
+        if isinstance(value, dict):
+            fields.update(value)
     return fields
 
 

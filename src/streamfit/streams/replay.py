@@ -14,6 +14,10 @@ What is not given is found out, and said (``EventTable.describe``):
   number, is a long sentence, or comes back further down its column (a label such as
   ``ham``); yes when a column is numbers below a text cell, and yes otherwise. Without a
   header the columns are named ``column_1``, ``column_2``, ...;
+- a row that cannot be read (a CSV/TSV line with more fields than the file has columns, a
+  JSON Lines line that is not a JSON object) is not a reason to refuse the file: it goes on
+  as it is written, in its place, and a worker sets it aside as a dead letter with its
+  reason (``EventTable.set_aside`` and a note say which);
 - quotes: a TSV is read without quote handling (a message may start with ``"`` and not end
   with one), unless its quoted fields are all well formed; a CSV with RFC 4180 quoting,
   unless that joins lines that the plain reading keeps apart with the same number of fields.
@@ -37,6 +41,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -49,6 +54,8 @@ import pandas as pd
 
 from streamfit.batch import Messages, Offsets
 from streamfit.errors import StreamError
+
+log = logging.getLogger("streamfit.replay")
 
 __all__ = [
     "EventTable",
@@ -98,6 +105,8 @@ class EventTable:
     header_found: bool | None  # None: not a CSV/TSV
     header_reason: str = ""
     notes: list[str] = field(default_factory=list)
+    #: rows that could not be read: (their place among the events, their bytes as written)
+    set_aside: list[tuple[int, bytes]] = field(default_factory=list)
 
     def describe(self) -> str:
         """One paragraph a person reads before the events go out."""
@@ -122,9 +131,26 @@ def read_events(path: str | Path, options: ReadOptions | None = None) -> EventTa
     path = Path(path)
     options = options or ReadOptions()
     frame, table = _read(path, options)
-    table.events = frame_to_events(frame)
+    table.events = _in_place(frame_to_events(frame), table.set_aside)
     table.columns = [str(c) for c in frame.columns]
     return table
+
+
+def _in_place(events: list[bytes], set_aside: list[tuple[int, bytes]]) -> list[bytes]:
+    """``events`` with the rows set aside put back at their places.
+
+    >>> _in_place([b"a", b"c"], [(1, b"b"), (3, b"d")])
+    [b'a', b'b', b'c', b'd']
+    """
+    if not set_aside:
+        return events
+    out: list[bytes] = []
+    good = iter(events)
+    for place, raw in set_aside:
+        out.extend(next(good) for _ in range(place - len(out)))
+        out.append(raw)
+    out.extend(good)
+    return out
 
 
 def read_frame(path: str | Path, options: ReadOptions | None = None) -> pd.DataFrame:
@@ -144,12 +170,7 @@ def _read(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, EventTable]:
         if fmt == "parquet":
             frame = pd.read_parquet(path, dtype_backend="numpy_nullable")
         elif fmt == "jsonl":
-            frame = pd.read_json(
-                path,
-                lines=True,
-                dtype_backend="numpy_nullable",
-                compression="gzip" if compressed else None,
-            )
+            frame = _read_json_lines(path, compressed, table)
         elif fmt in ("csv", "tsv"):
             frame = _read_delimited(path, head.data, fmt, compressed, options, table)
         else:
@@ -157,6 +178,44 @@ def _read(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, EventTable]:
     except (OSError, ValueError, csv.Error) as exc:
         raise StreamError(f"cannot read {path} as {fmt}: {exc}") from exc
     return frame, table
+
+
+def _read_json_lines(path: Path, compressed: bool, table: EventTable) -> pd.DataFrame:
+    """A JSON Lines file; its lines that are not JSON objects are set aside."""
+    try:
+        return pd.read_json(
+            path,
+            lines=True,
+            dtype_backend="numpy_nullable",
+            compression="gzip" if compressed else None,
+        )
+    except ValueError:
+        pass  # a line is not JSON: read the others, set it aside
+    with gzip.open(path, "rb") if compressed else path.open("rb") as fh:
+        lines = [line for line in fh.read().splitlines() if line.strip()]
+    good = []
+    for place, line in enumerate(lines):
+        try:
+            is_object = isinstance(orjson.loads(line), dict)
+        except orjson.JSONDecodeError:
+            is_object = False
+        if is_object:
+            good.append(line)
+        else:
+            table.set_aside.append((place, line))
+    _note_set_aside(table, [f"line {place + 1}" for place, _ in table.set_aside], "JSON objects")
+    if not good:
+        return pd.DataFrame()
+    return pd.read_json(io.BytesIO(b"\n".join(good)), lines=True, dtype_backend="numpy_nullable")
+
+
+def _note_set_aside(table: EventTable, where: list[str], what: str) -> None:
+    if where:
+        shown = ", ".join(where[:3]) + (", ..." if len(where) > 3 else "")
+        table.notes.append(
+            f"{len(where):,} {'row is' if len(where) == 1 else 'rows are'} not {what} "
+            f"({shown}): they go on as written, and a worker sets them aside as dead letters"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,13 +308,59 @@ def _read_delimited(
         "skip_blank_lines": True,
     }
     try:
-        frame = pd.read_csv(path, encoding="utf-8", **kwargs)
+        frame = _read_csv(path, "utf-8", kwargs, table)
     except UnicodeDecodeError:
-        frame = pd.read_csv(path, encoding="latin-1", **kwargs)
+        table.set_aside.clear()
+        frame = _read_csv(path, "latin-1", kwargs, table)
         table.notes.append("not UTF-8: read as Latin-1")
     if quoting == csv.QUOTE_NONE and fmt == "tsv":
         table.notes.append("quotes are kept as text (a TSV has no quoting)")
     return frame
+
+
+def _read_csv(
+    path: Path, encoding: str, kwargs: dict[str, object], table: EventTable
+) -> pd.DataFrame:
+    """``pd.read_csv``; lines with more fields than the file has columns are set aside."""
+    try:
+        return pd.read_csv(path, encoding=encoding, **kwargs)
+    except pd.errors.ParserError:
+        pass  # a line too wide: find them, read the others, set those aside
+    compressed = kwargs["compression"] == "gzip"
+    with (
+        gzip.open(path, "rt", encoding=encoding, newline="")
+        if compressed
+        else path.open(encoding=encoding, newline="")
+    ) as fh:
+        text = fh.read()
+    names = kwargs["names"]
+    reader = csv.reader(
+        io.StringIO(text),
+        delimiter=str(kwargs["sep"]),
+        quoting=int(kwargs["quoting"]),  # type: ignore[call-overload]
+    )
+    physical = text.split("\n")  # the lines csv counts in line_num
+    width: int | None = len(names) if isinstance(names, list) else None
+    skipped: set[int] = set()
+    where: list[str] = []
+    place = seen = 0
+    for record in reader:
+        first, seen = seen, reader.line_num
+        if not record:
+            continue
+        if width is None:  # the header line, or the first row of a file without one
+            width = len(record)
+            if kwargs["header"] == 0:
+                continue
+        if len(record) > width:
+            lines = range(first, seen)
+            skipped.update(lines)
+            raw = "\n".join(physical[i].rstrip("\r") for i in lines if i < len(physical))
+            table.set_aside.append((place, raw.encode("utf-8")))
+            where.append(f"line {first + 1}: {len(record)} fields, {width} columns")
+        place += 1
+    _note_set_aside(table, where, "rows of the file's columns")
+    return pd.read_csv(path, encoding=encoding, skiprows=skipped, **kwargs)
 
 
 def _sample_rows(data: bytes, sep: str) -> list[list[str]]:
@@ -364,7 +469,16 @@ class FileReplaySource:
     def __init__(self, path: str | Path, topic: str, rate: float = 0.0) -> None:
         self.topic = topic
         self.rate = rate
-        self._events = read_events(path).events
+        table = read_events(path)
+        if table.set_aside:
+            log.warning(
+                "%s: %d rows could not be read (the first at offset %d); they play as "
+                "written, and become dead letters",
+                table.path,
+                len(table.set_aside),
+                table.set_aside[0][0],
+            )
+        self._events = table.events
         self._position = 0
         self._started = time.monotonic()
 
