@@ -143,3 +143,18 @@ def test_an_unreachable_database_is_a_bad_spec(
     err = capsys.readouterr().err
     assert "bad spec: outputs.database: cannot connect to postgresql+psycopg://nobody:***@" in err
     assert "secret" not in err
+
+
+def test_a_run_says_an_anomaly_pipeline_learned_from_what_it_scored() -> None:
+    from streamfit.cli.main import _counts
+    from streamfit.runtime.worker import RunStats
+    from streamfit.spec import validate_spec
+
+    stats = RunStats(events_in=20, events_trained=0, events_scored=19, dead_letters=1)
+    anomaly = validate_spec({"name": "a", "topics": {"score": "t"}, "task": "anomaly"})
+    assert _counts(anomaly, stats) == (
+        "20 events in, 0 trained, 19 scored (the detectors learn from each event they score), "
+        "1 dead letters"
+    )
+    labeled = validate_spec({"name": "c", "topics": {"train": "t"}, "target": "y"})
+    assert _counts(labeled, stats) == "20 events in, 0 trained, 19 scored, 1 dead letters"

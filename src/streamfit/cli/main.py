@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +24,10 @@ from typer.exceptions import TyperException
 
 from streamfit import __version__
 from streamfit.errors import SpecError, StreamfitError
+
+if TYPE_CHECKING:
+    from streamfit.runtime.worker import RunStats
+    from streamfit.spec.model import PipelineSpec
 
 __all__ = ["app", "main"]
 
@@ -206,14 +210,10 @@ def run(
         if now - last_report[0] >= 10:
             last_report[0] = now
             log.warning(
-                "%s: %.0f events/s over the last 10 s; %d events in (%d trained, "
-                "%d scored, %d dead letters)",
+                "%s: %.0f events/s over the last 10 s; %s",
                 name,
                 meter.rate(now),
-                w.stats.events_in,
-                w.stats.events_trained,
-                w.stats.events_scored,
-                w.stats.dead_letters,
+                _counts(spec_checked, w.stats),
             )
 
     with Pipeline(spec_checked, worker_id=worker_id) as pipeline:
@@ -230,12 +230,21 @@ def run(
                     live.source.on_batch(w, n)
 
                 stats = pipeline.run(idle=stop_when_idle, stop=stop, on_batch=both)
-    print(
-        f"{name}: {stats.events_in} events in, {stats.events_trained} trained, "
-        f"{stats.events_scored} scored, {stats.dead_letters} dead letters",
-        file=sys.stderr,
-    )
+    print(f"{name}: {_counts(spec_checked, stats)}", file=sys.stderr)
     return 0
+
+
+def _counts(spec: PipelineSpec, stats: RunStats) -> str:
+    """What a run did: events in, trained, scored (by each head: the pipeline's and its
+    ``targets:``; an anomaly pipeline's detectors learn from what they score), dead
+    letters."""
+    scored = f"{stats.events_scored} scored"
+    if spec.task == "anomaly":
+        scored += " (the detectors learn from each event they score)"
+    return (
+        f"{stats.events_in} events in, {stats.events_trained} trained, {scored}, "
+        f"{stats.dead_letters} dead letters"
+    )
 
 
 ServeOption = Annotated[
