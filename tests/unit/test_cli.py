@@ -158,3 +158,34 @@ def test_a_run_says_an_anomaly_pipeline_learned_from_what_it_scored() -> None:
     )
     labeled = validate_spec({"name": "c", "topics": {"train": "t"}, "target": "y"})
     assert _counts(labeled, stats) == "20 events in, 0 trained, 19 scored, 1 dead letters"
+
+
+def test_stats_never_cut_a_figure_in_a_narrow_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from streamfit.cli.stats import render_fields
+    from streamfit.spec import validate_spec
+
+    spec = validate_spec({"name": "plant", "topics": {"score": "t"}, "task": "anomaly"})
+    row = {
+        "field": "bearing_temperature",
+        "kind": "numeric",
+        "events": 1_234_567,
+        "count": 1_234_560,
+        "missing": 7,
+        "invalid": 0,
+        "mean": 71.123456,
+        "p01": 65.04,
+        "p50": 70.5,
+        "p99": 1_234_567.25,
+        "distinct_count": 98_765,
+        "top_values": [{"value": "a long value " * 4, "count": 12_345}],
+        "histogram": {"edges": [0, 1, 2], "counts": [3, 9]},
+    }
+    out = io.StringIO()
+    render_fields([row], spec, Console(file=out, width=80, highlight=False))
+    text = out.getvalue()
+    for figure in ("bearing_temperature", "1,234,560", "71.1235", "1.23457e+06", "98,765"):
+        assert figure in text, figure

@@ -51,29 +51,38 @@ def render_fields(rows: list[dict[str, Any]], spec: PipelineSpec, console: Conso
         else spec.stats.table_name(spec.name),
         title_justify="left",
     )
-    for name in ("field", "kind", "count", "missing", "invalid", "mean", *shown):
-        table.add_column(
-            name, justify="left" if name in ("field", "kind") else "right", no_wrap=True
-        )
-    table.add_column("distinct", justify="right", no_wrap=True)
-    table.add_column("top values", no_wrap=True)
-    table.add_column("histogram", no_wrap=True)
+    names = ["field", "kind", "count", "missing", "invalid", "mean", *shown, "distinct"]
+    cells: list[list[str]] = []
     for row in rows:
         top = ", ".join(f"{_value(v['value'])} ({v['count']:,})" for v in row["top_values"][:2])
         histogram = row.get("histogram")
-        table.add_row(
-            str(row["field"]),
-            str(row["kind"]),
-            _count(row["count"]),
-            _count(row["missing"]),
-            _count(row["invalid"]),
-            _number(row["mean"]),
-            *[_number(row.get(q)) for q in shown],
-            _count(row["distinct_count"]),
-            top or "-",
-            histogram_bar(histogram["counts"]) if histogram else "",
+        cells.append(
+            [
+                str(row["field"]),
+                str(row["kind"]),
+                _count(row["count"]),
+                _count(row["missing"]),
+                _count(row["invalid"]),
+                _number(row["mean"]),
+                *[_number(row.get(q)) for q in shown],
+                _count(row["distinct_count"]),
+                top or "-",
+                histogram_bar(histogram["counts"]) if histogram else "",
+            ]
         )
-    console.print(table)
+    for i, name in enumerate(names):  # figures are never cut: the top values give way
+        widest = max([len(name), *(len(line[i]) for line in cells)])
+        table.add_column(
+            name,
+            justify="left" if name in ("field", "kind") else "right",
+            no_wrap=True,
+            min_width=widest,
+        )
+    table.add_column("top values", overflow="ellipsis")
+    table.add_column("histogram", no_wrap=True, min_width=10)
+    for line in cells:
+        table.add_row(*line)
+    console.print(table, crop=False)  # too wide for the terminal: it wraps, nothing is cut
 
 
 def render_field(row: dict[str, Any], spec: PipelineSpec, console: Console) -> None:
