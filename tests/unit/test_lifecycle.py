@@ -177,6 +177,22 @@ def test_a_promotion_is_rolled_back_when_the_new_champion_falls_behind() -> None
     assert restored.state() == policy.state()
 
 
+def test_the_operator_s_promotion_is_not_rolled_back_by_the_rule() -> None:
+    spec = PromotionSpec(metric="accuracy", window=100, margin=0.0, patience=2, every=50)
+    policy = ChampionPolicy(["a", "b"], "classification", spec)
+    y = np.array([0, 1] * 25)
+    right, wrong = np.eye(2)[y], np.eye(2)[1 - y]
+    assert policy.promote("b").kind == "operator_promoted"  # b is the worse model
+    kinds = []
+    for block in range(3):
+        outcomes = [Outcome("a", 1, 50, y, right, [0, 1]), Outcome("b", 1, 50, y, wrong, [0, 1])]
+        kinds += [(e.kind, e.model) for e in policy.observe(outcomes, 50 * block, 50 * block + 50)]
+    assert kinds == [("promoted", "a")], "a wins by the rule, at its patience, not at once"
+    policy.promote("b")
+    rolled_back = policy.rollback()
+    assert rolled_back is not None and rolled_back.model == "a" and policy.champion == "a"
+
+
 def test_ab_serving_is_sticky_per_key_and_reports_each_arm(db: str) -> None:
     spec = spec_of(
         db,

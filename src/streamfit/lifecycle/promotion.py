@@ -6,7 +6,9 @@ events learned is an evaluation point: each model's ``metric`` over its last ``w
 events is compared with the champion's. A challenger that beats the champion by ``margin``
 at ``patience`` points in a row becomes the champion (the first in spec order, if several
 do at once). For ``rollback.within`` points after a promotion, the previous champion is
-reinstated as soon as the new one is worse than it by more than ``rollback.margin``.
+reinstated as soon as the new one is worse than it by more than ``rollback.margin``; a
+champion the operator promoted is not watched so (``streamfit models rollback`` undoes it),
+though a challenger that beats it as above is promoted all the same.
 
 Points fall where the count of events learned crosses a multiple of ``every``: a function of
 the events alone, so a replay promotes at the same points. The operator's commands
@@ -154,6 +156,7 @@ class ChampionPolicy:
             raise KeyError(name)
         before = self.champion
         self._crown(name, previous=before if before != name else self.previous)
+        self.watch = 0  # the operator's choice: only the operator's rollback undoes it
         return self._event("operator_promoted", name, before, None)
 
     def rollback(self) -> ModelEvent | None:
