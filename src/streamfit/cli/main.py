@@ -24,6 +24,7 @@ from typer.exceptions import TyperException
 
 from streamfit import __version__
 from streamfit.errors import SpecError, StreamfitError
+from streamfit.limits import MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
     from streamfit.runtime.worker import RunStats
@@ -237,13 +238,18 @@ def run(
 def _counts(spec: PipelineSpec, stats: RunStats) -> str:
     """What a run did: events in, trained, scored (by each head: the pipeline's and its
     ``targets:``; an anomaly pipeline's detectors learn from what they score), dead
-    letters."""
+    letters, and texts read only in part."""
     scored = f"{stats.events_scored} scored"
     if spec.task == "anomaly":
         scored += " (the detectors learn from each event they score)"
     return (
         f"{stats.events_in} events in, {stats.events_trained} trained, {scored}, "
         f"{stats.dead_letters} dead letters"
+        + (
+            f", {stats.texts_truncated} texts read only up to {MAX_TEXT_CHARS:,} characters"
+            if stats.texts_truncated
+            else ""
+        )
     )
 
 

@@ -86,6 +86,7 @@ class RunStats:
     batches: int = 0
     checkpoints: int = 0
     last_checkpoint_seconds: float = 0.0  # how long the last checkpoint took
+    texts_truncated: int = 0  # texts read only up to limits.MAX_TEXT_CHARS (at the end of run)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -681,6 +682,7 @@ class Worker:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
             self.finish(drain=drain and not self._stop.is_set())
+            self.stats.texts_truncated = sum(h.featurizer.truncated_texts for h in self.heads)
         return self.stats
 
     def finish(self, drain: bool = True) -> None:
