@@ -41,20 +41,26 @@ stored under ``<worker id>/<key>`` for each key of ``state()``, so a key names w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from streamfit.batch import Batch, Messages
+from streamfit.errors import ServiceUnavailableError, StreamError
 
 if TYPE_CHECKING:
     from streamfit.runtime.head import Head
     from streamfit.store import ModelPredictions, Store
 
-__all__ = ["Component", "Outcome"]
+__all__ = ["Component", "Hooks", "Outcome"]
+
+log = logging.getLogger("streamfit.worker")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +127,34 @@ class Component:
     def finish(self, store: Store, now: float) -> None:
         """At the end of a run (``Worker.finish``), after the last ``write_metrics``: write
         what a component that writes less often than the metrics interval holds back."""
+
+
+class Hooks:
+    """Calls components' hooks for the worker: a hook that fails is logged (the first ten
+    failures, then one in a thousand) and counted, and the loop goes on; the events are not
+    the component's to reject, the other steps still use them. An outage is not a failure
+    of the component: it goes up to the worker, which waits it out.
+
+    >>> hooks = Hooks()
+    >>> hooks.tell(Component(), "observe", lambda batch: 1 / 0, None)
+    >>> hooks.failures
+    1
+    """
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def tell(self, component: Component, hook: str, call: Callable[[T], Any], what: T) -> None:
+        try:
+            call(what)
+        except (ServiceUnavailableError, StreamError):
+            raise
+        except Exception:
+            self.failures += 1
+            if self.failures <= 10 or self.failures % 1000 == 0:
+                log.exception(
+                    "%s.%s failed (%d component failures so far)",
+                    type(component).__name__,
+                    hook,
+                    self.failures,
+                )

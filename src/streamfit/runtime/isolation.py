@@ -29,10 +29,21 @@ import logging
 from collections.abc import Callable, Sized
 from typing import TypeVar
 
-from streamfit.batch import Batch, DeadLetter
+import numpy as np
+import numpy.typing as npt
+
+from streamfit.batch import Batch, DeadLetter, Messages
 from streamfit.errors import ServiceUnavailableError, StreamError
 
-__all__ = ["batch_halves", "dead_letters_for", "isolate", "reason_for"]
+__all__ = [
+    "batch_halves",
+    "dead_letters_for",
+    "index_halves",
+    "is_events_fault",
+    "isolate",
+    "message_halves",
+    "reason_for",
+]
 
 log = logging.getLogger("streamfit.worker")
 
@@ -63,6 +74,25 @@ def batch_halves(batch: Batch) -> tuple[Batch, Batch]:
     """The first and second half of ``batch``'s rows."""
     middle = len(batch) // 2
     return batch.rows(0, middle), batch.rows(middle, len(batch))
+
+
+def index_halves(
+    index: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The first and second half of an index of rows."""
+    middle = len(index) // 2
+    return index[:middle], index[middle:]
+
+
+def message_halves(messages: Messages) -> tuple[Messages, Messages]:
+    """The first and second half of ``messages``."""
+    middle = len(messages) // 2
+    return messages.rows(0, middle), messages.rows(middle, len(messages))
+
+
+def is_events_fault(exc: Exception) -> bool:
+    """Whether ``exc`` may be caused by the events at hand (not an outage)."""
+    return not isinstance(exc, ServiceUnavailableError | StreamError)
 
 
 def reason_for(step: str, exc: Exception) -> str:

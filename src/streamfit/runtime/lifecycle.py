@@ -94,6 +94,27 @@ def save_versions(head: Head, store: Store, worker: str) -> None:
         models.saved_versions[slot.name] = slot.version
 
 
+class CommandWatch:
+    """When to look for the operator's commands on a quiet stream: checkpoints follow events,
+    so without events a queued command would wait for ever; look once per checkpoint
+    interval since the last checkpoint or look.
+
+    >>> watch = CommandWatch(interval=5.0)
+    >>> watch.due(last_checkpoint=0.0, now=6.0), watch.due(last_checkpoint=0.0, now=7.0)
+    (True, False)
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.looked = 0.0
+
+    def due(self, last_checkpoint: float, now: float) -> bool:
+        if now - max(last_checkpoint, self.looked) < self.interval:
+            return False
+        self.looked = now
+        return True
+
+
 def commands_waiting(head: Head, store: Store) -> bool:
     """Whether the operator queued a command ``head`` has not taken yet."""
     if not isinstance(head.models, ModelSet):

@@ -15,7 +15,7 @@ tables without overwriting each other: ``<worker>/model/<m>`` (a model's state, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,8 @@ import orjson
 
 from streamfit.runtime.component import Component
 from streamfit.runtime.head import Head
-from streamfit.store import Checkpoint
+from streamfit.runtime.retry import Outages
+from streamfit.store import Checkpoint, Store
 
 __all__ = ["Snapshot"]
 
@@ -83,3 +84,40 @@ class Snapshot:
             return restored[0], None
         # metrics were written up to there (older checkpoints: as far as learning went)
         return restored[0], int(counters.get("metrics_mark", heads[0].events_learned))
+
+    def merge_others(
+        self,
+        store: Store,
+        outages: Outages,
+        heads: Sequence[Head],
+        components: Sequence[Component],
+        tell: Callable[[Component, dict[str, dict[str, bytes]]], None],
+    ) -> None:
+        """Serve with mergeable models merged with the other workers' latest states; hand each
+        component that asks for them (``Component.merged_keys``) the other workers' blobs,
+        by worker and key, through ``tell``."""
+        for head in heads:
+            head.models.refresh_serving(
+                lambda name, head=head: outages.call(  # type: ignore[misc]
+                    "loading other workers' models",
+                    lambda: store.load_states(
+                        suffix=f"/{head.model_key(name)}", exclude_prefix=self.prefix
+                    ),
+                )
+            )
+        for component in components:
+            others: dict[str, dict[str, bytes]] = {}
+            for key in component.merged_keys:
+                suffix = f"/{key}"
+                found = outages.call(
+                    "loading other workers' states",
+                    lambda suffix=suffix: store.load_states(  # type: ignore[misc]
+                        suffix=suffix, exclude_prefix=self.prefix, slot="extra"
+                    ),
+                )
+                for name, blob in found.items():
+                    worker = name.removesuffix(suffix)
+                    if "/" not in worker:  # "<worker>/<key>", not a longer key ending alike
+                        others.setdefault(worker, {})[key] = blob
+            if component.merged_keys:
+                tell(component, others)

@@ -47,15 +47,27 @@ import numpy.typing as npt
 
 from streamfit.batch import Batch, DeadLetter, Messages, Offsets
 from streamfit.codecs import decode_json
-from streamfit.errors import GroupMovedOnError, ServiceUnavailableError, StreamError
+from streamfit.errors import GroupMovedOnError, StreamError
 from streamfit.features import Featurizer
 from streamfit.runtime.allocator import keep_freed_memory
 from streamfit.runtime.blocks import HoldBack, concat_batches
-from streamfit.runtime.component import Component, Outcome
+from streamfit.runtime.component import Component, Hooks, Outcome
 from streamfit.runtime.evaluators import EvaluationComponent
 from streamfit.runtime.head import Head
-from streamfit.runtime.isolation import dead_letters_for, isolate, reason_for
-from streamfit.runtime.lifecycle import at_checkpoint, commands_waiting, take_commands
+from streamfit.runtime.isolation import (
+    dead_letters_for,
+    index_halves,
+    is_events_fault,
+    isolate,
+    message_halves,
+    reason_for,
+)
+from streamfit.runtime.lifecycle import (
+    CommandWatch,
+    at_checkpoint,
+    commands_waiting,
+    take_commands,
+)
 from streamfit.runtime.models import ModelSet, ModelSlot
 from streamfit.runtime.outputs import Outputs
 from streamfit.runtime.retry import Outages
@@ -126,7 +138,7 @@ class Worker:
         self.components: list[Component] = list(components)
         for component in self.components:
             component.attach(self.heads)
-        self.component_errors = 0
+        self.hooks = Hooks()  # a component's failing hook is logged, not fatal
         # the topics whose events wait in blocks (``runtime.blocks``)
         self.train_topics = set().union(*(head.learning_topics for head in self.heads))
         self.stats = RunStats()
@@ -138,7 +150,7 @@ class Worker:
         self.rewinds = 0  # times the worker went back to its last checkpoint (``rewind``)
         self._last_metrics = time.monotonic()
         self._last_checkpoint = time.monotonic()
-        self._commands_checked = 0.0  # when the operator's commands were last looked for
+        self.commands = CommandWatch(spec.checkpoint.interval_seconds)
         self._events_at_checkpoint = 0
         self._last_event = time.monotonic()
         self.hold = HoldBack()  # blocks held back for partitions that are behind
@@ -157,7 +169,7 @@ class Worker:
     def _new_heads(self) -> list[Head]:
         """The heads as they are before any event (``runtime.targets``)."""
         return build_heads(
-            self.spec, self.worker_id, is_events_fault=_is_events_fault, outputs=self.outputs
+            self.spec, self.worker_id, is_events_fault=is_events_fault, outputs=self.outputs
         )
 
     @property
@@ -318,7 +330,7 @@ class Worker:
         batch = self._decode(messages)
         if len(batch):
             for component in self.components:
-                self._tell(component, "observe", component.observe, batch)
+                self.hooks.tell(component, "observe", component.observe, batch)
             for head in self.heads:
                 self._route(head, batch)
         self.stats.events_in += len(messages)
@@ -348,7 +360,7 @@ class Worker:
                 [DeadLetter.from_row(some, 0, reason_for("decoding", exc))],
             )
 
-        isolate(messages, decode, reject, _message_halves)
+        isolate(messages, decode, reject, message_halves)
         if len(parts) == 1:
             return parts[0]
         good = [part for part in parts if len(part)]
@@ -381,7 +393,7 @@ class Worker:
             self._score_rows(head, batch, labels, learned)
             return
         except Exception as exc:
-            if not _is_events_fault(exc):
+            if not is_events_fault(exc):
                 raise
         # kept features would be those of a failed attempt: learning hashes them again
         head.forget_scored([tp for tp, _ in batch.meta.by_partition()])
@@ -393,7 +405,7 @@ class Worker:
         def reject(index: npt.NDArray[np.intp], exc: Exception) -> None:
             self._dead_letter(dead_letters_for(batch.take(index), "scoring", exc))
 
-        isolate(np.arange(len(batch)), score, reject, _index_halves)
+        isolate(np.arange(len(batch)), score, reject, index_halves)
 
     def _score_rows(
         self, head: Head, batch: Batch, labels: npt.NDArray[Any], learned: npt.NDArray[np.intp]
@@ -404,23 +416,6 @@ class Worker:
         known = labels if any_known(labels, head.task) else None
         self.outputs.scored(batch, predictions, known, head.results_table, head.task)
         self.stats.events_scored += len(batch)
-
-    def _tell(self, component: Component, hook: str, call: Callable[[T], None], what: T) -> None:
-        """Call a component's hook; a failure there is logged, and the loop goes on (the
-        events are not the component's to reject: the other steps still use them)."""
-        try:
-            call(what)
-        except (ServiceUnavailableError, StreamError):
-            raise
-        except Exception:
-            self.component_errors += 1
-            if self.component_errors <= 10 or self.component_errors % 1000 == 0:
-                log.exception(
-                    "%s.%s failed (%d component failures so far)",
-                    type(component).__name__,
-                    hook,
-                    self.component_errors,
-                )
 
     # -- learning -------------------------------------------------------------------------------
 
@@ -450,7 +445,7 @@ class Worker:
 
     def _tell_learned(self, outcome: Outcome) -> None:
         for component in self.components:
-            self._tell(component, "learned", component.learned, outcome)
+            self.hooks.tell(component, "learned", component.learned, outcome)
 
     def _learn_stale_blocks(self) -> None:
         wait = self.spec.learning.max_wait_seconds
@@ -517,18 +512,11 @@ class Worker:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def _maybe_take_commands(self) -> None:
-        """On a quiet stream, checkpoint when the operator queued a command (no checkpoint
-        would come otherwise: they follow events); looked for every checkpoint interval."""
-        now = time.monotonic()
-        interval = self.spec.checkpoint.interval_seconds
-        if now - max(self._last_checkpoint, self._commands_checked) < interval:
-            return
-        self._commands_checked = now
-
-        def waiting() -> bool:
-            return any(commands_waiting(head, self.store) for head in self.heads)
-
-        if self.outages.call("reading the operator's commands", waiting):
+        """On a quiet stream, checkpoint when the operator queued a command."""
+        if self.commands.due(self._last_checkpoint, time.monotonic()) and self.outages.call(
+            "reading the operator's commands",
+            lambda: any(commands_waiting(head, self.store) for head in self.heads),
+        ):
             self.checkpoint(wait=False)
 
     def _maybe_checkpoint(self) -> None:
@@ -604,7 +592,13 @@ class Worker:
             )
         except _Rewound:
             return
-        self._merge_other_workers()
+        self.snapshot.merge_others(
+            self.store,
+            self.outages,
+            self.heads,
+            self.components,
+            lambda component, others: self.hooks.tell(component, "merge", component.merge, others),
+        )
         if self.transactions is None and learned:
             try:  # Kafka's offsets only follow the database's: a failed commit is harmless
                 self.source.commit(dict(learned), wait=wait)
@@ -614,37 +608,6 @@ class Worker:
         self.stats.last_checkpoint_seconds = self._last_checkpoint - started
         self.stats.checkpoints += 1
         self._events_at_checkpoint = self.stats.events_in
-
-    def _merge_other_workers(self) -> None:
-        """Serve with mergeable models merged with the other workers' latest states; give each
-        component that asks for them (``Component.merged_keys``) the other workers' blobs."""
-        mine = self.snapshot.prefix
-        for head in self.heads:
-            head.models.refresh_serving(
-                lambda name, head=head: self.outages.call(  # type: ignore[misc]
-                    "loading other workers' models",
-                    lambda: self.store.load_states(
-                        suffix=f"/{head.model_key(name)}", exclude_prefix=mine
-                    ),
-                )
-            )
-        for component in self.components:
-            if not component.merged_keys:
-                continue
-            others: dict[str, dict[str, bytes]] = {}
-            for key in component.merged_keys:
-                suffix = f"/{key}"
-                found = self.outages.call(
-                    "loading other workers' states",
-                    lambda suffix=suffix: self.store.load_states(  # type: ignore[misc]
-                        suffix=suffix, exclude_prefix=mine, slot="extra"
-                    ),
-                )
-                for name, blob in found.items():
-                    worker = name.removesuffix(suffix)
-                    if "/" not in worker:  # "<worker>/<key>", not a longer key ending alike
-                        others.setdefault(worker, {})[key] = blob
-            self._tell(component, "merge", component.merge, others)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -717,20 +680,3 @@ class Worker:
 
 class _Rewound(Exception):
     """The worker went back to its last checkpoint while a checkpoint waited for a service."""
-
-
-def _is_events_fault(exc: Exception) -> bool:
-    """Whether ``exc`` may be caused by the events at hand (not an outage)."""
-    return not isinstance(exc, ServiceUnavailableError | StreamError)
-
-
-def _index_halves(
-    index: npt.NDArray[np.intp],
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    middle = len(index) // 2
-    return index[:middle], index[middle:]
-
-
-def _message_halves(messages: Messages) -> tuple[Messages, Messages]:
-    middle = len(messages) // 2
-    return messages.rows(0, middle), messages.rows(middle, len(messages))
