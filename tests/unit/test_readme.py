@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+GUIDES = sorted((ROOT / "docs").glob("*.md"))
 
 
 def test_the_python_example_runs_as_printed(tmp_path: Path) -> None:
@@ -33,8 +35,9 @@ def test_the_python_example_runs_as_printed(tmp_path: Path) -> None:
 def test_every_spec_in_the_readme_is_valid_and_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The spec reference and the walkthrough's spec load, and `streamfit check` (without
-    reaching a broker or a database) passes on them (the files they replay exist)."""
+    """The spec reference, the walkthrough's spec and every guide's specs load, and
+    `streamfit check` (without reaching a broker or a database) passes on them (the files
+    they replay exist)."""
     from streamfit.runtime.preflight import preflight
     from streamfit.spec import load_spec_text
     from streamfit.spec.model import FileSourceSpec
@@ -42,6 +45,8 @@ def test_every_spec_in_the_readme_is_valid_and_builds(
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     assert len(blocks) >= 2, "the README has no spec"
+    for guide in GUIDES:
+        blocks += re.findall(r"```yaml\n(.*?)```", guide.read_text(encoding="utf-8"), re.S)
     for block in blocks:
         spec = load_spec_text(block)
         if isinstance(spec.source, FileSourceSpec):

@@ -1,4 +1,4 @@
-"""The README's anomaly walkthrough, run as printed: its specs over a CSV replay, its
+"""The anomaly walkthrough of docs/explore.md, run as printed: its specs over a CSV replay, its
 commands and its SQL."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from streamfit.cli.main import main
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "explore.md"
 
 
 def readme_spec(name: str) -> str:
