@@ -12,12 +12,15 @@ def test_both_heads_are_timed_on_the_same_flights() -> None:
     result = onnx_scoring_suite(events=2500, repeat=1)
     assert result["events"] == 2500
     per = result["per_event"]
-    for name in ("onnx", "logistic"):
+    for name in ("onnx", "logistic", "onnx_linear"):
         assert 0 < per[name]["model_us"] <= per[name]["step_us"]
     assert result["step_ratio"] == pytest.approx(
         per["onnx"]["step_us"] / per["logistic"]["step_us"], abs=0.01
     )
     assert result["target_met"] == (result["step_ratio"] <= result["target_ratio"])
+    assert result["linear_step_ratio"] == pytest.approx(
+        per["onnx_linear"]["step_us"] / per["logistic"]["step_us"], abs=0.01
+    )
 
 
 def test_the_table_and_the_target_row_show_the_ratio() -> None:
@@ -36,7 +39,7 @@ def test_the_table_and_the_target_row_show_the_ratio() -> None:
         "date": "2026-12-06 11:34",
     }
     table = "\n".join(onnx_scoring_table(result))
-    assert "| onnx | 4.35 | 3.42 |" in table
+    assert "| ONNX: 100-tree gradient boosting (the flights demo's) | 4.35 | 3.42 |" in table
     assert "4.89x the scoring step" in table and "not met" in table
     row = [line for line in targets({"onnx_scoring": result}) if "ONNX" in line]
     assert row == [
