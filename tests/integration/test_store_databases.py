@@ -316,3 +316,34 @@ def test_unreachable_server_is_service_unavailable(database_url: str) -> None:
         pytest.skip("SQLite has no server")
     with pytest.raises(ServiceUnavailableError):
         Store(url.set(port=1).render_as_string(hide_password=False), "p", connect_timeout=2)
+
+
+def test_results_and_dead_letters_are_indexed_by_time_even_in_older_tables(
+    database_url: str, store: Store, results: str
+) -> None:
+    """The API's latest rows come from an index, not a sort of the whole table; tables an
+    older streamfit made get the index when a store next opens them."""
+    from streamfit.store.tables import results_time_index
+
+    def indexes(table: str) -> dict[str, list[str]]:
+        found = sa.inspect(store.engine).get_indexes(table)
+        return {str(i["name"]): [str(c) for c in i["column_names"]] for i in found}
+
+    key = ["source_topic", "source_partition", "source_offset"]
+    store.write_results(results, batch({"x": [1.0, 2.0]}), [champion(2)], None, "classification")
+    assert indexes(results)[results_time_index(results)] == ["processed_at", *key]
+    assert indexes("dead_letters")["dead_letters_by_time"] == ["pipeline", "recorded_at", *key]
+
+    with store.engine.begin() as conn:  # as an older streamfit left them
+        for table, index in ((results, results_time_index(results)), ("dead_letters", None)):
+            name = index or "dead_letters_by_time"
+            sa.Index(name, sa.Table(table, sa.MetaData(), autoload_with=conn).c.source_topic).drop(
+                conn
+            )
+    assert results_time_index(results) not in indexes(results)
+    with Store(database_url, store.pipeline) as reopened:
+        reopened.write_results(
+            results, batch({"x": [3.0]}, first_offset=2), [champion(1)], None, "classification"
+        )
+    assert results_time_index(results) in indexes(results)
+    assert "dead_letters_by_time" in indexes("dead_letters")

@@ -284,6 +284,26 @@ class Store:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         self._add_missing_columns(metadata)
+        self._add_missing_indexes(metadata)
+
+    def _add_missing_indexes(self, metadata: sa.MetaData) -> None:
+        """Tables made by an older streamfit get the indexes added since."""
+        inspector = sa.inspect(self._engine)
+        for table in metadata.sorted_tables:
+            present = {i["name"] for i in inspector.get_indexes(table.name, schema=table.schema)}
+            for index in table.indexes:
+                if index.name in present:
+                    continue
+                try:
+                    index.create(self._engine, checkfirst=True)
+                except (sa.exc.ProgrammingError, sa.exc.OperationalError) as exc:
+                    # another worker created it between our look and our CREATE INDEX
+                    names = {i["name"] for i in sa.inspect(self._engine).get_indexes(table.name)}
+                    if index.name not in names:
+                        raise
+                    log.debug("index %s appeared meanwhile: %s", index.name, exc)
+                    continue
+                log.info("added index %s on %s", index.name, table.name)
 
     def _add_missing_columns(self, metadata: sa.MetaData) -> None:
         """Tables made by an older streamfit get the nullable columns added since."""
@@ -571,6 +591,8 @@ class Store:
         # Also when just created: another worker may have created it first, with its fields.
         self._check_task(table, task)
         self._add_columns(table, list(definition.columns))
+        if known is None and exists:  # a table of an earlier run: the indexes added since
+            self._add_missing_indexes(definition.metadata)
         self._bulk.forget(table)
         info = _Results(definition, task, fields, set(all_models), untracked)
         self._results[table] = info

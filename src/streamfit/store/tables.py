@@ -174,6 +174,15 @@ def fixed_metadata() -> sa.MetaData:
         sa.Column("reason", _text(), nullable=False),
         sa.Column("event_time", UTCDateTime()),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        # the API's latest dead letters of a pipeline, and its pages after a cursor
+        sa.Index(
+            "dead_letters_by_time",
+            "pipeline",
+            "recorded_at",
+            "source_topic",
+            "source_partition",
+            "source_offset",
+        ),
     )
     sa.Table(
         "models",
@@ -356,7 +365,31 @@ def results_table(
             continue
         columns.append(sa.Column(prediction_column(model), _outcome_type(task)))
         columns.append(sa.Column(probability_column(model), _double()))
-    return sa.Table(name, sa.MetaData(), *columns)
+    # the API's latest results (and its pages after a cursor) in write order, without a
+    # sort of the whole table
+    by_time = sa.Index(
+        results_time_index(name),
+        "processed_at",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+    )
+    return sa.Table(name, sa.MetaData(), *columns, by_time)
+
+
+def results_time_index(table: str) -> str:
+    """The name of a results table's index by ``processed_at`` (unique in a schema).
+
+    >>> results_time_index("clicks_results")
+    'clicks_results_by_time'
+    >>> len(results_time_index("r" * 60)) <= MAX_IDENTIFIER
+    True
+    """
+    name = f"{table}_by_time"
+    if len(name) <= MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    return f"{table[: MAX_IDENTIFIER - 17]}_{digest}_by_time"
 
 
 def _anomaly_columns(suffix: str) -> list[sa.Column[Any]]:
