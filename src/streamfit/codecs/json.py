@@ -610,6 +610,7 @@ _ARROW_TYPES: dict[type, Any] = {
     bool: pa.bool_(),
     str: pa.large_string(),
 }
+_FEW_ROWS = 4  # batches this small (a request to predict one event) skip Arrow
 _HINT_ROWS = 64  # rows scanned for a field's first non-null value before giving up
 _SPARSE_FIELDS = 256  # a batch with more fields than this, most of them absent from most
 # rows, reads its columns from one pass over the rows' values (``_sparse_columns``)
@@ -636,6 +637,8 @@ def _columns(rows: list[dict[str, Any]], skip: str | None) -> _Columns:
     names, out.partial = _column_names(rows, names, skip)
     if len(names) > _SPARSE_FIELDS and len(names) * len(rows) > 4 * _cells(rows):
         converted = _sparse_columns(rows, names, out.too_deep)
+    elif len(rows) <= _FEW_ROWS:  # Arrow's set-up costs more than it saves: per field
+        converted = {}
     else:
         converted = _convert_with_arrow(rows, _type_hints(rows, names))
     for name in names:
@@ -772,6 +775,8 @@ def _column(values: list[Any], too_deep: set[int] | None = None) -> tuple[npt.ND
     kinds = set(map(type, values))
     kinds.discard(_NONE)
     if kinds and kinds <= {int, float}:
+        if len(values) <= _FEW_ROWS:  # what Arrow would make, without its set-up
+            return np.array(values, dtype=np.float64), False
         try:
             return _to_float64(pa.array(values, type=pa.float64())), False
         except pa.ArrowInvalid:  # an integer too large for a double to hold exactly

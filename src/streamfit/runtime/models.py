@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -200,7 +200,7 @@ class ModelSet:
         model = self.serving.get(slot.name, slot.model)
         X: Any = inputs.of(model)
         n = inputs.X.shape[0]
-        if isinstance(model, Classifier) and self.task == "classification":
+        if self.task == "classification" and _is_classifier(model):
             proba = model.predict_proba_many(X)
             if proba.shape[1] == 0:  # no class seen yet: no prediction
                 return ModelPredictions(
@@ -482,6 +482,20 @@ class ModelSet:
                 if type(other) is type(merged):
                     merged.merge(other)
             self.serving[slot.name] = merged
+
+
+_CLASSIFIER_TYPES: dict[type, bool] = {}
+
+
+def _is_classifier(model: Model) -> TypeGuard[Classifier]:
+    """Whether ``model`` is a ``Classifier``, known once per type of model (a protocol's
+    ``isinstance`` inspects every member each time: too slow for a request that scores one
+    event; every instance of a model type has the same members)."""
+    kind = type(model)
+    known = _CLASSIFIER_TYPES.get(kind)
+    if known is None:
+        known = _CLASSIFIER_TYPES[kind] = isinstance(model, Classifier)
+    return known
 
 
 def _served(
