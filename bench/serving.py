@@ -91,6 +91,12 @@ def _start(command: list[str], port: int, log_path: Path) -> subprocess.Popen[by
     raise RuntimeError(f"{command} did not answer within 120 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _load(url: str, body: bytes, rate: float, seconds: float) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.serving_clients", "load", url]
     command += ["--body", body.decode(), "--key", KEY, "--rate", str(rate)]
@@ -131,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 url = f"http://127.0.0.1:{port}/v1/pipelines/bench_serving/predict"
                 log(f"serving: {label} at {args.rate:.0f} requests/s for {args.seconds:.0f} s")
+                load_before, cpu_before = os.getloadavg()[0], _cpu_seconds(proc.pid)
                 result = _load(url, body, args.rate, args.seconds)
+                result["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+                cpu = _cpu_seconds(proc.pid) - cpu_before
+                result["cpu_ms_per_request"] = round(cpu / result["requests_sent"] * 1e3, 3)
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -142,15 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "serving.json").write_text(json.dumps(payload, indent=2))
     lines = [
         f"One event per `POST /predict`, {args.rate:.0f} requests/s for {args.seconds:.0f} s "
-        f"(after a 3 s warm-up), open loop from a separate process; {payload['date']}.",
+        f"(after a 3 s warm-up), open loop from a separate process; {payload['date']}, "
+        f"{payload['cpus']} cores. Load: the 1-minute load average before and after each "
+        "server's run (the machine is shared).",
         "",
-        "| server | p50 ms | p90 ms | p99 ms | max ms | requests/s | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | p50 ms | p90 ms | p99 ms | max ms | requests/s | errors "
+        "| server CPU ms/request | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        before, after = row["load_average"]
         lines.append(
             f"| {row['label']} | {row['p50_ms']} | {row['p90_ms']} | {row['p99_ms']} "
-            f"| {row['max_ms']} | {row['achieved_rps']} | {row['errors']} |"
+            f"| {row['max_ms']} | {row['achieved_rps']} | {row['errors']} "
+            f"| {row['cpu_ms_per_request']} | {before} / {after} |"
         )
     text = "\n".join(lines) + "\n"
     (RESULTS / "serving.md").write_text(text)

@@ -108,6 +108,7 @@ async def _load(
         "rate": rate,
         "seconds": seconds,
         "requests": requests,
+        "requests_sent": total,  # with the warm-up's
         "errors": int(requests - ok.sum()),
         "achieved_rps": round(float(ok.sum()) / max(elapsed, 1e-9), 1),
         "p50_ms": q(due_ms, 0.5),

@@ -85,6 +85,12 @@ def test_a_bad_body_gets_422_with_the_path_of_the_bad_field(server: str) -> None
         assert paths({"events": [EVENT] * 1001}) == ["body.events"]
         assert paths({"event": EVENT, "model": "no_such_model"}) == ["body.model"]
         assert paths({"event": EVENT, "events": [EVENT]}) == ["body"]
+        broken = client.post(
+            PREDICT, content=b'{"event": {"x0": 1,}', headers={"Content-Type": "application/json"}
+        )
+        assert broken.status_code == 422
+        assert broken.json()["detail"][0]["path"] == "body"
+        assert broken.json()["detail"][0]["message"].startswith("not JSON: ")
         # an event the worker would dead-letter: its reason, at its place
         answer = client.post(PREDICT, json={"events": [EVENT, {"x0": 1, "y": [1, 2]}]})
         assert answer.status_code == 422

@@ -189,3 +189,16 @@ def test_stats_never_cut_a_figure_in_a_narrow_terminal() -> None:
     text = out.getvalue()
     for figure in ("bearing_temperature", "1,234,560", "71.1235", "1.23457e+06", "98,765"):
         assert figure in text, figure
+
+
+def test_serve_takes_a_demos_name_for_its_spec(tmp_path: Path, monkeypatch: Any) -> None:
+    from streamfit.cli.main import _load_or_demo
+
+    monkeypatch.chdir(tmp_path)  # no file named like the demo here
+    shuttle = _load_or_demo(Path("shuttle"), "sqlite:///x.db")
+    assert (shuttle.name, shuttle.outputs.database) == ("shuttle", "sqlite:///x.db")
+    dating = _load_or_demo(Path("speed-dating"), None)
+    assert dating.name == "speed_dating"
+    assert dating.outputs.database == f"sqlite:///{tmp_path / 'streamfit_demo.db'}"
+    with pytest.raises(Exception, match="nope"):
+        _load_or_demo(Path("nope"), None)

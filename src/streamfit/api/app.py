@@ -125,10 +125,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"path": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
-            for error in exc.errors()
-        ]
+        problems = [_problem(error) for error in exc.errors()]
         return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(StreamfitError)
@@ -630,6 +627,22 @@ class _PredictFastPath:
             await self.app(scope, replay, send)
             return
         await answer(scope, receive, send)
+
+
+def _problem(error: Mapping[str, Any]) -> dict[str, str]:
+    """A validation error as its path and message; a body that is not JSON at all is
+    ``body`` (FastAPI places it at the character where the JSON went wrong).
+
+    >>> _problem({"type": "json_invalid", "loc": ("body", 1), "msg": "JSON decode error",
+    ...           "ctx": {"error": "Expecting value"}})
+    {'path': 'body', 'message': 'not JSON: Expecting value (at character 1)'}
+    """
+    location = [str(p) for p in error["loc"]]
+    if error.get("type") == "json_invalid":
+        reason = error.get("ctx", {}).get("error") or error["msg"]
+        at = f" (at character {location[1]})" if len(location) > 1 else ""
+        return {"path": "body", "message": f"not JSON: {reason}{at}"}
+    return {"path": ".".join(location), "message": str(error["msg"])}
 
 
 def _presented_key(request: Request) -> str | None:

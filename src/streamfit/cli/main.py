@@ -281,7 +281,12 @@ ApiKeysOption = Annotated[
 def serve(
     specs: Annotated[
         list[Path],
-        typer.Argument(help="The pipeline specs (YAML).", show_default=False, metavar="SPEC..."),
+        typer.Argument(
+            help="The pipeline specs (YAML), or a demo's name (speed-dating, shuttle, ...: "
+            "what 'streamfit demo' wrote, in its database).",
+            show_default=False,
+            metavar="SPEC...",
+        ),
     ],
     db: DatabaseOption = None,
     host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
@@ -299,7 +304,7 @@ def serve(
     from streamfit.api.server import serve_forever, url_of
     from streamfit.api.sources import StoreSource
 
-    sources = [StoreSource(_load(spec, db)) for spec in specs]
+    sources = [StoreSource(_load_or_demo(spec, db)) for spec in specs]
     try:
         application = build_app(sources, api_keys)
         print(
@@ -312,6 +317,18 @@ def serve(
         for source in sources:
             source.close()
     return 0
+
+
+def _load_or_demo(path: Path, database: str | None) -> Any:
+    """The spec at ``path``, or the spec of the demo of that name when no such file exists
+    (in the demo's default database unless ``database``)."""
+    if not path.exists() and str(path) in {d.value for d in DemoName}:
+        from streamfit.cli.demo import default_demo_db
+
+        spec = _demo_spec(DemoName(str(path)))
+        outputs = spec.outputs.model_copy(update={"database": database or default_demo_db()})
+        return spec.model_copy(update={"outputs": outputs})
+    return _load(path, database)
 
 
 def _load(path: Path, database: str | None) -> Any:
