@@ -169,6 +169,7 @@ def test_workers_serve_with_models_merged_through_the_store(tmp_path: Path) -> N
 def test_the_demo_stream_learns_the_same_whatever_the_poll_size(tmp_path: Path) -> None:
     """Speed dating has fields missing from whole polls: still the same model and features."""
     from streamfit.cli import demo
+    from streamfit.cli.demos_common import publish
 
     states = set()
     for max_records in (37, 500):
@@ -179,8 +180,7 @@ def test_the_demo_stream_learns_the_same_whatever_the_poll_size(tmp_path: Path) 
         data["outputs"]["write_results"] = False
         spec = validate_spec(data)
         events = demo.prepare_events(spec)
-        broker = MemoryBroker()
-        demo._publish_memory(broker, events.events)
+        broker = publish(None, [], events.events)
         worker = build_worker(spec, broker=broker)
         total = len(events.events)
         worker.run(until=lambda w, total=total: w.stats.events_in >= total)

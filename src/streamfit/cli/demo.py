@@ -8,27 +8,32 @@ results table back and reports how well those dates were classified.
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from streamfit.cli.progress import event_progress
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.cli.demos_common import (
+    bundled_spec,
+    bundled_spec_text,
+    formatted,
+    publish,
+    rounded,
+    run_demo_worker,
+    split_snapshot,
+    start_afresh,
+    throughput,
+    try_next,
+)
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.worker import Worker
-from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store, prediction_column, probability_column
@@ -42,24 +47,19 @@ DATA = "streamfit.data.speed_dating"
 
 def demo_spec_text() -> str:
     """The demo's pipeline spec, as shipped (YAML)."""
-    return resources.files(DATA).joinpath("pipeline.yaml").read_text(encoding="utf-8")
+    return bundled_spec_text(DATA)
 
 
 def demo_spec(kafka: str | None = None, database: str | None = None) -> PipelineSpec:
     """The demo spec, pointed at a Kafka broker and a database when given."""
-    data: dict[str, Any] = load_spec_text(demo_spec_text()).model_dump(exclude_none=True)
-    if kafka:
-        run = uuid.uuid4().hex[:8]
-        data["source"] = {"kind": "kafka", "bootstrap_servers": kafka, "group_id": f"sf-demo-{run}"}
-        data["topics"] = {
-            "train": f"speed_dating_train_{run}",
-            "score": f"speed_dating_score_{run}",
-        }
-        data["outputs"]["predictions_topic"] = f"speed_dating_predictions_{run}"
-        data["outputs"]["dead_letter_topic"] = f"speed_dating_dead_letters_{run}"
-    if database:
-        data["outputs"]["database"] = database
-    return PipelineSpec.model_validate(data)
+    return bundled_spec(
+        DATA,
+        kafka,
+        database,
+        topics={"train": "speed_dating_train", "score": "speed_dating_score"},
+        predictions_topic="speed_dating_predictions",
+        dead_letter_topic="speed_dating_dead_letters",
+    )
 
 
 @dataclass(frozen=True)
@@ -108,26 +108,6 @@ def prepare_events(spec: PipelineSpec, score_share: float = 0.2, seed: int = 7) 
     return DemoEvents(events, truth)
 
 
-def _publish_memory(broker: MemoryBroker, events: list[tuple[str, bytes, bytes]]) -> None:
-    for topic, key, value in events:
-        broker.append(topic, [value], [key])
-
-
-def _publish_kafka(
-    bootstrap: str, spec: PipelineSpec, events: list[tuple[str, bytes, bytes]]
-) -> None:
-    from streamfit.streams.base import OutRecord
-    from streamfit.streams.kafka import KafkaSink, create_topics
-
-    create_topics(bootstrap, spec.topics.all, partitions=1)
-    sinks = {topic: KafkaSink(bootstrap, topic) for topic in spec.topics.all}
-    for topic, key, value in events:
-        sinks[topic].write([OutRecord(key, value)])
-    for sink in sinks.values():
-        sink.flush()
-        sink.close()
-
-
 def run_demo(
     kafka: str | None = None,
     database: str | None = None,
@@ -144,65 +124,29 @@ def run_demo(
     spec = demo_spec(kafka=kafka, database=database)
     settings = Settings()
     demo = prepare_events(spec)
-    broker = MemoryBroker()
-    if kafka:
-        _publish_kafka(kafka, spec, demo.events)
-    else:
-        _publish_memory(broker, demo.events)
-    with Store(database_url(spec, settings), spec.name) as store:
-        store.delete_checkpoint()  # the demo replays its stream from the start every time
-        _forget_earlier_runs(store, spec)
+    broker = publish(kafka, spec.topics.all, demo.events) or MemoryBroker()
+    start_afresh(spec, settings, _written_tables(spec))
     worker = build_worker(spec, settings, broker=broker)
-    total = len(demo.events)
-    started = time.monotonic()
-    with ExitStack() as stack:
-        stack.callback(worker.close)
-        live = None
-        if serve is not None:
-            from streamfit.api import serve_live
-
-            live = stack.enter_context(serve_live(worker, serve, broker=broker))
-            print(f"streamfit demo: the dashboard is at {live.url}", file=sys.stderr, flush=True)
-        with event_progress("speed dating", total, enabled=progress) as bar:
-            task = bar.task_ids[0]
-
-            def on_batch(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-                if live is not None:
-                    live.source.on_batch(w, n)
-
-            worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
-        elapsed = time.monotonic() - started
-        summary = _summary(worker, demo, elapsed)
-        if show is not None:
-            show(summary)
-        if live is not None:
-            live.source.running = False
-            live.source.publish(worker, force=True)
-            print(
-                f"streamfit demo: the stream has ended; the dashboard stays up at {live.url} "
-                "(Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            (stop or threading.Event()).wait()
-        return summary
+    return run_demo_worker(
+        worker,
+        "speed dating",
+        len(demo.events),
+        lambda w, elapsed: _summary(w, demo, elapsed),
+        progress=progress,
+        serve=serve,
+        broker=broker,
+        stop=stop,
+        show=show,
+    )
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    """Drop what an earlier demo wrote to this database: its tables then hold this run only
-    (a run through Kafka uses topics of its own, so its rows would not replace the last's)."""
-    names = [
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    """The tables the demo writes, dropped at the start of each run: they then hold that run
+    only (a run through Kafka uses topics of its own, so its rows would not replace the last's)."""
+    return [
         spec.outputs.results_table_name(spec.name),
         spec.outputs.training_table_name(spec.name),
     ]
-    fields = sa.Table("result_fields", sa.MetaData(), autoload_with=store.engine)
-    letters = sa.Table("dead_letters", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
-        conn.execute(sa.delete(letters).where(letters.c.pipeline == spec.name))
 
 
 def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]:
@@ -214,11 +158,7 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
     models = []
     for slot in worker.slots:
         snapshot = worker.evaluation.evaluators[slot.name].snapshot()
-        metrics = {
-            k: _round(v)
-            for k, v in snapshot.items()
-            if not k.startswith("window_") and k != "events_seen"
-        }
+        metrics, window_metrics = split_snapshot(snapshot)
         models.append(
             {
                 "name": slot.name,
@@ -226,11 +166,7 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
                 "version": slot.version,
                 "events_learned": slot.events_learned,
                 "metrics": metrics,
-                "window_metrics": {
-                    k.removeprefix("window_"): _round(v)
-                    for k, v in snapshot.items()
-                    if k.startswith("window_")
-                },
+                "window_metrics": window_metrics,
                 "holdout": holdout.get(slot.name, {}),
             }
         )
@@ -238,10 +174,7 @@ def _summary(worker: Worker, demo: DemoEvents, elapsed: float) -> dict[str, Any]
         "pipeline": spec.name,
         "events_trained": worker.stats.events_trained,
         "events_scored": worker.stats.events_scored,
-        "dead_letters": worker.stats.dead_letters,
-        "elapsed_seconds": round(elapsed, 3),
-        "events_per_second": round(worker.stats.events_in / max(elapsed, 1e-9), 1),
-        "database": store.display_url,
+        **throughput(worker, elapsed),
         "tables": {
             "results": results,
             "training": training,
@@ -299,9 +232,11 @@ def _holdout_metrics(
         p_one = np.nan_to_num(p_one, nan=0.5)
         out[name] = {
             "events": int(known.sum()),
-            "roc_auc": _round(float(roc_auc_score(y, p_one))) if len(set(y.tolist())) > 1 else None,
-            "accuracy": _round(float(accuracy_score(y, is_one.astype(int)))),
-            "f1": _round(float(f1_score(y, is_one.astype(int), zero_division=0))),
+            "roc_auc": rounded(float(roc_auc_score(y, p_one)))
+            if len(set(y.tolist())) > 1
+            else None,
+            "accuracy": rounded(float(accuracy_score(y, is_one.astype(int)))),
+            "f1": rounded(float(f1_score(y, is_one.astype(int), zero_division=0))),
         }
     return out
 
@@ -318,10 +253,6 @@ def example_queries(results: str, training: str) -> list[str]:
         f"AS predicted_matches FROM {results} GROUP BY field "
         f"ORDER BY predicted_matches DESC LIMIT 10;",
     ]
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
 
 
 def render_summary(summary: dict[str, Any]) -> str:
@@ -341,10 +272,10 @@ def render_summary(summary: dict[str, Any]) -> str:
     for model in summary["models"]:
         m, h = model["metrics"], model["holdout"]
         lines.append(
-            f"  {model['name']:<16} {_fmt(m.get('roc_auc')):>8} {_fmt(m.get('f1')):>8} "
-            f"{_fmt(m.get('accuracy')):>8} {_fmt(m.get('log_loss')):>8} "
-            f"{_fmt(h.get('roc_auc')):>9} "
-            f"{_fmt(h.get('f1')):>8} {_fmt(h.get('accuracy')):>8}"
+            f"  {model['name']:<16} {formatted(m.get('roc_auc')):>8} {formatted(m.get('f1')):>8} "
+            f"{formatted(m.get('accuracy')):>8} {formatted(m.get('log_loss')):>8} "
+            f"{formatted(h.get('roc_auc')):>9} "
+            f"{formatted(h.get('f1')):>8} {formatted(h.get('accuracy')):>8}"
         )
     tables = summary["tables"]
     lines += [
@@ -360,20 +291,8 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"            {unscored} of the results rows have no prediction (NULL): those dates "
             "were scored before any model had learned from a labeled one"
         )
-    lines += [
-        "",
-        "  Try next:",
-    ]
-    lines += [f"    {q}" for q in summary["queries"]]
+    lines += try_next(summary["queries"])
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    return orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()
 
 
 def default_demo_db() -> str:

@@ -11,23 +11,21 @@ model against the stream, with the gate's rejections marked (a PNG).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamfit.cli.clickstream import click_events
-from streamfit.cli.progress import event_progress
+from streamfit.cli.demos_common import rounded, run_demo_worker, start_afresh
 from streamfit.evaluation import ClassificationEvaluator
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.component import Component, Outcome
 from streamfit.runtime.lifecycle import model_events_table
 from streamfit.runtime.worker import Worker
 from streamfit.spec import validate_spec
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
-from streamfit.store import Store
 from streamfit.streams.memory import MemoryBroker
 
 __all__ = ["Curves", "clickstream_spec", "run_clickstream_demo"]
@@ -90,44 +88,27 @@ def run_clickstream_demo(
     """Run the demo; return its summary (what ``--json`` prints)."""
     spec = clickstream_spec(database)
     settings = Settings()
-    with Store(database_url(spec, settings), spec.name) as store:
-        store.delete_checkpoint()  # every run replays the generated stream from the start
-        _forget_earlier_runs(store, spec)
+    start_afresh(spec, settings, _written_tables(spec), ("models",))
     clicks = click_events(EVENTS, shift_at=SHIFT_AT, mislabeled=MISLABELED, seed=0)
     broker = MemoryBroker()
     broker.append("clicks", clicks.values, clicks.keys)
     curves = Curves([m.name for m in spec.models])
     worker = build_worker(spec, settings, broker=broker, components=[curves])
-    started = time.monotonic()
-    try:
-        with event_progress("clickstream", EVENTS, enabled=progress) as bar:
-            task = bar.task_ids[0]
 
-            def on_batch(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-
-            worker.run(until=lambda w: w.stats.events_in >= EVENTS, on_batch=on_batch)
-        elapsed = time.monotonic() - started
+    def summarize(worker: Worker, elapsed: float) -> dict[str, Any]:
         events = worker.store.read_model_events(model_events_table(spec.name))
         path = _draw(curves, events, Path(png))
         return _summary(worker, curves, events, path, elapsed)
-    finally:
-        worker.close()
+
+    return run_demo_worker(worker, "clickstream", EVENTS, summarize, progress=progress)
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    import sqlalchemy as sa
-
-    names = [
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    return [
         spec.outputs.results_table_name(spec.name),
         spec.outputs.training_table_name(spec.name),
         model_events_table(spec.name),
     ]
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        models = sa.Table("models", sa.MetaData(), autoload_with=conn)
-        conn.execute(sa.delete(models).where(models.c.pipeline == spec.name))
 
 
 def _draw(curves: Curves, events: list[dict[str, Any]], path: Path) -> str:
@@ -179,11 +160,7 @@ def _summary(
                 "name": slot.name,
                 "version": slot.version,
                 "events_learned": slot.events_learned,
-                "metrics": {
-                    k: None if v is None else round(float(v), 4)
-                    for k, v in snapshot.items()
-                    if k != "events_seen"
-                },
+                "metrics": {k: rounded(v) for k, v in snapshot.items() if k != "events_seen"},
                 "gate": None if gate is None else {"kept": gate.kept, "rejected": gate.rejected},
             }
         )

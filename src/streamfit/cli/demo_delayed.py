@@ -32,8 +32,16 @@ import orjson
 import sqlalchemy as sa
 
 from streamfit.cli.demo import demo_spec_text, speed_dating_frame
+from streamfit.cli.demos_common import (
+    figures,
+    formatted,
+    rounded,
+    run_until,
+    start_afresh,
+    try_next,
+)
 from streamfit.cli.progress import event_progress
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.worker import Worker
 from streamfit.spec import validate_spec
 from streamfit.spec.loader import load_spec_text
@@ -133,24 +141,15 @@ def run_delayed_demo(
     settings = Settings()
     stream = delayed_stream(limit)
     for spec in (immediate_spec, delayed_spec):
-        with Store(database_url(spec, settings), spec.name) as store:
-            store.delete_checkpoint()  # the demo replays its stream from the start every time
-            _forget_earlier_runs(store, spec)
+        start_afresh(spec, settings, _written_tables(spec))
     total = len(stream.labeled) + len(stream.arrivals)
     started = time.monotonic()
     with event_progress("dates, outcomes", total, enabled=progress) as bar:
-        task = bar.task_ids[0]
         broker = MemoryBroker()
         broker.append("dates", [v for _, v in stream.labeled], [k for k, _ in stream.labeled])
         immediate = build_worker(immediate_spec, settings, broker=broker)
         try:
-
-            def on_immediate(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-
-            immediate.run(
-                until=lambda w: w.stats.events_in >= len(stream.labeled), on_batch=on_immediate
-            )
+            run_until(immediate, len(stream.labeled), bar)
             immediate_figures = _figures(immediate)
         finally:
             immediate.close()
@@ -162,15 +161,12 @@ def run_delayed_demo(
         delayed = build_worker(delayed_spec, settings, broker=broker)
         try:
 
-            def on_delayed(w: Worker, n: int) -> None:
+            def feed(w: Worker, n: int) -> None:
                 nonlocal fed
-                bar.update(task, completed=len(stream.labeled) + w.stats.events_in)
                 if w.stats.events_in >= fed:  # read all that came: the next arrivals come
                     fed = _feed(broker, stream.arrivals, fed)
 
-            delayed.run(
-                until=lambda w: w.stats.events_in >= len(stream.arrivals), on_batch=on_delayed
-            )
+            run_until(delayed, len(stream.arrivals), bar, offset=len(stream.labeled), then=feed)
             return _summary(
                 immediate_spec,
                 immediate_figures,
@@ -200,19 +196,12 @@ def _tables(spec: PipelineSpec) -> dict[str, str]:
     return tables
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    names = [
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    return [
         *_tables(spec).values(),
         spec.stats.table_name(spec.name),
         spec.stats.schema_changes_table_name(spec.name),
     ]
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        fields = sa.Table("result_fields", sa.MetaData(), autoload_with=conn)
-        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
-        letters = sa.Table("dead_letters", sa.MetaData(), autoload_with=conn)
-        conn.execute(sa.delete(letters).where(letters.c.pipeline == spec.name))
 
 
 def _figures(worker: Worker) -> dict[str, dict[str, float | None]]:
@@ -220,7 +209,7 @@ def _figures(worker: Worker) -> dict[str, dict[str, float | None]]:
     out = {}
     for slot in worker.slots:
         snapshot = worker.evaluation.evaluators[slot.name].snapshot()
-        out[slot.name] = {f: _round(snapshot.get(f)) for f in _FIGURES}
+        out[slot.name] = figures(snapshot, _FIGURES)
     return out
 
 
@@ -253,7 +242,7 @@ def _summary(
     models = []
     for slot in worker.slots:
         row = label_time.get(slot.name, {})
-        metrics = {f: _round(row.get(f"learned_{f}")) for f in _FIGURES}
+        metrics = figures(row, _FIGURES, "learned_")
         auc, reference = metrics["roc_auc"], immediate[slot.name]["roc_auc"]
         difference = None if auc is None or reference is None else round(auc - reference, 4)
         models.append(
@@ -285,7 +274,7 @@ def _summary(
         "dates": len(stream.labeled),
         "max_delay_dates": MAX_DELAY,
         "mean_delay_dates": round(stream.mean_delay, 1),
-        "join": {**join, "mean_delay_events": _round(first.get("mean_delay_events"))},
+        "join": {**join, "mean_delay_events": rounded(first.get("mean_delay_events"))},
         "dead_letters": worker.stats.dead_letters,
         "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(worker.stats.events_in / max(delayed_elapsed, 1e-9), 1),
@@ -313,10 +302,6 @@ def delayed_queries(tables: dict[str, str]) -> list[str]:
     ]
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
 def render_delayed_summary(summary: dict[str, Any]) -> str:
     """The summary as text for a person."""
     join = summary["join"]
@@ -333,14 +318,14 @@ def render_delayed_summary(summary: dict[str, Any]) -> str:
         f"  {'model':<10} {'ROC AUC':>8} {'acc':>7} {'F1':>7}",
     ]
     for model in summary["models"]:
-        for what, figures in (
+        for what, shown in (
             ("immediate labels (prequential)", model["immediate"]),
             ("delayed, at label time", model["metrics"]),
             ("delayed, as served", model["served"]),
         ):
             lines.append(
-                f"  {model['name']:<10} {_fmt(figures['roc_auc']):>8} "
-                f"{_fmt(figures['accuracy']):>7} {_fmt(figures['f1']):>7}   {what}"
+                f"  {model['name']:<10} {formatted(shown['roc_auc']):>8} "
+                f"{formatted(shown['accuracy']):>7} {formatted(shown['f1']):>7}   {what}"
             )
         difference = model["roc_auc_minus_immediate"]
         if difference is not None:
@@ -356,12 +341,6 @@ def render_delayed_summary(summary: dict[str, Any]) -> str:
         f"  tables:   {tables['results']} (a row per date, its label filled when it came), "
         f"{tables['labels']} (the join), {tables['training']} (served), "
         f"{tables['immediate_training']}",
-        "",
-        "  Try next:",
     ]
-    lines += [f"    {q}" for q in summary["queries"]]
+    lines += try_next(summary["queries"])
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"

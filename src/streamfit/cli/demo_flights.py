@@ -13,21 +13,24 @@ model the promotion rule chose.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from streamfit.cli.demos_common import (
+    figures,
+    formatted,
+    run_demo_worker,
+    start_afresh,
+)
 from streamfit.cli.flights_model import TRAIN_ROWS, flights, train_flights_model
-from streamfit.cli.progress import event_progress
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.lifecycle import model_events_table
 from streamfit.runtime.worker import Worker
 from streamfit.spec import validate_spec
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
-from streamfit.store import Store
 from streamfit.streams.memory import MemoryBroker
 from streamfit.streams.replay import frame_to_events
 
@@ -79,42 +82,28 @@ def run_flights_demo(
         trained = train_flights_model(path)
     spec = flights_spec(str(path), database)
     settings = Settings()
-    with Store(database_url(spec, settings), spec.name) as store:
-        store.delete_checkpoint()
-        _forget_earlier_runs(store, spec)
+    start_afresh(spec, settings, _written_tables(spec), ("result_fields", "models"))
     rest = flights().iloc[TRAIN_ROWS:].reset_index(drop=True)
     rest.insert(0, "flight", rest["Airline"] + "-" + rest["Flight"].astype(str))
     events = frame_to_events(rest)
     broker = MemoryBroker()
     broker.append("flights", events)
     worker = build_worker(spec, settings, broker=broker)
-    started = time.monotonic()
-    try:
-        with event_progress("flights", len(events), enabled=progress) as bar:
-            task = bar.task_ids[0]
-
-            def on_batch(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-
-            worker.run(until=lambda w: w.stats.events_in >= len(events), on_batch=on_batch)
-        return _summary(worker, time.monotonic() - started, str(path), trained)
-    finally:
-        worker.close()
+    return run_demo_worker(
+        worker,
+        "flights",
+        len(events),
+        lambda w, elapsed: _summary(w, elapsed, str(path), trained),
+        progress=progress,
+    )
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    names = [
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    return [
         spec.outputs.results_table_name(spec.name),
         spec.outputs.training_table_name(spec.name),
         model_events_table(spec.name),
     ]
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        fields = sa.Table("result_fields", sa.MetaData(), autoload_with=conn)
-        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
-        models = sa.Table("models", sa.MetaData(), autoload_with=conn)
-        conn.execute(sa.delete(models).where(models.c.pipeline == spec.name))
 
 
 _FIGURES = ("roc_auc", "accuracy", "f1", "log_loss")
@@ -135,7 +124,7 @@ def _summary(
         arms = {
             row.arm: {
                 "events_served": int(row.events_seen),
-                **{f: _round(getattr(row, f)) for f in _FIGURES},
+                **figures(row._mapping, _FIGURES),
             }
             for row in conn.execute(query)
         }
@@ -151,7 +140,7 @@ def _summary(
                 "name": slot.name,
                 "kind": slot.kind,
                 "version": slot.version,
-                "metrics": {f: _round(snapshot.get(f)) for f in _FIGURES},
+                "metrics": figures(snapshot, _FIGURES),
                 "served": arms.get(slot.name, {}),
                 "results_rows": int(served.get(slot.name, 0)),
             }
@@ -181,10 +170,6 @@ def _summary(
     }
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
 def render_flights_summary(summary: dict[str, Any]) -> str:
     lines = [
         "",
@@ -199,9 +184,10 @@ def render_flights_summary(summary: dict[str, Any]) -> str:
     for model in summary["models"]:
         s, m = model["served"], model["metrics"]
         lines.append(
-            f"  {model['name']:<8} {s.get('events_served', 0):>7,} {_fmt(s.get('roc_auc')):>8} "
-            f"{_fmt(s.get('accuracy')):>7} {_fmt(s.get('f1')):>7}  "
-            f"|              {_fmt(m.get('roc_auc')):>8} {_fmt(m.get('accuracy')):>7}"
+            f"  {model['name']:<8} {s.get('events_served', 0):>7,} "
+            f"{formatted(s.get('roc_auc')):>8} "
+            f"{formatted(s.get('accuracy')):>7} {formatted(s.get('f1')):>7}  "
+            f"|              {formatted(m.get('roc_auc')):>8} {formatted(m.get('accuracy')):>7}"
         )
     moves = ", ".join(
         f"{p['kind']} {p['model']} at {p['events_seen']:,}" for p in summary["promotions"]
@@ -213,7 +199,3 @@ def render_flights_summary(summary: dict[str, Any]) -> str:
         f"  each arm, in one query: {summary['query']}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"

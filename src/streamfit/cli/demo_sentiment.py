@@ -13,8 +13,6 @@ training table), on the held-out sentences, and SQL to try on the tables.
 from __future__ import annotations
 
 import csv
-import time
-import uuid
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -25,14 +23,22 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import accuracy_score, f1_score
 
-from streamfit.cli.progress import event_progress
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.cli.demos_common import (
+    bundled_spec,
+    figures,
+    formatted,
+    publish,
+    rounded,
+    run_demo_worker,
+    start_afresh,
+    throughput,
+    try_next,
+)
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.worker import Worker
-from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
-from streamfit.streams.memory import MemoryBroker
 
 __all__ = [
     "SentimentEvents",
@@ -47,23 +53,16 @@ DATA = "streamfit.data.sst2"
 SEED = 7
 
 
-def sentiment_spec_text() -> str:
-    """The demo's pipeline spec, as shipped (YAML)."""
-    return resources.files(DATA).joinpath("pipeline.yaml").read_text(encoding="utf-8")
-
-
 def sentiment_spec(kafka: str | None = None, database: str | None = None) -> PipelineSpec:
     """The demo spec, pointed at a Kafka broker and a database when given."""
-    data: dict[str, Any] = load_spec_text(sentiment_spec_text()).model_dump(exclude_none=True)
-    if kafka:
-        run = uuid.uuid4().hex[:8]
-        data["source"] = {"kind": "kafka", "bootstrap_servers": kafka, "group_id": f"sf-demo-{run}"}
-        data["topics"] = {"train": f"movie_reviews_{run}", "score": f"movie_reviews_{run}"}
-        data["outputs"]["predictions_topic"] = f"sentiment_predictions_{run}"
-        data["outputs"]["dead_letter_topic"] = f"sentiment_dead_letters_{run}"
-    if database:
-        data["outputs"]["database"] = database
-    return PipelineSpec.model_validate(data)
+    return bundled_spec(
+        DATA,
+        kafka,
+        database,
+        topics={"train": "movie_reviews", "score": "movie_reviews"},
+        predictions_topic="sentiment_predictions",
+        dead_letter_topic="sentiment_dead_letters",
+    )
 
 
 def sst2_sentences(split: str) -> pd.DataFrame:
@@ -111,24 +110,6 @@ def sentiment_events(limit: int | None = None) -> SentimentEvents:
     return SentimentEvents(events, held_out, len(train))
 
 
-def _publish(spec: PipelineSpec, kafka: str | None, events: list[tuple[bytes, bytes]]) -> Any:
-    topic = spec.topics.train[0]
-    if not kafka:
-        broker = MemoryBroker()
-        broker.append(topic, [v for _, v in events], [k for k, _ in events])
-        return broker
-    from streamfit.streams.base import OutRecord
-    from streamfit.streams.kafka import KafkaSink, create_topics
-
-    create_topics(kafka, [topic], partitions=1)
-    sink = KafkaSink(kafka, topic)
-    for start in range(0, len(events), 5000):
-        sink.write([OutRecord(k, v) for k, v in events[start : start + 5000]])
-    sink.flush()
-    sink.close()
-    return None
-
-
 def run_sentiment_demo(
     kafka: str | None = None,
     database: str | None = None,
@@ -139,24 +120,17 @@ def run_sentiment_demo(
     spec = sentiment_spec(kafka=kafka, database=database)
     settings = Settings()
     stream = sentiment_events(limit)
-    broker = _publish(spec, kafka, stream.events)
-    with Store(database_url(spec, settings), spec.name) as store:
-        store.delete_checkpoint()  # the demo replays its stream from the start every time
-        _forget_earlier_runs(store, spec)
+    topic = spec.topics.train[0]
+    broker = publish(kafka, [topic], [(topic, key, value) for key, value in stream.events])
+    start_afresh(spec, settings, _written_tables(spec))
     worker = build_worker(spec, settings, broker=broker)
-    total = len(stream.events)
-    started = time.monotonic()
-    try:
-        with event_progress("movie reviews", total, enabled=progress) as bar:
-            task = bar.task_ids[0]
-
-            def on_batch(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-
-            worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
-        return _summary(worker, stream, time.monotonic() - started)
-    finally:
-        worker.close()
+    return run_demo_worker(
+        worker,
+        "movie reviews",
+        len(stream.events),
+        lambda w, elapsed: _summary(w, stream, elapsed),
+        progress=progress,
+    )
 
 
 def _tables(spec: PipelineSpec) -> dict[str, str]:
@@ -168,18 +142,13 @@ def _tables(spec: PipelineSpec) -> dict[str, str]:
     }
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    """Drop what an earlier run of the demo wrote: its tables then hold this run only."""
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    """The tables the demo writes, dropped at the start of each run: they then hold that run
+    only."""
     tables = _tables(spec)
     names = [tables[k] for k in ("results", "training", "field_stats")]
     names.append(spec.stats.schema_changes_table_name(spec.name))
-    fields = sa.Table("result_fields", sa.MetaData(), autoload_with=store.engine)
-    letters = sa.Table("dead_letters", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
-        conn.execute(sa.delete(letters).where(letters.c.pipeline == spec.name))
+    return names
 
 
 _FIGURES = ("accuracy", "f1", "roc_auc", "log_loss", "precision", "recall")
@@ -198,8 +167,8 @@ def _summary(worker: Worker, stream: SentimentEvents, elapsed: float) -> dict[st
                 "name": slot.name,
                 "kind": slot.kind,
                 "events_learned": slot.events_learned,
-                "metrics": {f: _round(snapshot.get(f)) for f in _FIGURES},
-                "window_metrics": {f: _round(snapshot.get(f"window_{f}")) for f in _FIGURES},
+                "metrics": figures(snapshot, _FIGURES),
+                "window_metrics": figures(snapshot, _FIGURES, "window_"),
                 "held_out": held_out if slot is worker.slots[0] else {},
             }
         )
@@ -208,10 +177,7 @@ def _summary(worker: Worker, stream: SentimentEvents, elapsed: float) -> dict[st
         "events_learned": worker.stats.events_trained,
         "events_scored": worker.stats.events_scored,
         "held_out_sentences": len(stream.held_out),
-        "dead_letters": worker.stats.dead_letters,
-        "elapsed_seconds": round(elapsed, 3),
-        "events_per_second": round(worker.stats.events_in / max(elapsed, 1e-9), 1),
-        "database": store.display_url,
+        **throughput(worker, elapsed),
         "tables": tables,
         "result_rows": store.count(tables["results"]),
         "training_rows": store.count(tables["training"]),
@@ -232,10 +198,10 @@ def _over_time(store: Store, training: str, model: str) -> list[dict[str, Any]]:
     return [
         {
             "events_seen": int(r.events_seen),
-            "accuracy": _round(r.accuracy),
-            "f1": _round(r.f1),
-            "window_accuracy": _round(r.window_accuracy),
-            "window_f1": _round(r.window_f1),
+            "accuracy": rounded(r.accuracy),
+            "f1": rounded(r.f1),
+            "window_accuracy": rounded(r.window_accuracy),
+            "window_f1": rounded(r.window_f1),
         }
         for r in rows
     ]
@@ -253,9 +219,9 @@ def _held_out_metrics(store: Store, results: str, truth: dict[str, int]) -> dict
     predicted = np.array([1 if str(p) == "1" else 0 for _, p in rows])
     return {
         "sentences": len(rows),
-        "accuracy": _round(float(accuracy_score(y, predicted))),
-        "f1": _round(float(f1_score(y, predicted, zero_division=0))),
-        "macro_f1": _round(float(f1_score(y, predicted, average="macro", zero_division=0))),
+        "accuracy": rounded(float(accuracy_score(y, predicted))),
+        "f1": rounded(float(f1_score(y, predicted, zero_division=0))),
+        "macro_f1": rounded(float(f1_score(y, predicted, average="macro", zero_division=0))),
     }
 
 
@@ -272,10 +238,6 @@ def sentiment_queries(tables: dict[str, str]) -> list[str]:
     ]
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
 def render_sentiment_summary(summary: dict[str, Any]) -> str:
     """The summary as text for a person."""
     lines = [
@@ -290,21 +252,23 @@ def render_sentiment_summary(summary: dict[str, Any]) -> str:
     ]
     for point in summary["over_time"]:
         lines.append(
-            f"  {point['events_seen']:>9,} {_fmt(point['accuracy']):>9} {_fmt(point['f1']):>7}"
-            f"               {_fmt(point['window_accuracy']):>9} {_fmt(point['window_f1']):>7}"
+            f"  {point['events_seen']:>9,} {formatted(point['accuracy']):>9} "
+            f"{formatted(point['f1']):>7}               "
+            f"{formatted(point['window_accuracy']):>9} {formatted(point['window_f1']):>7}"
         )
     for model in summary["models"]:
         m, h = model["metrics"], model["held_out"]
         lines += [
             "",
-            f"  {model['name']}: accuracy {_fmt(m['accuracy'])}, F1 {_fmt(m['f1'])}, ROC AUC "
-            f"{_fmt(m['roc_auc'])} (prequential, every labeled phrase predicted before it "
+            f"  {model['name']}: accuracy {formatted(m['accuracy'])}, F1 {formatted(m['f1'])}, "
+            "ROC AUC "
+            f"{formatted(m['roc_auc'])} (prequential, every labeled phrase predicted before it "
             "was learned)",
         ]
         if h:
             lines.append(
                 f"  held-out whole sentences ({h['sentences']:,}): accuracy "
-                f"{_fmt(h['accuracy'])}, F1 {_fmt(h['f1'])}"
+                f"{formatted(h['accuracy'])}, F1 {formatted(h['f1'])}"
             )
     tables = summary["tables"]
     lines += [
@@ -314,12 +278,6 @@ def render_sentiment_summary(summary: dict[str, Any]) -> str:
         "its prediction, its label when it had one), ",
         f"            {tables['training']} ({summary['training_rows']:,} rows: quality over "
         f"time), {tables['field_stats']}, {tables['dead_letters']}",
-        "",
-        "  Try next:",
     ]
-    lines += [f"    {q}" for q in summary["queries"]]
+    lines += try_next(summary["queries"])
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"

@@ -638,7 +638,8 @@ def demo(
     """A demo on bundled data: speed-dating (learn from dates, classify others), shuttle
     (anomalies in a sensor stream), flights, clickstream, sentiment (text) or delayed (labels
     that come late)."""
-    from streamfit.cli.demo import default_demo_db, render_summary, run_demo, summary_json
+    from streamfit.cli.demo import default_demo_db, render_summary, run_demo
+    from streamfit.cli.demos_common import summary_json
     from streamfit.streams.local_kafka import find_bootstrap
 
     broker = None

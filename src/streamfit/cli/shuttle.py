@@ -9,12 +9,8 @@ average precision, the alarms raised, where the tables are, and SQL to try on th
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
 from importlib import resources
 from typing import Any
 
@@ -22,37 +18,38 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
-from streamfit.cli.progress import event_progress
-from streamfit.runtime.build import build_worker, database_url
+from streamfit.cli.demos_common import (
+    bundled_spec,
+    formatted,
+    publish,
+    rounded,
+    run_demo_worker,
+    split_snapshot,
+    start_afresh,
+    throughput,
+    try_next,
+)
+from streamfit.runtime.build import build_worker
 from streamfit.runtime.worker import Worker
-from streamfit.spec.loader import load_spec_text
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
-from streamfit.streams.memory import MemoryBroker
 
 __all__ = ["render_shuttle_summary", "run_shuttle_demo", "shuttle_events", "shuttle_spec"]
 
 DATA = "streamfit.data.shuttle"
 
 
-def shuttle_spec_text() -> str:
-    """The demo's pipeline spec, as shipped (YAML)."""
-    return resources.files(DATA).joinpath("pipeline.yaml").read_text(encoding="utf-8")
-
-
 def shuttle_spec(kafka: str | None = None, database: str | None = None) -> PipelineSpec:
     """The demo spec, pointed at a Kafka broker and a database when given."""
-    data: dict[str, Any] = load_spec_text(shuttle_spec_text()).model_dump(exclude_none=True)
-    if kafka:
-        run = uuid.uuid4().hex[:8]
-        data["source"] = {"kind": "kafka", "bootstrap_servers": kafka, "group_id": f"sf-demo-{run}"}
-        data["topics"] = {"score": f"shuttle_sensors_{run}"}
-        data["outputs"]["predictions_topic"] = f"shuttle_alarms_{run}"
-        data["outputs"]["dead_letter_topic"] = f"shuttle_dead_letters_{run}"
-    if database:
-        data["outputs"]["database"] = database
-    return PipelineSpec.model_validate(data)
+    return bundled_spec(
+        DATA,
+        kafka,
+        database,
+        topics={"score": "shuttle_sensors"},
+        predictions_topic="shuttle_alarms",
+        dead_letter_topic="shuttle_dead_letters",
+    )
 
 
 def shuttle_events() -> list[tuple[bytes, bytes]]:
@@ -63,24 +60,6 @@ def shuttle_events() -> list[tuple[bytes, bytes]]:
         (str(i).encode(), orjson.dumps(row))
         for i, row in enumerate(frame.to_dict(orient="records"))
     ]
-
-
-def _publish(spec: PipelineSpec, kafka: str | None, events: list[tuple[bytes, bytes]]) -> Any:
-    topic = spec.topics.score[0]
-    if not kafka:
-        broker = MemoryBroker()
-        broker.append(topic, [v for _, v in events], [k for k, _ in events])
-        return broker
-    from streamfit.streams.base import OutRecord
-    from streamfit.streams.kafka import KafkaSink, create_topics
-
-    create_topics(kafka, [topic], partitions=1)
-    sink = KafkaSink(kafka, topic)
-    for start in range(0, len(events), 5000):
-        sink.write([OutRecord(k, v) for k, v in events[start : start + 5000]])
-    sink.flush()
-    sink.close()
-    return None
 
 
 def run_shuttle_demo(
@@ -99,44 +78,21 @@ def run_shuttle_demo(
     spec = shuttle_spec(kafka=kafka, database=database)
     settings = Settings()
     events = shuttle_events()
-    broker = _publish(spec, kafka, events)
-    with Store(database_url(spec, settings), spec.name) as store:
-        store.delete_checkpoint()  # the demo replays its stream from the start every time
-        _forget_earlier_runs(store, spec)
+    topic = spec.topics.score[0]
+    broker = publish(kafka, [topic], [(topic, key, value) for key, value in events])
+    start_afresh(spec, settings, _written_tables(spec))
     worker = build_worker(spec, settings, broker=broker)
-    total = len(events)
-    started = time.monotonic()
-    with ExitStack() as stack:
-        stack.callback(worker.close)
-        live = None
-        if serve is not None:
-            from streamfit.api import serve_live
-
-            live = stack.enter_context(serve_live(worker, serve, broker=broker))
-            print(f"streamfit demo: the dashboard is at {live.url}", file=sys.stderr, flush=True)
-        with event_progress("shuttle sensors", total, enabled=progress) as bar:
-            task = bar.task_ids[0]
-
-            def on_batch(w: Worker, n: int) -> None:
-                bar.update(task, completed=w.stats.events_in)
-                if live is not None:
-                    live.source.on_batch(w, n)
-
-            worker.run(until=lambda w: w.stats.events_in >= total, on_batch=on_batch)
-        summary = _summary(worker, time.monotonic() - started)
-        if show is not None:
-            show(summary)
-        if live is not None:
-            live.source.running = False
-            live.source.publish(worker, force=True)
-            print(
-                f"streamfit demo: the stream has ended; the dashboard stays up at {live.url} "
-                "(Ctrl-C to stop)",
-                file=sys.stderr,
-                flush=True,
-            )
-            (stop or threading.Event()).wait()
-        return summary
+    return run_demo_worker(
+        worker,
+        "shuttle sensors",
+        len(events),
+        _summary,
+        progress=progress,
+        serve=serve,
+        broker=broker,
+        stop=stop,
+        show=show,
+    )
 
 
 def _tables(spec: PipelineSpec) -> dict[str, str]:
@@ -149,17 +105,11 @@ def _tables(spec: PipelineSpec) -> dict[str, str]:
     }
 
 
-def _forget_earlier_runs(store: Store, spec: PipelineSpec) -> None:
-    """Drop what an earlier run of the demo wrote: its tables then hold this run only."""
+def _written_tables(spec: PipelineSpec) -> list[str]:
+    """The tables the demo writes, dropped at the start of each run: they then hold that run
+    only."""
     tables = _tables(spec)
-    names = [tables[k] for k in ("results", "training", "field_stats", "schema_changes")]
-    fields = sa.Table("result_fields", sa.MetaData(), autoload_with=store.engine)
-    letters = sa.Table("dead_letters", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
-        for name in names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-        conn.execute(sa.delete(fields).where(fields.c.table_name.in_(names)))
-        conn.execute(sa.delete(letters).where(letters.c.pipeline == spec.name))
+    return [tables[k] for k in ("results", "training", "field_stats", "schema_changes")]
 
 
 def _summary(worker: Worker, elapsed: float) -> dict[str, Any]:
@@ -170,11 +120,7 @@ def _summary(worker: Worker, elapsed: float) -> dict[str, Any]:
     models = []
     for slot in worker.slots:
         snapshot = head.assessment.evaluators[slot.name].snapshot()
-        metrics = {
-            k: _round(v)
-            for k, v in snapshot.items()
-            if not k.startswith("window_") and k != "events_seen"
-        }
+        metrics, window_metrics = split_snapshot(snapshot)
         metrics["alarms"] = _alarms(store, tables["results"], slot.name, worker.slots[0].name)
         quantiles = head.scores[slot.name].quantiles() or []
         models.append(
@@ -183,13 +129,9 @@ def _summary(worker: Worker, elapsed: float) -> dict[str, Any]:
                 "kind": slot.kind,
                 "events_scored": slot.events_learned,
                 "metrics": metrics,
-                "window_metrics": {
-                    k.removeprefix("window_"): _round(v)
-                    for k, v in snapshot.items()
-                    if k.startswith("window_")
-                },
+                "window_metrics": window_metrics,
                 "score_quantiles": dict(
-                    zip(("p50", "p90", "p99", "p99_9"), map(_round, quantiles), strict=False)
+                    zip(("p50", "p90", "p99", "p99_9"), map(rounded, quantiles), strict=False)
                 ),
             }
         )
@@ -197,10 +139,7 @@ def _summary(worker: Worker, elapsed: float) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
         "events_scored": worker.stats.events_scored,
-        "dead_letters": worker.stats.dead_letters,
-        "elapsed_seconds": round(elapsed, 3),
-        "events_per_second": round(worker.stats.events_in / max(elapsed, 1e-9), 1),
-        "database": store.display_url,
+        **throughput(worker, elapsed),
         "tables": tables,
         "result_rows": store.count(tables["results"]),
         "training_rows": store.count(tables["training"]),
@@ -232,10 +171,6 @@ def shuttle_queries(tables: dict[str, str]) -> list[str]:
     ]
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 4)
-
-
 def render_shuttle_summary(summary: dict[str, Any]) -> str:
     """The summary as text for a person."""
     lines = [
@@ -251,9 +186,9 @@ def render_shuttle_summary(summary: dict[str, Any]) -> str:
     for model in summary["models"]:
         m = model["metrics"]
         lines.append(
-            f"  {model['name']:<18} {_fmt(m.get('roc_auc')):>8} "
-            f"{_fmt(m.get('average_precision')):>9} {m.get('alarms', 0):>7,} "
-            f"{_fmt(m.get('precision')):>10} {_fmt(m.get('recall')):>7}"
+            f"  {model['name']:<18} {formatted(m.get('roc_auc')):>8} "
+            f"{formatted(m.get('average_precision')):>9} {m.get('alarms', 0):>7,} "
+            f"{formatted(m.get('precision')):>10} {formatted(m.get('recall')):>7}"
         )
     tables = summary["tables"]
     lines += [
@@ -266,12 +201,8 @@ def render_shuttle_summary(summary: dict[str, Any]) -> str:
         f"            {tables['field_stats']} (statistics of "
         f"{len(summary['field_stats_fields'])} fields), {tables['schema_changes']}, "
         f"{tables['dead_letters']}",
-        "",
-        "  Try next (or: streamfit stats with the demo's spec and --db):",
     ]
-    lines += [f"    {q}" for q in summary["queries"]]
+    lines += try_next(
+        summary["queries"], "  Try next (or: streamfit stats with the demo's spec and --db):"
+    )
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
