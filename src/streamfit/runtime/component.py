@@ -49,14 +49,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from streamfit.batch import Batch, Messages
+from streamfit.batch import Batch, Messages, Offsets
 from streamfit.errors import ServiceUnavailableError, StreamError
 
 if TYPE_CHECKING:
     from streamfit.runtime.head import Head
     from streamfit.store import ModelPredictions, Store
 
-__all__ = ["Component", "Hooks", "Outcome"]
+__all__ = ["Component", "Hooks", "Outcome", "SeenOffsets"]
 
 log = logging.getLogger("streamfit.worker")
 
@@ -127,6 +127,56 @@ class Component:
     def finish(self, store: Store, now: float) -> None:
         """At the end of a run (``Worker.finish``), after the last ``write_metrics``: write
         what a component that writes less often than the metrics interval holds back."""
+
+
+class SeenOffsets:
+    """The next offset a component has seen, per partition: the events read again after a
+    restart, below those offsets, were fed to it before the checkpoint and are not fed twice.
+
+    >>> batch = Batch({}, Messages.from_values([b""] * 5, topic="t"))
+    >>> seen = SeenOffsets()
+    >>> seen.note(batch.rows(0, 3))
+    >>> seen.unseen(batch).meta.offsets.tolist()
+    [3, 4]
+    >>> seen.as_rows()
+    [['t', 0, 3]]
+    >>> SeenOffsets.from_rows([["t", 0, 3]]).offsets
+    {('t', 0): 3}
+    """
+
+    def __init__(self, offsets: Offsets | None = None) -> None:
+        self.offsets: Offsets = offsets or {}
+
+    def unseen(self, batch: Batch) -> Batch:
+        """The rows of ``batch`` at or past the offsets seen already."""
+        if not self.offsets:
+            return batch
+        keep = np.ones(len(batch), dtype=bool)
+        offsets = batch.meta.offsets
+        for tp, rows in batch.meta.by_partition():
+            seen = self.offsets.get(tp)
+            if seen is None:
+                continue
+            if rows is None:
+                keep = offsets >= seen
+            else:
+                keep[rows] = offsets[rows] >= seen
+        return batch if keep.all() else batch.take(np.flatnonzero(keep))
+
+    def note(self, batch: Batch) -> None:
+        """Count the rows of ``batch`` as seen."""
+        for tp, offset in batch.meta.next_offsets().items():
+            self.offsets[tp] = max(offset, self.offsets.get(tp, 0))
+
+    def as_rows(self) -> list[list[Any]]:
+        """``[topic, partition, offset]`` rows for a checkpoint, sorted: the same state
+        whatever order the partitions came in."""
+        return [[topic, partition, o] for (topic, partition), o in sorted(self.offsets.items())]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> SeenOffsets:
+        """Back from ``as_rows()``."""
+        return cls({(str(t), int(p)): int(o) for t, p, o in rows})
 
 
 class Hooks:

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from streamfit.batch import Batch, Messages, Offsets
+from streamfit.batch import Batch, Messages
 from streamfit.drift import Alarm, Watch, error_stream
 from streamfit.errors import StateFormatError
 from streamfit.evaluation import make_evaluator
-from streamfit.runtime.component import Component, Outcome
+from streamfit.runtime.component import Component, Outcome, SeenOffsets
 from streamfit.runtime.models import ModelSet
 from streamfit.spec.drift import DriftSpec, standby_name
 from streamfit.spec.model import PipelineSpec
@@ -78,7 +78,7 @@ class DriftComponent(Component):
         self.watches: dict[str, Watch] = {}  # by state key: "model/<head>:<m>", "field/<f>"
         self.pending: list[dict[str, Any]] = []  # alarms not written yet
         self.seq = 0  # alarms so far
-        self.observed: Offsets = {}  # next offset the field detectors have seen, per partition
+        self.seen = SeenOffsets()  # by the field detectors
         self.heads: Sequence[Head] = ()
         self._fields: dict[str, bool] = {}  # field -> watched?
 
@@ -114,7 +114,7 @@ class DriftComponent(Component):
     def observe(self, batch: Batch) -> None:
         if not self.drift.fields:
             return
-        batch = self._unseen(batch)
+        batch = self.seen.unseen(batch)
         if not len(batch):
             return
         for field in sorted(batch.columns):  # sorted: the same order in every run
@@ -123,8 +123,7 @@ class DriftComponent(Component):
                 continue
             for alarm in self._watch(f"field/{field}").update_many(column):
                 self._note(self._alarm("field", "", field, alarm, batch.meta))
-        for tp, offset in batch.meta.next_offsets().items():
-            self.observed[tp] = max(offset, self.observed.get(tp, 0))
+        self.seen.note(batch)
 
     def _watched(self, model: str) -> bool:
         drift = self.drift
@@ -145,23 +144,6 @@ class DriftComponent(Component):
         if watch is None:
             watch = self.watches[key] = Watch(self.drift.detector, self.params)
         return watch
-
-    def _unseen(self, batch: Batch) -> Batch:
-        """The rows of ``batch`` the field detectors have not seen (read again after a
-        restart, the others were fed before the checkpoint)."""
-        if not self.observed:
-            return batch
-        keep = np.ones(len(batch), dtype=bool)
-        offsets = batch.meta.offsets
-        for tp, rows in batch.meta.by_partition():
-            seen = self.observed.get(tp)
-            if seen is None:
-                continue
-            if rows is None:
-                keep = offsets >= seen
-            else:
-                keep[rows] = offsets[rows] >= seen
-        return batch if keep.all() else batch.take(np.flatnonzero(keep))
 
     def _head(self, name: str) -> Head | None:
         for head in self.heads:
@@ -254,9 +236,8 @@ class DriftComponent(Component):
 
     def state(self) -> dict[str, bytes]:
         states = {_PREFIX + key: watch.state() for key, watch in self.watches.items()}
-        observed = [[t, p, o] for (t, p), o in sorted(self.observed.items())]
         states[_STATE] = orjson.dumps(
-            {"seq": self.seq, "pending": self.pending, "observed": observed}
+            {"seq": self.seq, "pending": self.pending, "observed": self.seen.as_rows()}
         )
         return states
 
@@ -271,7 +252,7 @@ class DriftComponent(Component):
                 if key.startswith(_PREFIX):
                     watches[key.removeprefix(_PREFIX)] = Watch.from_state(value)
             seq, pending = int(found["seq"]), list(found["pending"])
-            observed = {(str(t), int(p)): int(o) for t, p, o in found["observed"]}
+            seen = SeenOffsets.from_rows(found["observed"])
         except (StateFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("the checkpoint's drift detectors cannot be read; starting anew: %s", exc)
             return
@@ -280,7 +261,7 @@ class DriftComponent(Component):
         ):
             log.warning("the spec's drift: detector changed since the checkpoint: starting anew")
             watches = {}
-        self.watches, self.seq, self.pending, self.observed = watches, seq, pending, observed
+        self.watches, self.seq, self.pending, self.seen = watches, seq, pending, seen
 
     def rows(self) -> list[dict[str, Any]]:
         """The alarms not written yet."""

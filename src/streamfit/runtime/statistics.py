@@ -26,13 +26,12 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
-from streamfit.batch import Batch, Offsets
+from streamfit.batch import Batch
 from streamfit.errors import StateFormatError
 from streamfit.explore import StreamStatistics
-from streamfit.runtime.component import Component
+from streamfit.runtime.component import Component, SeenOffsets
 from streamfit.spec.model import PipelineSpec, StatsSpec
 
 if TYPE_CHECKING:
@@ -77,42 +76,20 @@ class StatisticsComponent(Component):
             types=types,
             correlation=spec.correlation,
         )
-        self.observed: Offsets = {}  # next offset seen, per partition
+        self.seen = SeenOffsets()
         self.others: dict[str, StreamStatistics] = {}  # other workers' latest
         self._written = -1  # events seen when rows were last written
         self._written_at = -math.inf  # and when (time.time())
 
     def observe(self, batch: Batch) -> None:
-        batch = self._unseen(batch)
+        batch = self.seen.unseen(batch)
         if not len(batch):
             return
         self.statistics.update(batch)
-        for tp, offset in batch.meta.next_offsets().items():
-            self.observed[tp] = max(offset, self.observed.get(tp, 0))
-
-    def _unseen(self, batch: Batch) -> Batch:
-        """The rows of ``batch`` at or past the offsets seen already (read again after a
-        restart, the others were counted before the checkpoint)."""
-        if not self.observed:
-            return batch
-        keep = np.ones(len(batch), dtype=bool)
-        offsets = batch.meta.offsets
-        for tp, rows in batch.meta.by_partition():
-            seen = self.observed.get(tp)
-            if seen is None:
-                continue
-            if rows is None:
-                keep = offsets >= seen
-            else:
-                keep[rows] = offsets[rows] >= seen
-        return batch if keep.all() else batch.take(np.flatnonzero(keep))
+        self.seen.note(batch)
 
     def state(self) -> dict[str, bytes]:
-        offsets = [  # sorted: the same state whatever order the partitions came in
-            [topic, partition, offset]
-            for (topic, partition), offset in sorted(self.observed.items())
-        ]
-        return {_STATE: self.statistics.state(), _OFFSETS: orjson.dumps(offsets)}
+        return {_STATE: self.statistics.state(), _OFFSETS: orjson.dumps(self.seen.as_rows())}
 
     def restore(self, states: Mapping[str, bytes]) -> None:
         blob = states.get(_STATE)
@@ -120,15 +97,14 @@ class StatisticsComponent(Component):
             return
         try:
             restored = StreamStatistics.from_state(blob)
-            offsets = orjson.loads(states.get(_OFFSETS, b"[]"))
-            observed = {(str(t), int(p)): int(o) for t, p, o in offsets}
+            seen = SeenOffsets.from_rows(orjson.loads(states.get(_OFFSETS, b"[]")))
         except (StateFormatError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
             log.warning("the checkpoint's field statistics cannot be read; starting anew: %s", exc)
             return
         if restored.config() != self.statistics.config():
             log.warning("the spec's stats: section changed since the checkpoint: starting anew")
             return
-        self.statistics, self.observed = restored, observed
+        self.statistics, self.seen = restored, seen
 
     def merge(self, others: Mapping[str, Mapping[str, bytes]]) -> None:
         theirs: dict[str, StreamStatistics] = {}
