@@ -21,7 +21,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -304,6 +304,27 @@ class Store:
                     log.debug("index %s appeared meanwhile: %s", index.name, exc)
                     continue
                 log.info("added index %s on %s", index.name, table.name)
+
+    def _made_table(
+        self, made: dict[str, sa.Table], table: str, define: Callable[[str], sa.Table]
+    ) -> sa.Table:
+        """Table ``table`` as ``define`` makes it, created in the database the first time
+        (``made``: the ones created so far, by name)."""
+        definition = made.get(table)
+        if definition is None:
+            with self._lock:
+                self._check_table_name(table)
+                definition = define(table)
+                self._create(definition.metadata)
+                made[table] = definition
+        return definition
+
+    def _read_rows(self, table: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
+        """The rows ``query`` reads from ``table``, as dicts ([] while it does not exist)."""
+        with self._guard(f"reading {table}"), self._engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def _add_missing_columns(self, metadata: sa.MetaData) -> None:
         """Tables made by an older streamfit get the nullable columns added since."""
@@ -799,14 +820,8 @@ class Store:
         """Upsert label join rows (``tables.label_join_table``) into ``table``."""
         if not rows:
             return 0
-        definition = self._exploration.get(table)
         with self._guard(f"writing {len(rows)} rows to {table}"):
-            if definition is None:
-                with self._lock:
-                    self._check_table_name(table)
-                    definition = label_join_table(table)
-                    self._create(definition.metadata)
-                    self._exploration[table] = definition
+            definition = self._made_table(self._exploration, table, label_join_table)
             columns = set(definition.columns.keys())
             now = _utcnow()
             params = []
@@ -829,10 +844,7 @@ class Store:
         query = sa.select(definition).order_by(
             definition.c.model, definition.c.worker, definition.c.events_seen
         )
-        with self._guard(f"reading {table}"), self._engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return []
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._read_rows(table, query)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -914,10 +926,7 @@ class Store:
         )
         if model is not None:
             query = query.where(definition.c.model == model)
-        with self._guard(f"reading {table}"), self._engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return []
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._read_rows(table, query)
 
     # -- exploration ----------------------------------------------------------------------------
 
@@ -1016,13 +1025,8 @@ class Store:
         ``first_offset`` (where it was first seen: the key) and optionally ``worker``."""
         if not rows:
             return 0
-        definition = self._exploration.get(table)
-        if definition is None:
-            with self._lock, self._guard(f"creating {table}"):
-                self._check_table_name(table)
-                definition = schema_changes_table(table)
-                self._create(definition.metadata)
-                self._exploration[table] = definition
+        with self._guard(f"creating {table}"):
+            definition = self._made_table(self._exploration, table, schema_changes_table)
         now = _utcnow()
         params = [
             {
@@ -1050,10 +1054,7 @@ class Store:
             definition.c.source_partition,
             definition.c.first_offset,
         )
-        with self._guard(f"reading {table}"), self._engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return []
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._read_rows(table, query)
 
     # -- dead letters ---------------------------------------------------------------------------
 
@@ -1272,7 +1273,7 @@ class Store:
         ``metric``, ``score``, ``baseline``, ``threshold``, ``detail`` (a dict, stored as
         JSON), ``recorded_at``. No rows: the table is made, nothing written."""
         with self._guard(f"making {table}"):
-            definition = self._events_table(table)
+            definition = self._made_table(self._training, table, model_events_table)
         if not rows:
             return 0
         now = _utcnow()
@@ -1299,17 +1300,6 @@ class Store:
             self._write(definition, params)
         return len(params)
 
-    def _events_table(self, table: str) -> sa.Table:
-        found = self._training.get(table)
-        if found is not None:
-            return found
-        with self._lock:
-            self._check_table_name(table)
-            definition = model_events_table(table)
-            self._create(definition.metadata)
-            self._training[table] = definition
-            return definition
-
     def read_model_events(self, table: str, kind: str | None = None) -> list[dict[str, Any]]:
         """Rows of model events ``table`` (of one ``kind``), by worker, head and seq;
         ``detail`` as a dict."""
@@ -1319,10 +1309,7 @@ class Store:
         )
         if kind is not None:
             query = query.where(definition.c.kind == kind)
-        with self._guard(f"reading {table}"), self._engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return []
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows = self._read_rows(table, query)
         for row in rows:
             row["detail"] = orjson.loads(row["detail"]) if row["detail"] else {}
         return rows
@@ -1334,13 +1321,7 @@ class Store:
         ``tables.drift_table``, ``event_time`` as milliseconds since the epoch (or None)."""
         if not rows:
             return 0
-        definition = self._training.get(table)
-        if definition is None:
-            with self._lock:
-                self._check_table_name(table)
-                definition = drift_table(table)
-                self._create(definition.metadata)
-                self._training[table] = definition
+        definition = self._made_table(self._training, table, drift_table)
         now = _utcnow()
         params = [
             {
@@ -1364,10 +1345,7 @@ class Store:
         """Rows of drift table ``table``, by worker and seq."""
         definition = drift_table(table)
         query = sa.select(definition).order_by(definition.c.worker, definition.c.seq)
-        with self._guard(f"reading {table}"), self._engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return []
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._read_rows(table, query)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
