@@ -45,6 +45,7 @@ __all__ = [
     "align_classes",
     "as_csr",
     "check_labels",
+    "most_probable",
     "predict_learn_many",
     "prequential",
     "reads_columns",
@@ -117,6 +118,22 @@ def align_classes(
         if label in position:
             out[:, position[label]] = proba[:, j]
     return out
+
+
+def most_probable(
+    classes: Sequence[object], proba: npt.NDArray[np.float64]
+) -> npt.NDArray[np.object_]:
+    """Per row of ``proba`` (a column per class of ``classes``), the most probable class.
+
+    >>> most_probable(["no", "yes"], np.array([[0.2, 0.8], [0.9, 0.1]])).tolist()
+    ['yes', 'no']
+    """
+    if not len(proba):
+        return np.empty(0, dtype=object)
+    labels = np.empty(len(classes), dtype=object)
+    labels[:] = classes
+    best: npt.NDArray[np.object_] = labels[proba.argmax(axis=1)]
+    return best
 
 
 @runtime_checkable

@@ -41,7 +41,7 @@ from scipy.special import expit
 
 from streamfit.errors import ModelError, StateFormatError
 from streamfit.models._kernels import linear_prequential, softmax_prequential
-from streamfit.models.base import Task, as_csr, check_labels
+from streamfit.models.base import Task, as_csr, check_labels, most_probable
 from streamfit.models.state import decode_state, encode_state
 
 __all__ = ["LinearRegression", "LogisticRegression"]
@@ -407,10 +407,7 @@ class LogisticRegression(_AdaGradLinear):
         out = np.empty(X.shape[0], dtype=object)
         if not self._classes:
             return out
-        best = self.predict_proba_many(X).argmax(axis=1)
-        labels = np.empty(len(self._classes), dtype=object)
-        labels[:] = self._classes
-        out[:] = labels[best]
+        out[:] = most_probable(self._classes, self.predict_proba_many(X))
         return out
 
     # -- classes -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from streamfit.errors import ModelError, StateFormatError
 from streamfit.models import _fields
-from streamfit.models.base import Task
+from streamfit.models.base import Task, most_probable
 from streamfit.models.state import decode_state, encode_state
 
 __all__ = ["OnnxModel"]
@@ -241,10 +241,7 @@ class OnnxModel:
     def predict_many(self, X: Any) -> npt.NDArray[Any]:
         """The most probable class, or a regressor's value."""
         if self.task == "classification":
-            proba = self.predict_proba_many(X)
-            labels = np.empty(len(self._classes), dtype=object)
-            labels[:] = self._classes
-            return labels[proba.argmax(axis=1)] if len(proba) else np.empty(0, dtype=object)
+            return most_probable(self._classes, self.predict_proba_many(X))
         out, n = self._run(X)
         return np.zeros(0) if n == 0 else np.asarray(out, dtype=np.float64).reshape(n)
 

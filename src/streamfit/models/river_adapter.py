@@ -37,7 +37,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Features, Task, as_csr
+from streamfit.models.base import Features, Task, as_csr, most_probable
 from streamfit.models.state import check_library, decode_state, encode_state
 
 __all__ = ["RiverDetector", "RiverModel", "csr_rows", "final_step"]
@@ -275,9 +275,7 @@ class RiverModel:
         out = np.empty(len(rows), dtype=object)
         if not self._classes:
             return out
-        labels = np.empty(len(self._classes), dtype=object)
-        labels[:] = self._classes
-        out[:] = labels[self.predict_proba_many(rows).argmax(axis=1)]
+        out[:] = most_probable(self._classes, self.predict_proba_many(rows))
         return out
 
     def state(self) -> bytes:

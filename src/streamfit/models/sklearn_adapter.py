@@ -48,7 +48,7 @@ import scipy.sparse as sp
 from scipy.special import expit, softmax
 
 from streamfit.errors import ModelError, StateFormatError
-from streamfit.models.base import Task, as_csr, check_labels
+from streamfit.models.base import Task, as_csr, check_labels, most_probable
 from streamfit.models.state import check_library, decode_state, encode_state
 
 __all__ = ["SklearnModel", "count_matrix"]
@@ -259,9 +259,7 @@ class SklearnModel:
         if not self._fitted:  # only one class known (or classes declared, nothing learned)
             out[:] = [self._classes[0]] * X.shape[0]
             return out
-        labels = np.empty(len(self._classes), dtype=object)
-        labels[:] = self._classes
-        out[:] = labels[self.predict_proba_many(X).argmax(axis=1)]
+        out[:] = most_probable(self._classes, self.predict_proba_many(X))
         return out
 
     def state(self) -> bytes:

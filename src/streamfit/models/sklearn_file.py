@@ -50,7 +50,7 @@ import numpy.typing as npt
 
 from streamfit.errors import ModelError, StateFormatError
 from streamfit.models import _fields
-from streamfit.models.base import Task
+from streamfit.models.base import Task, most_probable
 from streamfit.models.state import decode_state, encode_state
 
 __all__ = ["SklearnFileModel", "load_estimator"]
@@ -194,10 +194,7 @@ class SklearnFileModel:
 
     def predict_many(self, X: Any) -> npt.NDArray[Any]:
         if self.task == "classification":
-            proba = self.predict_proba_many(X)
-            labels = np.empty(len(self._classes), dtype=object)
-            labels[:] = self._classes
-            return labels[proba.argmax(axis=1)] if len(proba) else np.empty(0, dtype=object)
+            return most_probable(self._classes, self.predict_proba_many(X))
         frame = self._frame(X)
         if len(frame) == 0:
             return np.zeros(0)
