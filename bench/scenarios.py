@@ -225,28 +225,14 @@ def river_half_space_trees(args: argparse.Namespace) -> Result:
     from river import anomaly, compose, preprocessing
 
     model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=0))
-    consumer = _consumer(args)
-    loads = orjson.loads
     score, learn = model.score_one, model.learn_one
-    seen = 0
-    first = 0.0
-    while seen < args.events:
-        msgs = consumer.consume(500, 1.0)
-        if msgs and not first:
-            first = time.perf_counter()
-        for msg in msgs:
-            if msg.error() is not None:
-                continue
-            x = loads(msg.value())
-            x.pop("y", None)
-            score(x)
-            learn(x)
-            seen += 1
-            if seen >= args.events:
-                break
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return {"events": seen, "seconds": elapsed}
+
+    def handle(x: dict[str, Any]) -> None:
+        x.pop("y", None)
+        score(x)
+        learn(x)
+
+    return _one_at_a_time(args, handle)
 
 
 @scenario("river_lr")
@@ -261,6 +247,22 @@ def river_lr_alone(args: argparse.Namespace) -> Result:
 def _river_loop(
     args: argparse.Namespace, model: Any, features: Callable[[dict[str, Any]], Any], metric: Any
 ) -> Result:
+    def handle(x: dict[str, Any]) -> None:
+        y = x.pop("y")
+        x = features(x)
+        probabilities = model.predict_proba_one(x)
+        if metric is not None:
+            metric.update(y, probabilities)
+        model.learn_one(x, y)
+
+    result = _one_at_a_time(args, handle)
+    return {**result, "roc_auc": metric.get() if metric is not None else None}
+
+
+def _one_at_a_time(args: argparse.Namespace, handle: Callable[[dict[str, Any]], None]) -> Result:
+    """Hand ``handle`` each event's decoded value, one at a time, from a confluent-kafka
+    consumer (polls of 500), until ``--events``; the seconds from the first poll that brought
+    events to the last event handled."""
     consumer = _consumer(args)
     loads = orjson.loads
     seen = 0
@@ -272,23 +274,13 @@ def _river_loop(
         for msg in msgs:
             if msg.error() is not None:
                 continue
-            x = loads(msg.value())
-            y = x.pop("y")
-            x = features(x)
-            probabilities = model.predict_proba_one(x)
-            if metric is not None:
-                metric.update(y, probabilities)
-            model.learn_one(x, y)
+            handle(loads(msg.value()))
             seen += 1
             if seen >= args.events:
                 break
     elapsed = time.perf_counter() - first
     consumer.close()
-    return {
-        "events": seen,
-        "seconds": elapsed,
-        "roc_auc": metric.get() if metric is not None else None,
-    }
+    return {"events": seen, "seconds": elapsed}
 
 
 @scenario("river_text")
@@ -301,30 +293,17 @@ def river_text(args: argparse.Namespace) -> Result:
 
     model = feature_extraction.TFIDF(on="sentence") | linear_model.LogisticRegression()
     accuracy, auc = metrics.Accuracy(), metrics.ROCAUC()
-    consumer = _consumer(args)
-    loads = orjson.loads
-    seen = 0
-    first = 0.0
-    while seen < args.events:
-        msgs = consumer.consume(500, 1.0)
-        if msgs and not first:
-            first = time.perf_counter()
-        for msg in msgs:
-            if msg.error() is not None:
-                continue
-            x = loads(msg.value())
-            y = x.pop("y") == 1
-            probabilities = model.predict_proba_one(x)
-            predicted = max(probabilities, key=probabilities.get) if probabilities else None
-            accuracy.update(y, predicted)
-            auc.update(y, probabilities)
-            model.learn_one(x, y)
-            seen += 1
-            if seen >= args.events:
-                break
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return {"events": seen, "seconds": elapsed, "accuracy": accuracy.get(), "roc_auc": auc.get()}
+
+    def handle(x: dict[str, Any]) -> None:
+        y = x.pop("y") == 1
+        probabilities = model.predict_proba_one(x)
+        predicted = max(probabilities, key=probabilities.get) if probabilities else None
+        accuracy.update(y, predicted)
+        auc.update(y, probabilities)
+        model.learn_one(x, y)
+
+    result = _one_at_a_time(args, handle)
+    return {**result, "accuracy": accuracy.get(), "roc_auc": auc.get()}
 
 
 @scenario("quix_river")
