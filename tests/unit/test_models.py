@@ -63,36 +63,25 @@ class Kind:
         return build_model(self.spec, self.task, N_FEATURES)
 
 
+def _builtin(name: str, builtin: str, task: Task, problem: Problem) -> Kind:
+    return Kind(BuiltinModelSpec(name=name, builtin=builtin), task, problem, builtin=True)
+
+
 KINDS: dict[str, Kind] = {
-    "builtin_logistic_binary": Kind(
-        BuiltinModelSpec(name="lr", builtin="logistic_regression"),
-        "classification",
-        binary_problem,
-        builtin=True,
+    "builtin_logistic_binary": _builtin(
+        "lr", "logistic_regression", "classification", binary_problem
     ),
-    "builtin_logistic_multiclass": Kind(
-        BuiltinModelSpec(name="lr", builtin="logistic_regression"),
-        "classification",
-        multiclass_problem,
-        builtin=True,
+    "builtin_logistic_multiclass": _builtin(
+        "lr", "logistic_regression", "classification", multiclass_problem
     ),
-    "builtin_binned_binary": Kind(
-        BuiltinModelSpec(name="blr", builtin="binned_logistic_regression"),
-        "classification",
-        binary_problem,
-        builtin=True,
+    "builtin_binned_binary": _builtin(
+        "blr", "binned_logistic_regression", "classification", binary_problem
     ),
-    "builtin_binned_multiclass": Kind(
-        BuiltinModelSpec(name="blr", builtin="binned_logistic_regression"),
-        "classification",
-        multiclass_problem,
-        builtin=True,
+    "builtin_binned_multiclass": _builtin(
+        "blr", "binned_logistic_regression", "classification", multiclass_problem
     ),
-    "builtin_linear_regression": Kind(
-        BuiltinModelSpec(name="lin", builtin="linear_regression"),
-        "regression",
-        regression_problem,
-        builtin=True,
+    "builtin_linear_regression": _builtin(
+        "lin", "linear_regression", "regression", regression_problem
     ),
     "river_hoeffding_tree": Kind(
         RiverModelSpec(
@@ -476,27 +465,21 @@ def test_pickled_states_refuse_another_library_version(kind_name: str, library: 
     decoded = state_format.decode_state(model.state())
     assert decoded.kind == "pickle" and decoded.library["name"] == library
     major, minor, *_ = decoded.library["version"].split(".")
-    forged = state_format.encode_state(
-        decoded.model,
-        params=decoded.params,
-        classes=decoded.classes,
-        counters=decoded.counters,
-        payload=decoded.payload,
-        library={"name": library, "version": f"{major}.{int(minor) + 1}.0"},
-        extra=decoded.extra,
-    )
+
+    def written_by(version: str) -> bytes:
+        return state_format.encode_state(
+            decoded.model,
+            params=decoded.params,
+            classes=decoded.classes,
+            counters=decoded.counters,
+            payload=decoded.payload,
+            library={"name": library, "version": version},
+            extra=decoded.extra,
+        )
+
     with pytest.raises(StateFormatError, match=r"same major\.minor"):
-        model_from_state(forged)
-    patch = state_format.encode_state(
-        decoded.model,
-        params=decoded.params,
-        classes=decoded.classes,
-        counters=decoded.counters,
-        payload=decoded.payload,
-        library={"name": library, "version": f"{major}.{minor}.999"},
-        extra=decoded.extra,
-    )
-    assert type(model_from_state(patch)) is type(model)
+        model_from_state(written_by(f"{major}.{int(minor) + 1}.0"))
+    assert type(model_from_state(written_by(f"{major}.{minor}.999"))) is type(model)
 
 
 def test_unknown_model_kind_in_state() -> None:
