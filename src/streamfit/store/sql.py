@@ -319,6 +319,12 @@ class Store:
                 made[table] = definition
         return definition
 
+    def _write_rows(self, table: str, definition: sa.Table, params: list[dict[str, Any]]) -> int:
+        """Upsert ``params`` into ``table`` (``_write``); return how many."""
+        with self._guard(f"writing {len(params)} rows to {table}"):
+            self._write(definition, params)
+        return len(params)
+
     def _read_rows(self, table: str, query: sa.Select[Any]) -> list[dict[str, Any]]:
         """The rows ``query`` reads from ``table``, as dicts ([] while it does not exist)."""
         with self._guard(f"reading {table}"), self._engine.connect() as conn:
@@ -967,9 +973,7 @@ class Store:
             record["events_seen"] = int(row["events_seen"])
             record["recorded_at"] = _as_time(row.get("recorded_at")) or now
             params.append(record)
-        with self._guard(f"writing {len(params)} rows to {table}"):
-            self._write(definition, params)
-        return len(params)
+        return self._write_rows(table, definition, params)
 
     def _field_stats_table(self, table: str, quantiles: list[str]) -> sa.Table:
         found = self._exploration.get(table)
@@ -1041,9 +1045,7 @@ class Store:
             }
             for row in rows
         ]
-        with self._guard(f"writing {len(params)} rows to {table}"):
-            self._write(definition, params)
-        return len(params)
+        return self._write_rows(table, definition, params)
 
     def read_schema_changes(self, table: str) -> list[dict[str, Any]]:
         """Rows of schema changes ``table``, in the order they were recorded."""
@@ -1296,9 +1298,7 @@ class Store:
             }
             for row in rows
         ]
-        with self._guard(f"writing {len(params)} rows to {table}"):
-            self._write(definition, params)
-        return len(params)
+        return self._write_rows(table, definition, params)
 
     def read_model_events(self, table: str, kind: str | None = None) -> list[dict[str, Any]]:
         """Rows of model events ``table`` (of one ``kind``), by worker, head and seq;
@@ -1337,9 +1337,7 @@ class Store:
             }
             for row in rows
         ]
-        with self._guard(f"writing {len(params)} rows to {table}"):
-            self._write(definition, params)
-        return len(params)
+        return self._write_rows(table, definition, params)
 
     def read_drift(self, table: str) -> list[dict[str, Any]]:
         """Rows of drift table ``table``, by worker and seq."""
