@@ -36,6 +36,7 @@ from streamfit.errors import StreamfitError
 from streamfit.spec.model import KafkaSourceSpec, MemorySourceSpec, PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store
+from streamfit.store.tables import fixed_metadata
 from streamfit.streams.memory import MemoryBroker
 
 __all__ = [
@@ -51,6 +52,9 @@ log = logging.getLogger("streamfit.api")
 
 TopicPartition = tuple[str, int]
 
+#: the store's own tables, defined once: building them is most of what a look at the store
+#: each second would cost (on a thread that holds the GIL while requests wait for it)
+_FIXED = fixed_metadata()
 #: throughput samples kept per pipeline (one a second: a quarter of an hour)
 _SAMPLES = 900
 
@@ -488,9 +492,7 @@ def _checkpoint_time(worker: Any) -> dt.datetime | None:
 
 
 def _latest_checkpoint_time(store: Store) -> Any:
-    from streamfit.store.tables import fixed_metadata
-
-    states = fixed_metadata().tables["checkpoint_states"]
+    states = _FIXED.tables["checkpoint_states"]
     query = sa.select(sa.func.max(states.c.written_at), sa.func.count()).where(
         states.c.pipeline == store.pipeline
     )
@@ -500,9 +502,7 @@ def _latest_checkpoint_time(store: Store) -> Any:
 
 
 def _dead_letter_count(store: Store) -> int | None:
-    from streamfit.store.tables import fixed_metadata
-
-    letters = fixed_metadata().tables["dead_letters"]
+    letters = _FIXED.tables["dead_letters"]
     query = sa.select(sa.func.count()).where(letters.c.pipeline == store.pipeline)
     try:
         with store.engine.connect() as conn:
