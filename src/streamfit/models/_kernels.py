@@ -26,7 +26,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["linear_prequential", "softmax_prequential"]
+__all__ = ["linear_prequential", "softmax_prequential", "target_scaling"]
 
 _EPS = 1e-8
 
@@ -134,6 +134,31 @@ def softmax_prequential(
                 r = z[c]
                 Gb[c] += r * r
                 b[c] -= blr * r / (math.sqrt(Gb[c]) + _EPS)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def target_scaling(
+    target: np.ndarray, moments: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per event, in order: the target's mean and deviation before it (what the prediction
+    made before learning it is scaled back with; 0 and 1 before any), then the target learned
+    into ``moments`` (count, mean, m2; in place, Welford) and standardized with the moments
+    that include it (as River's ``TargetStandardScaler``): ``(shift, scale, standardized)``."""
+    n = target.shape[0]
+    shift, scale, standardized = np.empty(n), np.empty(n), np.empty(n)
+    c, mu, s = moments[0], moments[1], moments[2]
+    for i in range(n):
+        shift[i] = mu
+        scale[i] = math.sqrt(s / c) if c > 1.0 and s > 0.0 else 1.0
+        y = target[i]
+        c += 1.0
+        delta = y - mu
+        mu += delta / c
+        s += delta * (y - mu)
+        sd = math.sqrt(s / c) if c > 1.0 and s > 0.0 else 1.0
+        standardized[i] = (y - mu) / sd
+    moments[0], moments[1], moments[2] = c, mu, s
+    return shift, scale, standardized
 
 
 @numba.njit(inline="always")
