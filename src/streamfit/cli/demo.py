@@ -37,7 +37,6 @@ from streamfit.runtime.worker import Worker
 from streamfit.spec.model import PipelineSpec
 from streamfit.spec.settings import Settings
 from streamfit.store import Store, prediction_column, probability_column
-from streamfit.streams.memory import MemoryBroker
 from streamfit.streams.replay import frame_to_events
 
 __all__ = ["DemoEvents", "demo_spec", "prepare_events", "run_demo", "speed_dating_frame"]
@@ -124,7 +123,7 @@ def run_demo(
     spec = demo_spec(kafka=kafka, database=database)
     settings = Settings()
     demo = prepare_events(spec)
-    broker = publish(kafka, spec.topics.all, demo.events) or MemoryBroker()
+    broker = publish(kafka, spec.topics.all, demo.events)  # None through Kafka
     start_afresh(spec, settings, _written_tables(spec))
     worker = build_worker(spec, settings, broker=broker)
     return run_demo_worker(

@@ -129,11 +129,12 @@ def start_afresh(
     shared: Iterable[str] = ("result_fields", "dead_letters"),
 ) -> None:
     """Forget an earlier run of the demo in its database: its checkpoint (a demo replays its
-    stream from the start every time), its ``tables`` and its rows in the ``shared`` tables
-    (``result_fields``, ``dead_letters``, ``models``): they then hold this run only."""
+    stream from the start every time), its ``tables``, its rows in the ``shared`` tables
+    (``result_fields``, ``dead_letters``, ``models``) and the operator's commands queued for
+    it (a promotion asked of the last run is not this run's): they then hold this run only."""
     with Store(database_url(spec, settings), spec.name) as store:
         store.delete_checkpoint()
-        _forget_earlier_runs(store, spec, tables, shared)
+        _forget_earlier_runs(store, spec, tables, (*shared, "model_commands"))
 
 
 def _forget_earlier_runs(
