@@ -15,7 +15,6 @@ distinct values where it must call Python per value (``pandas.factorize`` first)
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,22 +30,11 @@ __all__ = [
     "as_texts",
     "factorize_strings",
     "mean_word_count",
-    "token_counts",
 ]
 
 #: Strings read as true / false in a field typed ``boolean`` (case is ignored).
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off"})
-
-# Texts are joined with _SEP, which tokenizes as the word _SEP_TOKEN: a control character that
-# is neither a word character nor whitespace (and not NUL, which numpy strips from strings).
-_SEP_TOKEN = "\x01"
-_SEP = f" {_SEP_TOKEN} "
-_TOKEN = re.compile(r"\w+|\x01")
-# ASCII letters, digits and "_" lowercased, the separator kept, everything else a space.
-_ASCII_WORDS = str.maketrans(
-    {i: chr(i).lower() if chr(i).isalnum() or chr(i) in "_\x01" else " " for i in range(128)}
-)
 
 Column = npt.NDArray[Any]
 Floats = npt.NDArray[np.float64]
@@ -130,55 +118,6 @@ def mean_word_count(texts: npt.NDArray[np.object_]) -> float:
     if not present:
         return 0.0
     return len(" ".join(present).split()) / len(present)  # a space never joins two words
-
-
-def token_counts(
-    texts: npt.NDArray[np.object_],
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], list[str], Floats]:
-    """The words of each text: (rows, word codes, words, weights), one entry per row and word.
-
-    Words are lowercased runs of letters, digits and underscores (regex ``\\w+``). A word's
-    weight is ``log1p(count in the text)``, then each row's weights are scaled to unit L2 norm,
-    so a long text does not outweigh a short one. The texts are tokenized together, in one
-    pass over their concatenation: ``str.translate`` and ``str.split`` when it is ASCII (the
-    faster way), the regular expression otherwise; both give the same words.
-
-    >>> rows, codes, words, weights = token_counts(np.array(["Good good film", None, "bad"],
-    ...                                                     dtype=object))
-    >>> rows.tolist(), [words[c] for c in codes], weights.round(3).tolist()
-    ([0, 0, 2], ['good', 'film', 'bad'], [0.846, 0.534, 1.0])
-    """
-    present = np.flatnonzero(pd.notna(texts))
-    strings: list[str] = texts[present].tolist()
-    if not set(map(type, strings)) <= {str}:
-        strings = [s if isinstance(s, str) else str(s) for s in strings]
-    joined = _SEP.join(strings)
-    if joined.count(_SEP_TOKEN) != max(len(strings) - 1, 0):  # a text holds it itself
-        joined = _SEP.join(s.replace(_SEP_TOKEN, " ") for s in strings)
-    if joined.isascii():
-        tokens = joined.translate(_ASCII_WORDS).split()
-    else:
-        tokens = _TOKEN.findall(joined.lower())
-    codes, words = pd.factorize(np.array(tokens, dtype=object))
-    words_list: list[str] = words.tolist()
-    if _SEP_TOKEN in words_list:
-        sep_code = words_list.index(_SEP_TOKEN)
-        is_sep = codes == sep_code
-        text_of_token = np.cumsum(is_sep)[~is_sep]
-        codes = codes[~is_sep]
-    else:
-        text_of_token = np.zeros(len(codes), dtype=np.intp)
-    n_words = max(len(words_list), 1)
-    pairs, counts = np.unique(present[text_of_token] * n_words + codes, return_counts=True)
-    rows, codes = np.divmod(pairs, n_words)
-    weights = np.log1p(counts.astype(np.float64))
-    # each row's norm summed in an order that depends on the row alone (by count, not by the
-    # batch's word codes), so a text gets the same weights in any batch, bit for bit
-    by_count = np.argsort(rows * (int(counts.max(initial=0)) + 1) + counts, kind="stable")
-    squares = (weights * weights)[by_count]
-    norms = np.sqrt(np.bincount(rows[by_count], weights=squares))
-    weights /= norms[rows]
-    return rows, codes, words_list, weights
 
 
 def _map_distinct(column: Column, parse: Callable[[Any], float]) -> Floats:
