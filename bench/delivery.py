@@ -7,8 +7,8 @@ unlabeled, so half the events are learned and half are scored to a predictions t
 * at-least-once vs ``exactly_once`` (Kafka transactions), both checkpointing every second
   (a transaction commits at each checkpoint).
 
-Results: ``bench/results/delivery.json`` and ``delivery.md``, and the README table between the
-``bench-delivery:start``/``bench-delivery:end`` markers.
+Results: ``bench/results/delivery.json`` and ``delivery.md``, and the table of ``bench/README.md``
+between the ``bench-delivery:start``/``bench-delivery:end`` markers.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "delivery.md").write_text(table)
     (RESULTS / "delivery.json").write_text(json.dumps(rows, indent=2))
-    replace_between(ROOT / "README.md", "bench-delivery", table)
+    replace_between(ROOT / "bench" / "README.md", "bench-delivery", table)
     print(table)
     return 0
 

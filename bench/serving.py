@@ -6,8 +6,8 @@ of its own (``bench/serving_clients.py load``) sends one event per request at a 
 (open loop: latency runs from when each request was due). The floor, in the same run: a bare
 FastAPI endpoint under uvicorn that reads the body and returns a constant, loaded the same way.
 
-Results: ``bench/results/serving.json`` and ``serving.md``, and the README table between the
-``bench-serving:start``/``bench-serving:end`` markers.
+Results: ``bench/results/serving.json`` and ``serving.md``, and the table of ``bench/README.md``
+between the ``bench-serving:start``/``bench-serving:end`` markers.
 """
 
 from __future__ import annotations
@@ -170,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines) + "\n"
     (RESULTS / "serving.md").write_text(text)
     if not args.no_readme:
-        for readme in (ROOT / "README.md", ROOT / "bench" / "README.md"):
-            replace_between(readme, "bench-serving", text)
+        replace_between(ROOT / "bench" / "README.md", "bench-serving", text)
     print(text)
     return 0
 
