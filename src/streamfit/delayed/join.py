@@ -56,21 +56,13 @@ from streamfit.batch import DeadLetter, Messages
 from streamfit.delayed.arena import KeptArena, Served
 from streamfit.errors import StateFormatError
 from streamfit.features.featurizer import KeptRows
+from streamfit.store.tables import LABEL_JOIN_COUNTS
 
 __all__ = ["COUNTERS", "LabelJoin", "Matches"]
 
-#: What a join counts (``LabelJoin.counters``): the first two are how many wait now.
-COUNTERS = (
-    "events_waiting",
-    "labels_waiting",
-    "labels_matched",
-    "labels_duplicate",
-    "labels_unmatched",
-    "events_expired",
-    "events_evicted",
-    "events_superseded",
-    "events_without_key",
-)
+#: What a join counts (``LabelJoin.counters``): the first two are how many wait now; the
+#: label-join rows of the store have a column each.
+COUNTERS = LABEL_JOIN_COUNTS
 
 _MAGIC = b"SFLJ"
 _VERSION = 1
